@@ -1,0 +1,267 @@
+package tlsaudit
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sbcwatch/sbcwatch/finding"
+	"github.com/sbcwatch/sbcwatch/tlsaudit/certcheck"
+)
+
+// FindingOptions tunes Findings.
+type FindingOptions struct {
+	// MaxConnectionIDs caps the connection ids listed in the evidence of
+	// a grouped finding (default 20); the count is always exact.
+	MaxConnectionIDs int
+}
+
+// Findings applies the TLS rules to finished connections.
+//
+// Granularity:
+//   - tls_handshake_failed: one per failed connection (Conn.Failed), so a
+//     correlation can cite each failed attempt. Critical when the client
+//     (the peer that gave up) is Microsoft, else warning.
+//   - tls_cert_untrusted, tls_cert_name_mismatch, tls_cert_expired,
+//     tls_cert_expiring, tls_cert_no_server_auth: one per (rule, server
+//     listener ip:port, leaf fingerprint, name checked), from Conn.Check
+//     via certcheck.Result.Problems. Connection is the first connection
+//     that showed it; evidence "connections" counts them all and
+//     "connection_ids" lists the first MaxConnectionIDs.
+//   - tls_version_weak: one per (listener, negotiated version < TLS 1.2).
+//   - tls_cert_inconsistent: one per (listener, SNI) that served more
+//     than one leaf fingerprint; evidence "fingerprints" lists each with
+//     its count, most frequent first.
+//
+// Findings are ordered by time, then rule, then connection; IDs are left
+// for the caller to assign.
+func Findings(conns []*Conn, o FindingOptions) []*finding.Finding {
+	if o.MaxConnectionIDs <= 0 {
+		o.MaxConnectionIDs = 20
+	}
+	var out []*finding.Finding
+	groups := map[string]*finding.Finding{}
+	var order []string
+	group := func(key string, c *Conn, mk func() *finding.Finding) {
+		f, ok := groups[key]
+		if !ok {
+			f = mk()
+			f.Connection = c.ID
+			f.Evidence["listener"] = c.Server.String()
+			f.Evidence["connections"] = 0
+			f.Evidence["connection_ids"] = []string{}
+			f.Evidence["first_seen"] = c.FirstSeen.UTC().Format(time.RFC3339Nano)
+			groups[key] = f
+			order = append(order, key)
+		}
+		f.Evidence["connections"] = f.Evidence["connections"].(int) + 1
+		if ids := f.Evidence["connection_ids"].([]string); len(ids) < o.MaxConnectionIDs {
+			f.Evidence["connection_ids"] = append(ids, c.ID)
+		}
+		f.Evidence["last_seen"] = c.FirstSeen.UTC().Format(time.RFC3339Nano)
+		if c.FromMicrosoft {
+			f.Evidence["from_microsoft"] = true
+		}
+	}
+
+	type listenerSNI struct{ server, sni string }
+	type fpCount struct {
+		fp, subject, issuer, first string
+		n                          int
+	}
+	served := map[listenerSNI][]*fpCount{}
+	var servedOrder []listenerSNI
+	servedFirst := map[listenerSNI]*Conn{}
+
+	for _, c := range conns {
+		if c.Failed() {
+			out = append(out, handshakeFailed(c))
+		}
+		if c.VersionCode != 0 && c.VersionCode < 0x0303 {
+			key := strings.Join([]string{finding.TLSVersionWeak, c.Server.String(), c.Version}, "|")
+			group(key, c, func() *finding.Finding {
+				f := finding.New(finding.TLSVersionWeak, finding.Warning, c.FirstSeen,
+					"%s negotiated %s (below TLS 1.2) with %s", c.Server, c.Version, c.Client.Addr())
+				f.Evidence["version"] = c.Version
+				f.Evidence["version_code"] = fmt.Sprintf("0x%04x", c.VersionCode)
+				f.Evidence["cipher"] = c.Cipher
+				return f
+			})
+		}
+		if c.Check != nil {
+			for _, p := range c.Check.Problems() {
+				name, _ := p.Evidence["name"].(string)
+				key := strings.Join([]string{p.Rule, c.Server.String(), c.Check.Fingerprint, name}, "|")
+				group(key, c, func() *finding.Finding {
+					f := p.Finding(c.FirstSeen, finding.SourcePassive, c.ID)
+					f.Summary = fmt.Sprintf("%s %s", c.Server, p.Summary)
+					f.Evidence["sni"] = c.SNI
+					return f
+				})
+			}
+		}
+		if leaf := c.Leaf(); leaf != nil {
+			k := listenerSNI{c.Server.String(), c.SNI}
+			fp := certcheck.Fingerprint(leaf)
+			list, seen := served[k]
+			if !seen {
+				servedOrder = append(servedOrder, k)
+				servedFirst[k] = c
+			}
+			found := false
+			for _, e := range list {
+				if e.fp == fp {
+					e.n++
+					found = true
+				}
+			}
+			if !found {
+				served[k] = append(list, &fpCount{fp: fp, subject: leaf.Subject.String(),
+					issuer: leaf.Issuer.String(), first: c.ID, n: 1})
+			}
+		}
+	}
+	for _, k := range order {
+		out = append(out, groups[k])
+	}
+	for _, k := range servedOrder {
+		list := served[k]
+		if len(list) < 2 {
+			continue
+		}
+		sort.SliceStable(list, func(i, j int) bool { return list[i].n > list[j].n })
+		c := servedFirst[k]
+		sni := k.sni
+		if sni == "" {
+			sni = "(no SNI)"
+		}
+		total := 0
+		var fps []map[string]any
+		var parts []string
+		for _, e := range list {
+			total += e.n
+			fps = append(fps, map[string]any{
+				"fingerprint_sha256": e.fp, "subject": e.subject, "issuer": e.issuer,
+				"count": e.n, "first_connection": e.first,
+			})
+			parts = append(parts, fmt.Sprintf("%s [sha256 %.12s…] ×%d", e.subject, e.fp, e.n))
+		}
+		f := finding.New(finding.TLSCertInconsistent, finding.Critical, c.FirstSeen,
+			"%s served %d different certificates for %s: %s", k.server, len(list), sni, strings.Join(parts, ", "))
+		f.Connection = c.ID
+		f.Evidence["listener"] = k.server
+		f.Evidence["sni"] = k.sni
+		f.Evidence["fingerprints"] = fps
+		f.Evidence["connections"] = total
+		out = append(out, f)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if !a.Time.Equal(b.Time) {
+			return a.Time.Before(b.Time)
+		}
+		if a.Rule != b.Rule {
+			return a.Rule < b.Rule
+		}
+		return a.Connection < b.Connection
+	})
+	return out
+}
+
+// DurationMS is the connection's duration in milliseconds (microsecond
+// precision), as reported in evidence and the JSON "duration_ms".
+func (c *Conn) DurationMS() float64 {
+	return float64(c.Duration.Microseconds()) / 1000
+}
+
+// AlertSummary describes the alert that ended the connection, e.g.
+// "bad_certificate (42) from client", "encrypted alert from client", or
+// "" when there was none.
+func (c *Conn) AlertSummary() string {
+	var pick *Alert
+	for i := range c.Alerts {
+		a := &c.Alerts[i]
+		if a.Level == 2 || a.Encrypted {
+			pick = a
+			break
+		}
+		if pick == nil {
+			pick = a
+		}
+	}
+	if pick == nil {
+		return ""
+	}
+	if pick.Encrypted {
+		return "encrypted alert from " + pick.From
+	}
+	lvl := "warning"
+	if pick.Level == 2 {
+		lvl = "fatal"
+	}
+	return fmt.Sprintf("%s %s (%d) from %s", lvl, pick.Name, pick.Description, pick.From)
+}
+
+func handshakeFailed(c *Conn) *finding.Finding {
+	sev := finding.Warning
+	if c.FromMicrosoft {
+		sev = finding.Critical
+	}
+	how := c.Outcome
+	switch c.Outcome {
+	case OutcomeAlert:
+		how = c.AlertSummary()
+	case OutcomeReset:
+		how = "reset by " + c.ClosedBy
+	case OutcomeClosed:
+		how = "closed by " + c.ClosedBy
+	}
+	sni := c.SNI
+	if sni == "" {
+		sni = "no SNI"
+	}
+	what := "before the certificate"
+	if leaf := c.Leaf(); leaf != nil {
+		what = "after certificate " + leaf.Subject.String()
+	} else if c.CertEncrypted {
+		what = "(TLS 1.3, certificate encrypted)"
+	}
+	f := finding.New(finding.TLSHandshakeFailed, sev, c.FirstSeen,
+		"TLS handshake %s (%s) failed %s: %s after %s ms", c.ID, sni, what, how, msText(c.DurationMS()))
+	f.Connection = c.ID
+	ev := f.Evidence
+	ev["connection"] = c.ID
+	ev["client"] = c.Client.String()
+	ev["server"] = c.Server.String()
+	ev["sni"] = c.SNI
+	ev["outcome"] = c.Outcome
+	ev["alert"] = c.AlertSummary()
+	ev["closed_by"] = c.ClosedBy
+	ev["duration_ms"] = c.DurationMS()
+	ev["from_microsoft"] = c.FromMicrosoft
+	ev["version"] = c.Version
+	ev["cert_encrypted"] = c.CertEncrypted
+	ev["first_seen"] = c.FirstSeen.UTC().Format(time.RFC3339Nano)
+	if leaf := c.Leaf(); leaf != nil {
+		ev["cert_subject"] = leaf.Subject.String()
+		ev["cert_issuer"] = leaf.Issuer.String()
+		ev["cert_fingerprint_sha256"] = certcheck.Fingerprint(leaf)
+		ev["cert_sans"] = certcheck.SANs(leaf)
+	}
+	if c.Check != nil {
+		ev["cert_trusted"] = c.Check.Trusted
+		if c.Check.VerifyError != "" {
+			ev["verify_error"] = c.Check.VerifyError
+		}
+	}
+	return f
+}
+
+// msText prints milliseconds with one decimal below 10 ms.
+func msText(ms float64) string {
+	if ms < 10 {
+		return fmt.Sprintf("%.1f", ms)
+	}
+	return fmt.Sprintf("%.0f", ms)
+}
