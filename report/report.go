@@ -1,0 +1,87 @@
+// Package report is the output of one analysis: the `analyze --format
+// json` contract (calls, tls, findings, stats) and the plain-text report
+// that leads with verdicts. It reads records from sip, tlsaudit and
+// finding and never changes them.
+package report
+
+import (
+	"github.com/sbcwatch/sbcwatch/finding"
+	"github.com/sbcwatch/sbcwatch/sip"
+	"github.com/sbcwatch/sbcwatch/tlsaudit"
+)
+
+// Report is everything one analysis found. The JSON members required by
+// docs/findings.md are Calls, TLS, Findings and Stats.
+type Report struct {
+	Calls    []CallJSON         `json:"calls"`
+	TLS      []TLSJSON          `json:"tls"`
+	Findings []*finding.Finding `json:"findings"`
+	Stats    Stats              `json:"stats"`
+	Hints    []string           `json:"hints,omitempty"`
+	// Warnings say the input was not read whole (a damaged capture).
+	Warnings []string `json:"warnings,omitempty"`
+
+	// The records behind the JSON views, for the store, the API and the
+	// text ladders. Not serialised.
+	CallRecords []*sip.Call      `json:"-"`
+	Conns       []*tlsaudit.Conn `json:"-"`
+}
+
+// CallJSON is one entry of "calls".
+type CallJSON struct {
+	CallID      string        `json:"call_id"`
+	Kind        string        `json:"kind"`
+	From        string        `json:"from"`
+	To          string        `json:"to"`
+	Start       finding.Time  `json:"start"`
+	Answer      *finding.Time `json:"answer,omitempty"`
+	End         *finding.Time `json:"end"`
+	DurationS   float64       `json:"duration_s"`
+	Answered    bool          `json:"answered"`
+	ReferCount  int           `json:"refer_count"`
+	EndedBy     string        `json:"ended_by"`
+	EndReason   string        `json:"end_reason"`
+	Messages    int           `json:"messages"`
+	Microsoft   bool          `json:"microsoft"`
+	Q850Cause   int           `json:"q850_cause,omitempty"`
+	FinalStatus int           `json:"final_status,omitempty"`
+}
+
+// TLSJSON is one entry of "tls".
+type TLSJSON struct {
+	Client          string       `json:"client"`
+	Server          string       `json:"server"`
+	SNI             string       `json:"sni"`
+	Version         string       `json:"version"`
+	Cipher          string       `json:"cipher"`
+	CertSubject     string       `json:"cert_subject"`
+	CertIssuer      string       `json:"cert_issuer"`
+	CertSANs        []string     `json:"cert_sans"`
+	CertFingerprint string       `json:"cert_fingerprint_sha256"`
+	Outcome         string       `json:"outcome"`
+	Alert           string       `json:"alert"`
+	DurationMS      float64      `json:"duration_ms"`
+	FromMicrosoft   bool         `json:"from_microsoft"`
+	Start           finding.Time `json:"start"`
+	ClosedBy        string       `json:"closed_by"`
+	AppData         bool         `json:"app_data"`
+	CertEncrypted   bool         `json:"cert_encrypted"`
+	CertRequested   bool         `json:"cert_requested"`
+	JA3             string       `json:"ja3,omitempty"`
+	JA4             string       `json:"ja4,omitempty"`
+	BytesC2S        uint64       `json:"bytes_client_to_server"`
+	BytesS2C        uint64       `json:"bytes_server_to_client"`
+}
+
+// Stats is the "stats" member.
+type Stats struct {
+	Packets       uint64            `json:"packets"`
+	Bytes         uint64            `json:"bytes"`
+	SIPMessages   uint64            `json:"sip_messages"`
+	TLSHandshakes uint64            `json:"tls_handshakes"`
+	Seconds       float64           `json:"seconds"` // capture span, first to last packet
+	Malformed     uint64            `json:"malformed"`
+	SIPErrors     uint64            `json:"sip_parse_errors"`
+	TCPDropped    uint64            `json:"tcp_dropped_bytes"`
+	Extra         map[string]uint64 `json:"extra,omitempty"`
+}

@@ -1,0 +1,340 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sbcwatch/sbcwatch/finding"
+	"github.com/sbcwatch/sbcwatch/sip"
+	"github.com/sbcwatch/sbcwatch/tlsaudit"
+)
+
+// WriteJSON writes the report as one JSON object (the analyze contract).
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// maxPerRule caps how many findings of one rule the text report lists.
+const maxPerRule = 10
+
+// WriteText writes the human report: a summary line, the verdicts most
+// severe first, hints, a calls table and a TLS table.
+func (r *Report) WriteText(w io.Writer) error {
+	ew := &errWriter{w: w}
+	ew.printf("%s\n", r.SummaryLine())
+	for _, w := range r.Warnings {
+		ew.printf("Warning: %s\n", w)
+	}
+	ew.printf("\n")
+	if len(r.Findings) == 0 {
+		ew.printf("No findings.\n")
+	} else {
+		ew.printf("Verdicts (most severe first):\n")
+		shown := map[string]int{}
+		hidden := map[string]int{}
+		for _, f := range r.Findings {
+			if shown[f.Rule] >= maxPerRule {
+				hidden[f.Rule]++
+				continue
+			}
+			shown[f.Rule]++
+			ew.printf("  %-8s %-24s %s\n", strings.ToUpper(string(f.Severity)), f.Rule, f.Summary)
+		}
+		for _, rule := range sortedKeys(hidden) {
+			ew.printf("  %-8s %-24s … and %d more (see --format json)\n", "", rule, hidden[rule])
+		}
+	}
+	for _, h := range r.Hints {
+		ew.printf("\nHint: %s\n", h)
+	}
+	if len(r.Calls) > 0 {
+		ew.printf("\nCalls (%d):\n", len(r.Calls))
+		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  START\tKIND\tFROM\tTO\tANSWERED\tDURATION\tREFERS\tENDED BY\tEND\tMSGS\tCALL-ID")
+		for _, c := range r.Calls {
+			dur := "-"
+			if c.Answered && c.End != nil {
+				dur = fmt.Sprintf("%.1fs", c.DurationS)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n",
+				time.Time(c.Start).Format("2006-01-02 15:04:05.000"), c.Kind, dash(c.From), dash(c.To), yesNo(c.Answered),
+				dur, c.ReferCount, dash(c.EndedBy), dash(c.EndReason), c.Messages, c.CallID)
+		}
+		tw.Flush()
+	}
+	if len(r.TLS) > 0 {
+		ew.printf("\nTLS connections (%d):\n", len(r.TLS))
+		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  START\tCLIENT\tSERVER\tSNI\tVERSION\tCERTIFICATE\tOUTCOME\tMS\tMICROSOFT")
+		for _, c := range r.TLS {
+			cert := c.CertSubject
+			if cert == "" && c.CertEncrypted {
+				cert = "(encrypted, TLS 1.3)"
+			}
+			outcome := c.Outcome
+			if c.Alert != "" {
+				outcome += ": " + c.Alert
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%s\n",
+				time.Time(c.Start).Format("15:04:05.000"), c.Client, c.Server, dash(c.SNI), dash(c.Version),
+				dash(cert), outcome, c.DurationMS, yesNo(c.FromMicrosoft))
+		}
+		tw.Flush()
+	}
+	return ew.err
+}
+
+// SummaryLine is one line: what was read and what was found.
+func (r *Report) SummaryLine() string {
+	ms, answered := 0, 0
+	for _, c := range r.Calls {
+		if c.Microsoft {
+			ms++
+		}
+		if c.Answered {
+			answered++
+		}
+	}
+	failed := 0
+	for _, c := range r.TLS {
+		if c.Outcome != tlsaudit.OutcomeEstablished && c.Outcome != tlsaudit.OutcomeIncomplete {
+			failed++
+		}
+	}
+	sev := map[finding.Severity]int{}
+	for _, f := range r.Findings {
+		sev[f.Severity]++
+	}
+	read := fmt.Sprintf("%d packets over %.1f s", r.Stats.Packets, r.Stats.Seconds)
+	if n := r.Stats.Extra["log_lines"]; n > 0 {
+		read += fmt.Sprintf(" and %d SBC log lines", n)
+	}
+	return fmt.Sprintf("%s: %d SIP messages in %d Call-IDs (%d answered, %d with Microsoft); "+
+		"%d TLS connections (%d failed); findings: %d critical, %d warning, %d info.",
+		read, r.Stats.SIPMessages, len(r.Calls), answered, ms,
+		len(r.TLS), failed, sev[finding.Critical], sev[finding.Warning], sev[finding.Info])
+}
+
+// WriteLadder writes a text ladder of one call: every message kept, with
+// the TLS connections that touched the call's SBC side or its Microsoft
+// peer drawn between them at their times, and the call's findings.
+func (r *Report) WriteLadder(w io.Writer, callID string) error {
+	call, err := r.call(callID)
+	if err != nil {
+		return err
+	}
+	ew := &errWriter{w: w}
+	v := CallView(call)
+	ew.printf("Call-ID %s (%s) from %s to %s\n", call.CallID, call.Kind, dash(call.From), dash(call.To))
+	ew.printf("start %s", call.Start.UTC().Format(time.RFC3339Nano))
+	if call.Answered {
+		ew.printf(", answered %s", call.Answer.UTC().Format("15:04:05.000"))
+	}
+	if !call.End.IsZero() {
+		ew.printf(", ended %s by %s (%s), %.1f s talk", call.End.UTC().Format("15:04:05.000"), dash(call.EndedBy), dash(call.EndReason), v.DurationS)
+	}
+	ew.printf("; %d messages, %d REFER\n\n", call.MessageCount, len(call.Refers))
+
+	type line struct {
+		t    time.Time
+		text string
+	}
+	var lines []line
+	for _, m := range call.Messages {
+		label := m.Summary()
+		var extra []string
+		if m.CSeq != 0 {
+			extra = append(extra, fmt.Sprintf("CSeq %d %s", m.CSeq, m.CSeqMethod))
+		}
+		if m.ReferTo != "" {
+			extra = append(extra, "Refer-To "+m.ReferTo)
+		}
+		if m.ReasonHdr != "" {
+			extra = append(extra, "Reason "+m.ReasonHdr)
+		}
+		if m.SipFrag != "" {
+			extra = append(extra, "sipfrag "+m.SipFrag)
+		}
+		via := m.Origin
+		if via == "wire" {
+			via = m.Transport
+		} else {
+			via = m.Transport + "/" + via
+		}
+		lines = append(lines, line{m.Time, fmt.Sprintf("%-21s -> %-21s %-9s %-28s %s",
+			m.Src, m.Dst, via, label, strings.Join(extra, "; "))})
+	}
+	for _, c := range RelatedConns(call, r.Conns) {
+		cert := "no certificate seen"
+		if c.Check != nil {
+			cert = "served " + c.Check.Subject
+			if c.Check.SelfSigned {
+				cert += " (self-signed)"
+			} else if !c.Check.Trusted {
+				cert += " (untrusted)"
+			}
+		} else if c.CertEncrypted {
+			cert = "certificate encrypted (TLS 1.3)"
+		}
+		end := c.Outcome
+		if n := len(c.Alerts); n > 0 {
+			end += " " + c.Alerts[n-1].Name + " from " + c.Alerts[n-1].From
+		}
+		lines = append(lines, line{c.FirstSeen, fmt.Sprintf("%-21s => %-21s %-9s %-28s sni=%s; %s; %s after %.0f ms",
+			c.Client, c.Server, "tls", "new TLS connection", dash(c.SNI), cert, end, float64(c.Duration.Microseconds())/1000)})
+	}
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].t.Before(lines[j].t) })
+	for _, l := range lines {
+		ew.printf("%s  %s\n", l.t.UTC().Format("15:04:05.000"), strings.TrimRight(l.text, " "))
+	}
+	if call.Truncated {
+		ew.printf("(ladder truncated: %d of %d messages kept)\n", len(call.Messages), call.MessageCount)
+	}
+	var fs []*finding.Finding
+	for _, f := range r.Findings {
+		if f.CallID == call.CallID {
+			fs = append(fs, f)
+		}
+	}
+	if len(fs) > 0 {
+		ew.printf("\nFindings:\n")
+		for _, f := range fs {
+			ew.printf("  %-8s %-24s %s\n", strings.ToUpper(string(f.Severity)), f.Rule, f.Summary)
+		}
+	}
+	return ew.err
+}
+
+// CallDetail is the JSON of `analyze --call ID --format json`: the call,
+// its kept messages in order, the TLS connections of its ladder and its
+// findings.
+type CallDetail struct {
+	Call     CallJSON           `json:"call"`
+	Messages []LadderStep       `json:"messages"`
+	TLS      []TLSJSON          `json:"tls"`
+	Findings []*finding.Finding `json:"findings"`
+}
+
+// LadderStep is one message of a call's ladder.
+type LadderStep struct {
+	Time      finding.Time `json:"time"`
+	From      string       `json:"from"`
+	To        string       `json:"to"`
+	Transport string       `json:"transport"`
+	Origin    string       `json:"origin"`
+	Label     string       `json:"label"`
+	CSeq      string       `json:"cseq"`
+	Reason    string       `json:"reason,omitempty"`
+	ReferTo   string       `json:"refer_to,omitempty"`
+	SipFrag   string       `json:"sipfrag,omitempty"`
+}
+
+// WriteCallJSON writes one call's detail as JSON.
+func (r *Report) WriteCallJSON(w io.Writer, callID string) error {
+	call, err := r.call(callID)
+	if err != nil {
+		return err
+	}
+	d := CallDetail{Call: CallView(call), Messages: []LadderStep{}, TLS: []TLSJSON{}, Findings: []*finding.Finding{}}
+	for _, m := range call.Messages {
+		d.Messages = append(d.Messages, LadderStep{Time: finding.Time(m.Time), From: m.Src.String(), To: m.Dst.String(),
+			Transport: m.Transport, Origin: m.Origin, Label: m.Summary(), CSeq: fmt.Sprintf("%d %s", m.CSeq, m.CSeqMethod),
+			Reason: m.ReasonHdr, ReferTo: m.ReferTo, SipFrag: m.SipFrag})
+	}
+	for _, c := range RelatedConns(call, r.Conns) {
+		d.TLS = append(d.TLS, ConnView(c))
+	}
+	for _, f := range r.Findings {
+		if f.CallID == callID {
+			d.Findings = append(d.Findings, f)
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(d)
+}
+
+// call finds a call record by Call-ID.
+func (r *Report) call(callID string) (*sip.Call, error) {
+	for _, c := range r.CallRecords {
+		if c.CallID == callID {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("no call with Call-ID %q in this capture", callID)
+}
+
+// RelatedConns returns the TLS connections that belong on a call's
+// ladder: those between the call's start and a little after its end that
+// involve the call's SBC side or its Microsoft peer.
+func RelatedConns(call *sip.Call, conns []*tlsaudit.Conn) []*tlsaudit.Conn {
+	end := call.End
+	if end.IsZero() {
+		end = call.Last
+	}
+	end = end.Add(5 * time.Second)
+	sbc := call.SBCSide.Addr()
+	var out []*tlsaudit.Conn
+	for _, c := range conns {
+		if c.FirstSeen.Before(call.Start) || c.FirstSeen.After(end) {
+			continue
+		}
+		if touches(c, sbc) || (call.MicrosoftAddr.IsValid() && touches(c, call.MicrosoftAddr)) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func touches(c *tlsaudit.Conn, a netip.Addr) bool {
+	return a.IsValid() && (c.Client.Addr() == a || c.Server.Addr() == a)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func sortedKeys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
+}
+
+func (e *errWriter) printf(format string, a ...any) {
+	fmt.Fprintf(e, format, a...)
+}
