@@ -1,0 +1,39 @@
+// Package store keeps everything sbcwatch sees in Postgres: calls, SIP
+// messages (with their raw text), TLS connections, certificates, findings,
+// counter samples, audits and API tokens, and answers the lookups the REST
+// API needs ("what happened to the call from +49… at 09:55?").
+//
+// Open a pool with Open, apply the schema with Migrate (embedded SQL from
+// package migrations, run by tern under an advisory lock), write an
+// analysis with SaveReport, stream with a Batcher, and read with the query
+// functions, which take a DBTX so they run on the pool or inside a
+// transaction.
+//
+// # Idempotence
+//
+// Writes go through CopyFrom into temporary tables, then INSERT … ON
+// CONFLICT, in one transaction per save. Every row has a natural or
+// content-derived key, so saving the same capture twice stores nothing
+// twice:
+//
+//   - calls: (sbc, call_id, start); a later view of the same call (more
+//     messages, an end) updates the row in place;
+//   - sip_messages: (time, sha256 of sbc, time, src, dst, raw);
+//   - tls_connections: (first_seen, sha256 of sbc, client->server, first_seen);
+//   - certificates: SHA-256 of the DER;
+//   - findings: (time, FindingID), a hash of sbc, rule, call, connection,
+//     time and summary; Cites are rewritten from the analysis-local ids
+//     ("F3") to these;
+//   - counter_samples: (time, sbc, counter, scope);
+//   - ingests: (sbc, source, digest of the content keys).
+//
+// # Partitions and retention
+//
+// sip_messages, tls_connections, counter_samples and findings are range
+// partitioned by UTC day of the event time (capture clock). Partitions are
+// created on demand for the times that arrive (EnsurePartitions, under an
+// advisory lock) and ahead of time by EnsureUpcoming. DropOlderThan drops
+// whole days whose end is older than the retention and deletes calls and
+// audits older than it. Retention follows event time: a capture from two
+// months ago is stored, and dropped by the next retention run.
+package store
