@@ -1,0 +1,276 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sbcwatch/sbcwatch/finding"
+	"github.com/sbcwatch/sbcwatch/store"
+)
+
+// PcapNote says why the bundle carries no pcap.
+const PcapNote = "not available: sbcwatch does not keep raw packets yet; the text of every stored SIP message is in \"messages\""
+
+// Evidence is the bundle of GET /api/v1/calls/{call_id}/evidence: what an
+// admin pastes into a ticket.
+type Evidence struct {
+	GeneratedAt time.Time `json:"generated_at"`
+	// Verdict is the findings' summaries, most severe first, one per line.
+	Verdict  string          `json:"verdict"`
+	Call     store.Call      `json:"call"`
+	Findings []store.Finding `json:"findings"`
+	Ladder   []LadderStep    `json:"ladder"`
+	// TLS are the related connections; FailedTLS names the ones that
+	// failed (client->server).
+	TLS          []store.TLSConn   `json:"tls"`
+	FailedTLS    []string          `json:"failed_tls"`
+	Certificates []EvidenceCert    `json:"certificates"`
+	Messages     []store.Message   `json:"messages"`
+	Pcap         EvidencePcap      `json:"pcap"`
+	Counts       map[string]int    `json:"counts"`
+	Links        map[string]string `json:"links"`
+}
+
+// EvidenceCert is a certificate with its PEM.
+type EvidenceCert struct {
+	Fingerprint string    `json:"fingerprint_sha256"`
+	Subject     string    `json:"subject"`
+	Issuer      string    `json:"issuer"`
+	SANs        []string  `json:"sans"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	SelfSigned  bool      `json:"self_signed"`
+	PEM         string    `json:"pem"`
+}
+
+// EvidencePcap tells whether the call's packets can be had.
+type EvidencePcap struct {
+	Available bool   `json:"available"`
+	Note      string `json:"note"`
+}
+
+func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
+	asText, err := wantsText(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	d, err := s.callDetail(r.Context(), r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ev, err := s.buildEvidence(r, d)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !asText {
+		writeJSON(w, http.StatusOK, ev)
+		return
+	}
+	var buf bytes.Buffer
+	writeEvidenceText(&buf, ev)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// wantsText: ?format=text, or Accept preferring text/plain (and ?format
+// absent).
+func wantsText(r *http.Request) (bool, error) {
+	switch f := r.URL.Query().Get("format"); f {
+	case "text":
+		return true, nil
+	case "json":
+		return false, nil
+	case "":
+	default:
+		return false, badRequest("format must be json or text")
+	}
+	for part := range strings.SplitSeq(r.Header.Get("Accept"), ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		switch mt {
+		case "text/plain":
+			return true, nil
+		case "application/json", "*/*":
+			return false, nil
+		}
+	}
+	return false, nil
+}
+
+func (s *Server) buildEvidence(r *http.Request, d *CallDetail) (*Evidence, error) {
+	fs := d.Findings
+	ev := &Evidence{GeneratedAt: s.opts.Now().UTC(), Call: d.Call, Findings: fs, Ladder: d.Ladder, TLS: d.TLS,
+		Messages: d.Messages, FailedTLS: []string{}, Certificates: []EvidenceCert{},
+		Pcap: EvidencePcap{Available: false, Note: PcapNote}}
+	var lines []string
+	for _, f := range fs {
+		lines = append(lines, fmt.Sprintf("[%s] %s: %s", f.Severity, f.Rule, f.Summary))
+	}
+	if len(lines) == 0 {
+		lines = append(lines, verdictNoFindings(d.Call))
+	}
+	ev.Verdict = strings.Join(lines, "\n")
+	var fps []string
+	for _, c := range d.TLS {
+		if c.Failed() {
+			ev.FailedTLS = append(ev.FailedTLS, c.ConnID)
+		}
+		for _, fp := range append([]string{c.Fingerprint}, c.Chain...) {
+			if fp != "" && !slices.Contains(fps, fp) {
+				fps = append(fps, fp)
+			}
+		}
+	}
+	certs, err := store.CertificatesByFingerprint(r.Context(), s.st.Pool(), fps)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range certs {
+		ev.Certificates = append(ev.Certificates, EvidenceCert{Fingerprint: c.Fingerprint, Subject: c.Subject,
+			Issuer: c.Issuer, SANs: c.SANs, NotBefore: c.NotBefore, NotAfter: c.NotAfter, SelfSigned: c.SelfSigned,
+			PEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}))})
+	}
+	ev.Counts = map[string]int{"findings": len(fs), "messages": len(d.Messages), "tls": len(d.TLS),
+		"failed_tls": len(ev.FailedTLS), "certificates": len(ev.Certificates)}
+	base := "/api/v1/calls/" + escapeSegment(d.Call.CallID)
+	ev.Links = map[string]string{"call": base, "evidence_text": base + "/evidence?format=text"}
+	return ev, nil
+}
+
+// sortFindings puts findings in the report's order: most severe first,
+// verdicts about the call before the TLS facts they rest on
+// (finding.Less).
+func sortFindings(fs []store.Finding) {
+	slices.SortStableFunc(fs, func(a, b store.Finding) int {
+		fa, fb := asFinding(a), asFinding(b)
+		switch {
+		case finding.Less(fa, fb):
+			return -1
+		case finding.Less(fb, fa):
+			return 1
+		}
+		return 0
+	})
+}
+
+func asFinding(f store.Finding) *finding.Finding {
+	return &finding.Finding{Rule: f.Rule, Severity: finding.Severity(f.Severity), Time: f.Time,
+		CallID: f.CallID, Connection: f.Connection}
+}
+
+func escapeSegment(s string) string {
+	return strings.ReplaceAll(urlPathEscape(s), "+", "%2B")
+}
+
+func verdictNoFindings(c store.Call) string {
+	switch {
+	case c.Answered && c.EndReason != "":
+		return fmt.Sprintf("No findings: the call was answered and ended normally (%s by the %s).", c.EndReason, orUnknown(c.EndedBy))
+	case c.Answered:
+		return "No findings: the call was answered."
+	case c.FinalStatus != 0:
+		return fmt.Sprintf("No findings: the call was not answered (final response %d).", c.FinalStatus)
+	}
+	return "No findings for this call."
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown side"
+	}
+	return s
+}
+
+// writeEvidenceText renders the bundle for a ticket.
+func writeEvidenceText(w io.Writer, ev *Evidence) {
+	c := ev.Call
+	fmt.Fprintf(w, "sbcwatch evidence for call %s (SBC %s)\n", c.CallID, c.SBC)
+	fmt.Fprintf(w, "generated %s\n\n", ev.GeneratedAt.Format(time.RFC3339))
+	fmt.Fprintln(w, "VERDICT")
+	for l := range strings.SplitSeq(ev.Verdict, "\n") {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+	fmt.Fprintln(w, "\nCALL")
+	fmt.Fprintf(w, "  from %s to %s\n", c.From, c.To)
+	fmt.Fprintf(w, "  start %s", ts(c.Start))
+	if c.Answer != nil {
+		fmt.Fprintf(w, ", answered %s", ts(*c.Answer))
+	}
+	if c.End != nil {
+		fmt.Fprintf(w, ", ended %s (%.1f s talk)", ts(*c.End), c.DurationS)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  ended by %s: %s", orUnknown(c.EndedBy), c.EndReason)
+	if c.ByeReason != "" {
+		fmt.Fprintf(w, " (Reason: %s)", c.ByeReason)
+	}
+	fmt.Fprintf(w, "\n  REFERs seen: %d; messages: %d; Microsoft peer: %s\n", c.ReferCount, c.Messages, c.MicrosoftIP)
+
+	fmt.Fprintf(w, "\nFINDINGS (%d)\n", len(ev.Findings))
+	for _, f := range ev.Findings {
+		fmt.Fprintf(w, "  %s [%s] %s at %s\n    %s\n", f.ID, f.Severity, f.Rule, ts(f.Time), f.Summary)
+		if f.Connection != "" {
+			fmt.Fprintf(w, "    connection: %s\n", f.Connection)
+		}
+		if len(f.Cites) > 0 {
+			fmt.Fprintf(w, "    cites: %s\n", strings.Join(f.Cites, ", "))
+		}
+		var pretty bytes.Buffer
+		if json.Indent(&pretty, f.Evidence, "    ", "  ") == nil {
+			fmt.Fprintf(w, "    evidence: %s\n", pretty.String())
+		}
+	}
+
+	fmt.Fprintf(w, "\nLADDER (%d messages)\n", len(ev.Ladder))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, l := range ev.Ladder {
+		fmt.Fprintf(tw, "  %s\t%s\t->\t%s\t%s\n", ts(l.Time), l.From, l.To, l.Label)
+	}
+	tw.Flush()
+
+	fmt.Fprintf(w, "\nTLS CONNECTIONS (%d related, %d failed)\n", len(ev.TLS), len(ev.FailedTLS))
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  first seen\tclient -> server\tSNI\tversion\toutcome\talert\tclosed by\tms\tcertificate")
+	for _, t := range ev.TLS {
+		cert := t.CertSubject
+		if t.Fingerprint != "" {
+			cert += " sha256:" + t.Fingerprint
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%s\n", ts(t.FirstSeen), t.ConnID, t.SNI, t.Version,
+			t.Outcome, t.Alert, t.ClosedBy, t.DurationMS, cert)
+	}
+	tw.Flush()
+
+	fmt.Fprintf(w, "\nCERTIFICATES (%d)\n", len(ev.Certificates))
+	for _, c := range ev.Certificates {
+		fmt.Fprintf(w, "  sha256:%s\n    subject: %s\n    issuer: %s\n    SANs: %s\n    valid %s to %s; self-signed: %v\n",
+			c.Fingerprint, c.Subject, c.Issuer, strings.Join(c.SANs, ", "), ts(c.NotBefore), ts(c.NotAfter), c.SelfSigned)
+		for l := range strings.SplitSeq(strings.TrimSpace(c.PEM), "\n") {
+			fmt.Fprintf(w, "    %s\n", l)
+		}
+	}
+
+	fmt.Fprintf(w, "\nSIP MESSAGES (%d)\n", len(ev.Messages))
+	for _, m := range ev.Messages {
+		fmt.Fprintf(w, "--- %s %s -> %s (%s)\n", ts(m.Time), m.Src, m.Dst, m.Transport)
+		fmt.Fprintln(w, strings.TrimRight(strings.ReplaceAll(m.Raw, "\r\n", "\n"), "\n"))
+	}
+	fmt.Fprintf(w, "\nPCAP\n  %s\n", ev.Pcap.Note)
+}
+
+func ts(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }

@@ -1,0 +1,17 @@
+// Package web serves sbcwatch's HTML pages next to the REST API: the call
+// page (verdict, call facts, an SVG ladder that draws the TLS attempts
+// between the SIP messages, findings with their evidence, TLS table) and
+// a short list of the latest calls with findings.
+//
+// The pages are a client of the API: each one reads the API's JSON in
+// process (GET /api/v1/calls/{call_id}/evidence, GET /api/v1/calls), so
+// the verdict, the related TLS connections and the findings' order are
+// exactly the API's. Everything is rendered on the server with
+// html/template (inline SVG, inline CSS, no JavaScript, nothing fetched
+// from elsewhere), so the pages read without JavaScript and print.
+//
+// Authentication is the API's bearer token, sent either as
+// "Authorization: Bearer" or as the HttpOnly, SameSite=Strict cookie
+// sbcwatch_token that POST /login sets after checking the pasted token
+// against the store. Tokens are never logged.
+package web

@@ -1,0 +1,384 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/sbcwatch/sbcwatch/store"
+)
+
+// CookieName is the cookie that carries the token for browsers.
+const CookieName = "sbcwatch_token"
+
+// cookieMaxAge bounds how long a browser keeps the token.
+const cookieMaxAge = 12 * time.Hour
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+var tmpl = template.Must(template.New("").Funcs(template.FuncMap{
+	"ts":      func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") },
+	"callURL": CallPath,
+	"add":     func(a, b int) int { return a + b },
+	"sub":     func(a, b int) int { return a - b },
+}).ParseFS(templateFS, "templates/*.html"))
+
+// Options are the pages' dependencies.
+type Options struct {
+	// API is the REST API handler (api.NewServer's router); the pages
+	// read /api/v1 through it, in process.
+	API http.Handler
+	// Store checks tokens at login and on every page.
+	Store *store.Store
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Timeout bounds each page request (default 30 s).
+	Timeout time.Duration
+}
+
+// Pages serves the HTML pages.
+type Pages struct {
+	opts Options
+	log  *slog.Logger
+	mux  *http.ServeMux
+}
+
+// New returns the pages' handler. It does not touch the store until a
+// request arrives.
+func New(opts Options) *Pages {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	p := &Pages{opts: opts, log: opts.Logger.With("component", "web")}
+	m := http.NewServeMux()
+	m.HandleFunc("GET /{$}", p.authed(p.handleIndex))
+	m.HandleFunc("GET /calls/{call_id}", p.authed(p.handleCall))
+	m.HandleFunc("GET /login", p.handleLoginForm)
+	m.HandleFunc("POST /login", p.handleLogin)
+	m.HandleFunc("POST /logout", p.handleLogout)
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		p.renderError(w, http.StatusNotFound, "No such page: "+r.URL.Path)
+	})
+	p.mux = m
+	return p
+}
+
+// Owns reports whether path belongs to the pages (the API hands those
+// over from its not-found handler, so its route table stays /api/v1).
+func Owns(path string) bool {
+	return path == "/" || path == "/login" || path == "/logout" || strings.HasPrefix(path, "/calls/")
+}
+
+// CallPath is the page of a call: /calls/{call_id} with the Call-ID
+// escaped as one path segment.
+func CallPath(callID, sbc string) string {
+	p := "/calls/" + segment(callID)
+	if sbc != "" {
+		p += "?sbc=" + url.QueryEscape(sbc)
+	}
+	return p
+}
+
+// segment escapes s as one path segment ("/" as %2F, "+" as %2B).
+func segment(s string) string { return strings.ReplaceAll(url.PathEscape(s), "+", "%2B") }
+
+func (p *Pages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cache-Control", "no-store")
+	ctx, cancel := context.WithTimeout(r.Context(), p.opts.Timeout)
+	defer cancel()
+	p.mux.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// page is what every template gets.
+type page struct {
+	Title  string
+	Authed bool
+	Data   any
+}
+
+func (p *Pages) render(w http.ResponseWriter, status int, name string, pg page) {
+	var buf bytes.Buffer
+	if err := tmpl.ExecuteTemplate(&buf, name, pg); err != nil {
+		p.log.Error("render page", "template", name, "err", err)
+		http.Error(w, "internal error rendering the page", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func (p *Pages) renderError(w http.ResponseWriter, status int, msg string) {
+	p.render(w, status, "error.html", page{Title: http.StatusText(status), Data: struct {
+		Status int
+		Text   string
+	}{status, msg}})
+}
+
+// token returns the request's token: the bearer header first, else the
+// cookie.
+func token(r *http.Request) (tok string, viaHeader bool) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, t, ok := strings.Cut(h, " ")
+		if ok && strings.EqualFold(scheme, "Bearer") {
+			return strings.TrimSpace(t), true
+		}
+		return "", true
+	}
+	if c, err := r.Cookie(CookieName); err == nil {
+		return strings.TrimSpace(c.Value), false
+	}
+	return "", false
+}
+
+// authed runs h with a live token (any scope: pages only read). Without
+// one, a browser is sent to /login; a wrong bearer header gets 401.
+func (p *Pages) authed(h func(w http.ResponseWriter, r *http.Request, tok string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, viaHeader := token(r)
+		if tok == "" && !viaHeader {
+			p.toLogin(w, r)
+			return
+		}
+		_, err := p.lookup(r.Context(), tok)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if viaHeader {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="sbcwatch", error="invalid_token"`)
+				p.renderError(w, http.StatusUnauthorized, "The token is unknown or revoked.")
+				return
+			}
+			clearCookie(w, r)
+			p.toLogin(w, r)
+			return
+		case err != nil:
+			p.log.Error("check token", "err", err)
+			p.renderError(w, http.StatusServiceUnavailable, "Cannot check the token: the database does not answer.")
+			return
+		}
+		h(w, r, tok)
+	}
+}
+
+func (p *Pages) lookup(ctx context.Context, tok string) (store.Token, error) {
+	if p.opts.Store == nil {
+		return store.Token{}, errors.New("web: no store")
+	}
+	t, err := store.LookupToken(ctx, p.opts.Store.Pool(), tok)
+	if err != nil {
+		return t, fmt.Errorf("web: token: %w", err)
+	}
+	return t, nil
+}
+
+func (p *Pages) toLogin(w http.ResponseWriter, r *http.Request) {
+	http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+}
+
+// safeNext keeps a post-login target on this site: a path, not "//host"
+// or "/\host".
+func safeNext(s string) string {
+	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/\\") ||
+		strings.ContainsAny(s, "\r\n") {
+		return "/"
+	}
+	return s
+}
+
+// crossSite reports a form posted from another site (login CSRF): by
+// Sec-Fetch-Site, else by an Origin naming another host. ("null" is what
+// a same-site form sends under Referrer-Policy: no-referrer.)
+func crossSite(r *http.Request) bool {
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return true
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+		u, err := url.Parse(o)
+		return err != nil || u.Host != r.Host
+	}
+	return false
+}
+
+type loginData struct {
+	Next  string
+	Error string
+}
+
+func (p *Pages) handleLoginForm(w http.ResponseWriter, r *http.Request) {
+	p.render(w, http.StatusOK, "login.html", page{Title: "Sign in", Data: loginData{Next: safeNext(r.URL.Query().Get("next"))}})
+}
+
+func (p *Pages) handleLogin(w http.ResponseWriter, r *http.Request) {
+	if crossSite(r) {
+		p.renderError(w, http.StatusForbidden, "Sign in from this site's own form.")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		p.renderError(w, http.StatusBadRequest, "The sign-in form could not be read.")
+		return
+	}
+	next := safeNext(r.PostForm.Get("next"))
+	tok := strings.TrimSpace(r.PostForm.Get("token"))
+	t, err := p.lookup(r.Context(), tok)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		p.log.Info("page sign-in refused: unknown or revoked token")
+		p.render(w, http.StatusUnauthorized, "login.html", page{Title: "Sign in",
+			Data: loginData{Next: next, Error: "That token is unknown or revoked."}})
+		return
+	case err != nil:
+		p.log.Error("page sign-in", "err", err)
+		p.renderError(w, http.StatusServiceUnavailable, "Cannot check the token: the database does not answer.")
+		return
+	}
+	p.log.Info("page sign-in", "token_name", t.Name, "scope", t.Scope)
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: tok, Path: "/", MaxAge: int(cookieMaxAge / time.Second),
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (p *Pages) handleLogout(w http.ResponseWriter, r *http.Request) {
+	clearCookie(w, r)
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+func clearCookie(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+}
+
+// apiError is an error answer of the API.
+type apiError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("api %d %s: %s", e.Status, e.Code, e.Message) }
+
+// bufWriter collects an in-process API answer.
+type bufWriter struct {
+	h      http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufWriter) Header() http.Header { return b.h }
+func (b *bufWriter) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+func (b *bufWriter) WriteHeader(s int) {
+	if b.status == 0 {
+		b.status = s
+	}
+}
+
+// apiGet reads path from the API with tok and decodes the JSON answer.
+func (p *Pages) apiGet(ctx context.Context, tok, path string, v any) error {
+	if p.opts.API == nil {
+		return errors.New("web: no API handler")
+	}
+	// A request of its own: without this, chi would take the page
+	// request's routing context as a parent router's and route in it.
+	ctx = context.WithValue(ctx, chi.RouteCtxKey, (*chi.Context)(nil))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return fmt.Errorf("web: api request: %w", err)
+	}
+	req.RemoteAddr = "127.0.0.1:0"
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "application/json")
+	bw := &bufWriter{h: http.Header{}}
+	p.opts.API.ServeHTTP(bw, req)
+	if bw.status == 0 {
+		bw.status = http.StatusOK
+	}
+	if bw.status != http.StatusOK {
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		_ = json.Unmarshal(bw.body.Bytes(), &e)
+		return &apiError{Status: bw.status, Code: e.Error.Code, Message: e.Error.Message}
+	}
+	if err := json.Unmarshal(bw.body.Bytes(), v); err != nil {
+		return fmt.Errorf("web: decode %s: %w", req.URL.Path, err)
+	}
+	return nil
+}
+
+func (p *Pages) apiFailed(w http.ResponseWriter, err error) {
+	var ae *apiError
+	if errors.As(err, &ae) && ae.Status < 500 {
+		msg := ae.Message
+		if msg == "" {
+			msg = http.StatusText(ae.Status)
+		}
+		p.renderError(w, ae.Status, msg)
+		return
+	}
+	p.log.Error("page", "err", err)
+	status := http.StatusInternalServerError
+	if ae != nil {
+		status = ae.Status
+	}
+	p.renderError(w, status, "The page could not be built; the server log has the details.")
+}
+
+// indexData is the list of the latest calls with findings.
+type indexData struct {
+	Calls []store.Call
+}
+
+func (p *Pages) handleIndex(w http.ResponseWriter, r *http.Request, tok string) {
+	var pg store.Page[store.Call]
+	if err := p.apiGet(r.Context(), tok, "/api/v1/calls?has_findings=true&limit=100", &pg); err != nil {
+		p.apiFailed(w, err)
+		return
+	}
+	p.render(w, http.StatusOK, "index.html", page{Title: "Calls with findings", Authed: true, Data: indexData{Calls: pg.Items}})
+}
+
+func (p *Pages) handleCall(w http.ResponseWriter, r *http.Request, tok string) {
+	id := r.PathValue("call_id")
+	for k := range r.URL.Query() {
+		if k != "sbc" {
+			p.renderError(w, http.StatusBadRequest, fmt.Sprintf("Unknown query parameter %q (known: sbc).", k))
+			return
+		}
+	}
+	path := "/api/v1/calls/" + segment(id) + "/evidence"
+	if sbc := r.URL.Query().Get("sbc"); sbc != "" {
+		path += "?sbc=" + url.QueryEscape(sbc)
+	}
+	var ev evidence
+	if err := p.apiGet(r.Context(), tok, path, &ev); err != nil {
+		p.apiFailed(w, err)
+		return
+	}
+	data := buildCallPage(&ev)
+	p.render(w, http.StatusOK, "call.html", page{Title: "Call " + ev.Call.CallID, Authed: true, Data: data})
+}
