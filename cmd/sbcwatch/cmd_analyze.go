@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sbcwatch/sbcwatch/analyze"
+	"github.com/sbcwatch/sbcwatch/config"
+)
+
+// parseInterleaved parses flags that may come before, between or after
+// the positional arguments.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// analyzeFlags are the flags shared by analyze (and its config).
+type analyzeFlags struct {
+	format, call, configFile, sbcName, db string
+	store, progress, noSystem             bool
+	fqdns, addrs, expect, trust, ranges   stringList
+	shortCall, referWindow, giveUp        time.Duration
+}
+
+func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sbcwatch analyze", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f analyzeFlags
+	fs.StringVar(&f.format, "format", "text", "output format: text or json")
+	fs.StringVar(&f.call, "call", "", "print a ladder of the call with this Call-ID")
+	fs.StringVar(&f.configFile, "config", "", "YAML configuration file (shared with serve)")
+	fs.Var(&f.fqdns, "sbc-fqdn", "the SBC's FQDN (repeatable)")
+	fs.Var(&f.addrs, "sbc-addr", "an SBC address (repeatable)")
+	fs.Var(&f.expect, "expect-transfer", "a called number that expects a transfer, e.g. an Auto Attendant (repeatable)")
+	fs.Var(&f.trust, "trust", "PEM file of trusted root certificates (repeatable; added to the system roots)")
+	fs.BoolVar(&f.noSystem, "no-system-roots", false, "trust only the --trust files")
+	fs.Var(&f.ranges, "ms-range", "Microsoft CIDR range (repeatable; replaces the defaults)")
+	fs.DurationVar(&f.shortCall, "short-call", 0, "short-call threshold (default 10s)")
+	fs.DurationVar(&f.referWindow, "refer-window", 0, "time the SBC has to follow an accepted REFER (default 10s)")
+	fs.DurationVar(&f.giveUp, "give-up-window", 0, "how soon after failed TLS attempts a call must end to be blamed (default 60s)")
+	fs.BoolVar(&f.store, "store", false, "write what was found to the database (--db or DATABASE_URL)")
+	fs.StringVar(&f.db, "db", "", "database URL for --store (default $DATABASE_URL)")
+	fs.StringVar(&f.sbcName, "sbc", "", "SBC name to file the results under with --store")
+	fs.BoolVar(&f.progress, "progress", true, "show progress on standard error when it is a terminal")
+	// A bad flag is one line (the flag package's); -h prints the usage.
+	fs.Usage = func() {}
+	paths, err := parseInterleaved(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stdout, "usage: sbcwatch analyze [flags] FILE|DIR...")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return exitOK
+		}
+		return exitUsage
+	}
+	if len(paths) == 0 {
+		fmt.Fprintln(stderr, "sbcwatch analyze: no capture file given (usage: sbcwatch analyze [flags] FILE|DIR...)")
+		return exitUsage
+	}
+	if f.format != "text" && f.format != "json" {
+		fmt.Fprintf(stderr, "sbcwatch analyze: --format must be text or json, not %q\n", f.format)
+		return exitUsage
+	}
+	cfg, err := f.config()
+	if err != nil {
+		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
+		return exitUsage
+	}
+	opt := analyze.Options{Config: cfg}
+	if f.progress && isTerminal(os.Stderr) && stderr == io.Writer(os.Stderr) {
+		opt.Progress = progressPrinter(stderr)
+	}
+	rep, err := analyze.Files(ctx, paths, opt)
+	if opt.Progress != nil {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
+		if errors.Is(err, analyze.ErrInput) {
+			return exitUsage
+		}
+		return exitInternal
+	}
+	for _, w := range rep.Warnings {
+		fmt.Fprintf(stderr, "sbcwatch analyze: warning: %s\n", w)
+	}
+	if f.store {
+		if f.sbcName == "" && len(cfg.SBCs) == 1 {
+			f.sbcName = cfg.SBCs[0].Name // file it under the one configured SBC
+		}
+		if code := storeReport(ctx, f.db, f.sbcName, strings.Join(paths, ","), rep, stderr); code != exitOK {
+			return code
+		}
+	}
+	switch {
+	case f.call != "" && f.format == "json":
+		if err := rep.WriteCallJSON(stdout, f.call); err != nil {
+			fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", err)
+			return exitUsage
+		}
+	case f.call != "":
+		if err := rep.WriteLadder(stdout, f.call); err != nil {
+			fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", err)
+			return exitUsage
+		}
+	case f.format == "json":
+		err = rep.WriteJSON(stdout)
+	default:
+		err = rep.WriteText(stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "sbcwatch analyze: writing the report: %v\n", err)
+		return exitInternal
+	}
+	return exitOK
+}
+
+// config merges the YAML file (if any) with the flags; flags win.
+func (f *analyzeFlags) config() (*config.Config, error) {
+	cfg := &config.Config{}
+	if f.configFile != "" {
+		c, err := config.Load(f.configFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	}
+	if len(f.fqdns) > 0 || len(f.addrs) > 0 {
+		cfg.SBCs = append(cfg.SBCs, config.SBC{Name: "cli", FQDNs: f.fqdns, Addresses: f.addrs})
+	}
+	cfg.ExpectTransfer = append(cfg.ExpectTransfer, f.expect...)
+	cfg.Trust = append(cfg.Trust, f.trust...)
+	if f.noSystem {
+		cfg.NoSystemRoots = true
+	}
+	if len(f.ranges) > 0 {
+		cfg.MicrosoftRanges = f.ranges
+	}
+	if f.shortCall > 0 {
+		cfg.ShortCall = config.Duration(f.shortCall)
+	}
+	if f.referWindow > 0 {
+		cfg.ReferWindow = config.Duration(f.referWindow)
+	}
+	if f.giveUp > 0 {
+		cfg.GiveUpWindow = config.Duration(f.giveUp)
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// oneLine keeps an error message on one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// progressPrinter returns a callback that redraws one progress line at
+// most every 200 ms, and only for inputs worth waiting for.
+func progressPrinter(w io.Writer) func(done, total int64) {
+	var last time.Time
+	return func(done, total int64) {
+		if total < 16<<20 || time.Since(last) < 200*time.Millisecond {
+			return
+		}
+		last = time.Now()
+		fmt.Fprintf(w, "\rreading: %3.0f%% (%d of %d MB)", 100*float64(done)/float64(total), done>>20, total>>20)
+	}
+}

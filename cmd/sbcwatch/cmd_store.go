@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sbcwatch/sbcwatch/api"
+	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/store"
+)
+
+// Hooks through which the capture, poll and audit wiring joins `serve`
+// (set them from an init function in their own file of package main).
+var (
+	// serveHooks each run in their own goroutine under serve's context
+	// once the store is migrated, and must return when the context ends.
+	// An error is logged; it does not stop the API.
+	serveHooks []func(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error
+	// serveRunAudit, when set and a config is given, builds the function
+	// that answers POST /api/v1/audits/run.
+	serveRunAudit func(cfg *config.Config, st *store.Store, log *slog.Logger) func(context.Context, api.AuditRunRequest) (any, error)
+)
+
+// storeDSN returns --db, else DATABASE_URL.
+func storeDSN(flagValue string, getenv func(string) string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	if v := getenv("DATABASE_URL"); v != "" {
+		return v, nil
+	}
+	return "", errors.New("--db DSN or DATABASE_URL is required")
+}
+
+// storeOpen connects (bounded to 10 s) and returns a one-line error.
+func storeOpen(ctx context.Context, dsn string) (*store.Store, error) {
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := store.Open(octx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// storeLine flattens an error to one line.
+func storeLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// storeFlagSet is a silent FlagSet with --db; parse with storeParse.
+func storeFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	db := fs.String("db", "", "Postgres URL (default $DATABASE_URL)")
+	return fs, db
+}
+
+// storeParse parses args: -h prints the flags to stdout (done, exit 0), a
+// bad flag is one line on stderr (exit 2).
+func storeParse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	err := fs.Parse(args)
+	if err == nil {
+		return 0, true
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stdout, "usage of %s:\n", fs.Name())
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return exitOK, false
+	}
+	fmt.Fprintf(stderr, "%s: %s\n", fs.Name(), storeLine(err))
+	return exitUsage, false
+}
+
+// storeGetenv is the environment lookup (a variable for tests).
+var storeGetenv = os.Getenv
+
+// cmdMigrate applies the database schema: sbcwatch migrate --db DSN.
+func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, db := storeFlagSet("sbcwatch migrate", stderr)
+	if code, ok := storeParse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sbcwatch migrate: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	dsn, err := storeDSN(*db, storeGetenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "sbcwatch migrate:", err)
+		return exitUsage
+	}
+	st, err := storeOpen(ctx, dsn)
+	if err != nil {
+		fmt.Fprintln(stderr, "sbcwatch migrate:", storeLine(err))
+		return exitUsage
+	}
+	defer st.Close()
+	st.SetLogger(slog.New(slog.NewTextHandler(stderr, nil)))
+	if err := st.Migrate(ctx); err != nil {
+		fmt.Fprintln(stderr, "sbcwatch migrate:", storeLine(err))
+		return exitInternal
+	}
+	v, err := st.SchemaVersion(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "sbcwatch migrate:", storeLine(err))
+		return exitInternal
+	}
+	fmt.Fprintf(stdout, "schema at version %d\n", v)
+	return exitOK
+}
+
+const tokenUsage = `usage: sbcwatch token create --name NAME --scope read|admin [--db DSN]
+       sbcwatch token revoke --name NAME [--db DSN]
+       sbcwatch token list [--db DSN]`
+
+// cmdToken creates, revokes and lists API tokens. create prints the new
+// token alone on stdout; only its SHA-256 is stored.
+func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "create" && args[0] != "revoke" && args[0] != "list") {
+		fmt.Fprintln(stderr, "sbcwatch token: expected create, revoke or list; "+strings.ReplaceAll(tokenUsage, "\n       ", " | "))
+		return exitUsage
+	}
+	sub := args[0]
+	fs, db := storeFlagSet("sbcwatch token "+sub, stderr)
+	name := fs.String("name", "", "token name (create, revoke)")
+	scope := fs.String("scope", "read", "read (GET) or admin (GET and POST) (create)")
+	if code, ok := storeParse(fs, args[1:], stdout, stderr); !ok {
+		return code
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "sbcwatch token %s: %s\n", sub, fmt.Sprintf(format, a...))
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		return fail("unexpected argument %q", fs.Arg(0))
+	}
+	if sub != "list" && *name == "" {
+		return fail("--name is required")
+	}
+	if sub == "create" && *scope != store.ScopeRead && *scope != store.ScopeAdmin {
+		return fail("--scope must be read or admin, not %q", *scope)
+	}
+	dsn, err := storeDSN(*db, storeGetenv)
+	if err != nil {
+		return fail("%v", err)
+	}
+	st, err := storeOpen(ctx, dsn)
+	if err != nil {
+		return fail("%s", storeLine(err))
+	}
+	defer st.Close()
+	st.SetLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := st.Migrate(ctx); err != nil {
+		return fail("%s", storeLine(err))
+	}
+	switch sub {
+	case "create":
+		tok, err := store.CreateToken(ctx, st.Pool(), *name, *scope)
+		if err != nil {
+			return fail("%s", storeLine(err))
+		}
+		fmt.Fprintln(stdout, tok)
+	case "revoke":
+		if err := store.RevokeToken(ctx, st.Pool(), *name); err != nil {
+			return fail("%s", storeLine(err))
+		}
+		fmt.Fprintf(stderr, "token %q revoked\n", *name)
+	case "list":
+		toks, err := store.ListTokens(ctx, st.Pool())
+		if err != nil {
+			return fail("%s", storeLine(err))
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tSCOPE\tCREATED\tREVOKED")
+		for _, t := range toks {
+			rev := "-"
+			if t.RevokedAt != nil {
+				rev = t.RevokedAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.Scope, t.CreatedAt.UTC().Format(time.RFC3339), rev)
+		}
+		tw.Flush()
+	}
+	return exitOK
+}
+
+// cmdServe migrates and serves the API over what is stored, until ctx
+// ends: sbcwatch serve --db DSN [--listen ADDR] [--config FILE].
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, db := storeFlagSet("sbcwatch serve", stderr)
+	listen := fs.String("listen", "", "API address (default serve.listen of the config, else 127.0.0.1:8080)")
+	cfgPath := fs.String("config", "", "configuration file (SBCs, retention; capture, polls and audits when wired)")
+	retention := fs.Int("retention-days", 0, "days of data to keep (default serve.retention_days of the config, else 30)")
+	if code, ok := storeParse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stderr, "sbcwatch serve: %s\n", fmt.Sprintf(format, a...))
+		return code
+	}
+	if fs.NArg() > 0 {
+		return fail(exitUsage, "unexpected argument %q", fs.Arg(0))
+	}
+	dsn, err := storeDSN(*db, storeGetenv)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	var cfg *config.Config
+	if *cfgPath != "" {
+		if cfg, err = config.Load(*cfgPath); err != nil {
+			return fail(exitUsage, "%s", storeLine(err))
+		}
+	}
+	addr := *listen
+	keep := *retention
+	if cfg != nil {
+		if addr == "" {
+			addr = cfg.Serve.Listen
+		}
+		if keep == 0 {
+			keep = cfg.Serve.Retention
+		}
+	}
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	if keep < 0 {
+		return fail(exitUsage, "--retention-days must not be negative")
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fail(exitUsage, "--listen %q: %v", addr, err)
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	st, err := storeOpen(ctx, dsn)
+	if err != nil {
+		return fail(exitUsage, "%s", storeLine(err))
+	}
+	defer st.Close()
+	st.SetLogger(log)
+	if err := st.Migrate(ctx); err != nil {
+		return fail(exitInternal, "%s", storeLine(err))
+	}
+	opts := api.Options{Logger: log, Version: version}
+	if cfg != nil {
+		for _, s := range cfg.SBCs {
+			if err := store.UpsertSBC(ctx, st.Pool(), store.SBC{Name: s.Name, FQDNs: s.FQDNs, Addresses: s.Addresses}); err != nil {
+				return fail(exitInternal, "%s", storeLine(err))
+			}
+		}
+		if serveRunAudit != nil {
+			opts.RunAudit = serveRunAudit(cfg, st, log)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { serveRetention(ctx, st, keep, log) })
+	if cfg != nil {
+		for _, h := range serveHooks {
+			wg.Go(func() {
+				if err := h(ctx, cfg, st, log); err != nil && ctx.Err() == nil {
+					log.Error("serve component stopped", "err", err)
+				}
+			})
+		}
+	}
+	if cfg == nil || len(serveHooks) == 0 {
+		log.Info("serving stored data only; nothing is captured, polled or audited by this process")
+	}
+	err = api.ListenAndServe(ctx, addr, api.NewServer(st, opts), log, func(a net.Addr) {
+		fmt.Fprintf(stdout, "listening on http://%s\n", a)
+	})
+	cancel()
+	if err != nil {
+		return fail(exitUsage, "%s", storeLine(err))
+	}
+	return exitOK
+}
+
+// serveRetention drops old partitions and creates the next days' ones,
+// at start and then hourly.
+func serveRetention(ctx context.Context, st *store.Store, days int, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if _, err := st.DropOlderThan(ctx, days); err != nil && ctx.Err() == nil {
+			log.Warn("retention failed", "err", err)
+		}
+		if err := st.EnsureUpcoming(ctx, 2); err != nil && ctx.Err() == nil {
+			log.Warn("creating partitions ahead failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

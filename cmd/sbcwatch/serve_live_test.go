@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sbcwatch/sbcwatch/lab/acdrenc"
+)
+
+// freeUDPAddr returns a loopback UDP address nothing listens on.
+func freeUDPAddr(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().String()
+}
+
+// liveDialog is a Teams call the SBC exports as ACDR: Microsoft's INVITE,
+// 100, 200, ACK, then the SBC's BYE and Microsoft's 200.
+func liveDialog(t *testing.T, callID string) [][]byte {
+	t.Helper()
+	ms := netip.MustParseAddrPort("52.114.75.24:5061")
+	sbc := netip.MustParseAddrPort("192.0.2.10:5061")
+	from := "<sip:+4915112345678@sip.pstnhub.microsoft.com>;tag=ms-1"
+	to := "<sip:+496912345@sbc.contoso.example>"
+	via := "SIP/2.0/TLS 52.114.75.24:5061;branch=z9hG4bK-" + callID
+	bvia := "SIP/2.0/TLS 192.0.2.10:5061;branch=z9hG4bK-bye-" + callID
+	m := func(start string, hdrs ...string) string {
+		return start + "\r\n" + strings.Join(hdrs, "\r\n") + "\r\nCall-ID: " + callID + "\r\nContent-Length: 0\r\n\r\n"
+	}
+	msgs := []struct {
+		src, dst netip.AddrPort
+		text     string
+	}{
+		{ms, sbc, m("INVITE sip:+496912345@sbc.contoso.example:5061 SIP/2.0", "Via: "+via, "Max-Forwards: 70", "From: "+from, "To: "+to, "CSeq: 1 INVITE", "Contact: <sip:sip.pstnhub.microsoft.com:5061;transport=tls>")},
+		{sbc, ms, m("SIP/2.0 100 Trying", "Via: "+via, "From: "+from, "To: "+to, "CSeq: 1 INVITE")},
+		{sbc, ms, m("SIP/2.0 200 OK", "Via: "+via, "From: "+from, "To: "+to+";tag=sbc-1", "CSeq: 1 INVITE", "Contact: <sip:sbc.contoso.example:5061;transport=tls>")},
+		{ms, sbc, m("ACK sip:sbc.contoso.example:5061 SIP/2.0", "Via: "+via+"-ack", "Max-Forwards: 70", "From: "+from, "To: "+to+";tag=sbc-1", "CSeq: 1 ACK")},
+		{sbc, ms, m("BYE sip:sip.pstnhub.microsoft.com:5061 SIP/2.0", "Via: "+bvia, "Max-Forwards: 70", "From: "+to+";tag=sbc-1", "To: "+from, "CSeq: 1 BYE")},
+		{ms, sbc, m("SIP/2.0 200 OK", "Via: "+bvia, "From: "+to+";tag=sbc-1", "To: "+from, "CSeq: 1 BYE")},
+	}
+	var out [][]byte
+	for i, x := range msgs {
+		b, err := acdrenc.Packet{Time: time.Now(), Seq: uint16(i), BoardID: 0x665997, ResetCounter: 1, Session: 9,
+			Src: x.src, Dst: x.dst, Proto: acdrenc.ProtoTCP, Outgoing: x.src == sbc, Payload: []byte(x.text)}.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// TestServeStoresLiveACDRCalls starts `serve` with serve.acdr_listen set,
+// sends an ACDR dialog to it and finds the call, with its messages,
+// through the API once its (short) linger is over.
+func TestServeStoresLiveACDRCalls(t *testing.T) {
+	dsn := testDatabase(t)
+	dir := t.TempDir()
+	udp := freeUDPAddr(t)
+	addr := freeAddr(t)
+	cfg := filepath.Join(dir, "sbcwatch.yaml")
+	// dialog_timeout bounds the linger of ended calls: 2s hands the call
+	// over quickly.
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`sbcs:
+  - name: lab
+    fqdns: [sbc.contoso.example]
+    addresses: [192.0.2.10]
+dialog_timeout: 2s
+serve:
+  acdr_listen: "%s"
+`, udp)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok := newToken(t, dsn, "ci", "read")
+
+	out := startServe(t, "--db", dsn, "--listen", addr, "--config", cfg)
+	waitListening(t, out)
+	conn, err := net.Dial("udp", udp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const callID = "live-wiring-1@ms"
+	for _, p := range liveDialog(t, callID) {
+		if _, err := conn.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+
+	get := func(path string, v any) int {
+		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode == 200 {
+			if err := json.Unmarshal(b, v); err != nil {
+				t.Fatalf("%s: %v: %s", path, err, b)
+			}
+		}
+		return resp.StatusCode
+	}
+	var list struct {
+		Items []struct {
+			SBC      string `json:"sbc"`
+			CallID   string `json:"call_id"`
+			Answered bool   `json:"answered"`
+			EndedBy  string `json:"ended_by"`
+			Messages int    `json:"messages"`
+		} `json:"items"`
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if get("/api/v1/calls?call_id="+url.QueryEscape(callID), &list) == 200 && len(list.Items) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("live call not stored in time; daemon said: %s", out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c := list.Items[0]
+	if c.SBC != "lab" || c.CallID != callID || !c.Answered || c.EndedBy != "callee" || c.Messages != 6 {
+		t.Fatalf("stored call %+v", c)
+	}
+	var detail struct {
+		Messages []struct {
+			Origin string `json:"origin"`
+			Src    string `json:"src"`
+			Method string `json:"method"`
+			Status int    `json:"status"`
+		} `json:"messages"`
+	}
+	if code := get("/api/v1/calls/"+url.PathEscape(callID), &detail); code != 200 {
+		t.Fatalf("call detail: HTTP %d", code)
+	}
+	var labels []string
+	for _, m := range detail.Messages {
+		if m.Origin != "acdr" {
+			t.Errorf("message origin %q", m.Origin)
+		}
+		if m.Status != 0 {
+			labels = append(labels, fmt.Sprint(m.Status))
+		} else {
+			labels = append(labels, m.Method)
+		}
+	}
+	if got := strings.Join(labels, " "); got != "INVITE 100 200 ACK BYE 200" {
+		t.Fatalf("stored messages %q", got)
+	}
+	if len(detail.Messages) > 0 && detail.Messages[0].Src != "52.114.75.24:5061" {
+		t.Fatalf("first message from %q, want Microsoft's original address", detail.Messages[0].Src)
+	}
+}
+
+// TestServeStoresOpenLiveCallsAtShutdown: a call still ringing when serve
+// stops is handed over by the live input while stopping and written
+// before serve returns.
+func TestServeStoresOpenLiveCallsAtShutdown(t *testing.T) {
+	dsn := testDatabase(t)
+	udp := freeUDPAddr(t)
+	cfg := filepath.Join(t.TempDir(), "sbcwatch.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("serve:\n  acdr_listen: %q\n", udp)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--db", dsn, "--listen", freeAddr(t), "--config", cfg}, out, out)
+	}()
+	waitListening(t, out)
+	conn, err := net.Dial("udp", udp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const callID = "live-ringing-1@ms"
+	for _, p := range liveDialog(t, callID)[:2] { // INVITE, 100 Trying
+		if _, err := conn.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // let the pipeline take them
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Fatalf("serve exited %d: %s", code, out.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if !strings.Contains(out.String(), "live input stopped") {
+		t.Errorf("no stop line with the counters: %s", out.String())
+	}
+	db, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	var sbc, endedBy string
+	var n int
+	var answered bool
+	if err := db.QueryRow(context.Background(),
+		"select sbc, message_count, answered, coalesce(ended_by, '') from calls where call_id = $1", callID).Scan(&sbc, &n, &answered, &endedBy); err != nil {
+		t.Fatalf("open call not stored at shutdown: %v; daemon said: %s", err, out.String())
+	}
+	if sbc != "live" || n != 2 || answered || endedBy != "" {
+		t.Fatalf("stored open call: sbc %q messages %d answered %v ended_by %q", sbc, n, answered, endedBy)
+	}
+}
+
+// waitListening waits until the daemon says its live input listens.
+func waitListening(t *testing.T, out *syncBuffer) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(out.String(), "listening for exported SIP"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("live input not listening; daemon said: %s", out.String())
+		}
+	}
+}

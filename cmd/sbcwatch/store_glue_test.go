@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// testDatabase creates a fresh database on the test server and returns
+// its URL; it is dropped when the test ends.
+func testDatabase(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("SBCWATCH_TEST_DB")
+	if base == "" {
+		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL unreachable under CI: %v", err)
+		}
+		t.Skipf("PostgreSQL unreachable (%v); set SBCWATCH_TEST_DB", err)
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("sbcwatch_cli_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "create database "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, base)
+		if err == nil {
+			_, _ = c.Exec(ctx, "drop database if exists "+name+" with (force)")
+			c.Close(ctx)
+		}
+	})
+	cfg, err := pgx.ParseConfig(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
+}
+
+// TestAnalyzeStoreIdempotent stores the bundled lab sample twice: the
+// second run adds nothing.
+func TestAnalyzeStoreIdempotent(t *testing.T) {
+	dsn := testDatabase(t)
+	sample := filepath.Join("..", "..", "testdata", "lab", "transfer_fails_default_cert.pcap")
+	cfg := filepath.Join("..", "..", "testdata", "lab", "sbcwatch.yaml")
+	code, _, errOut := runCLI("analyze", "--config", cfg, "--store", "--db", dsn, "--sbc", "lab", "--format", "json", sample)
+	if code != exitOK {
+		t.Fatalf("first store: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "stored under SBC \"lab\"") || strings.Contains(errOut, " 0 new calls") {
+		t.Fatalf("first store: %s", errOut)
+	}
+	code, _, errOut = runCLI("analyze", "--config", cfg, "--store", "--db", dsn, "--sbc", "lab", sample)
+	if code != exitOK {
+		t.Fatalf("second store: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "0 new calls, 0 SIP messages, 0 TLS connections, 0 certificates, 0 findings") {
+		t.Fatalf("second store added rows: %s", errOut)
+	}
+	// An unreachable database is a one-line error and exit 2.
+	code, _, errOut = runCLI("analyze", "--store", "--db", "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2", sample)
+	if code != exitUsage || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Fatalf("unreachable db: exit %d %q", code, errOut)
+	}
+}
