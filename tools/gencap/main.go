@@ -1,0 +1,278 @@
+// Command gencap writes a synthetic but protocol-true capture for
+// benchmarks and memory tests: many SIP calls over UDP between a carrier
+// and an SBC, and real TLS 1.2 handshakes (made in memory with crypto/tls)
+// from a Microsoft address to the SBC, some of which the client aborts.
+//
+//	go run ./tools/gencap -calls 20000 -o /tmp/big.pcap
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+func main() {
+	calls := flag.Int("calls", 1000, "number of SIP calls")
+	tlsEvery := flag.Int("tls-every", 10, "one TLS handshake every N calls (0: none)")
+	out := flag.String("o", "gen.pcap", "output file")
+	flag.Parse()
+	if err := run(*calls, *tlsEvery, *out); err != nil {
+		log.Fatal(err)
+	}
+}
+
+type writer struct {
+	w   *pcapgo.Writer
+	t   time.Time
+	buf gopacket.SerializeBuffer
+}
+
+func (w *writer) packet(src, dst net.IP, sport, dport uint16, tcp *layers.TCP, payload []byte) error {
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, SrcIP: src, DstIP: dst}
+	var ls []gopacket.SerializableLayer
+	if tcp != nil {
+		ip.Protocol = layers.IPProtocolTCP
+		tcp.SrcPort, tcp.DstPort = layers.TCPPort(sport), layers.TCPPort(dport)
+		tcp.Window = 65535
+		_ = tcp.SetNetworkLayerForChecksum(ip)
+		ls = []gopacket.SerializableLayer{eth, ip, tcp, gopacket.Payload(payload)}
+	} else {
+		ip.Protocol = layers.IPProtocolUDP
+		udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+		_ = udp.SetNetworkLayerForChecksum(ip)
+		ls = []gopacket.SerializableLayer{eth, ip, udp, gopacket.Payload(payload)}
+	}
+	if err := gopacket.SerializeLayers(w.buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		return err
+	}
+	b := w.buf.Bytes()
+	w.t = w.t.Add(200 * time.Microsecond)
+	return w.w.WritePacket(gopacket.CaptureInfo{Timestamp: w.t, CaptureLength: len(b), Length: len(b)}, b)
+}
+
+var (
+	carrier = net.IPv4(198, 51, 100, 7).To4()
+	sbc     = net.IPv4(192, 0, 2, 10).To4()
+	ms      = net.IPv4(52, 114, 75, 24).To4()
+)
+
+func run(calls, tlsEvery int, out string) error {
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	pw := pcapgo.NewWriter(f)
+	if err := pw.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		return err
+	}
+	w := &writer{w: pw, t: time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC), buf: gopacket.NewSerializeBuffer()}
+	hs, err := handshakes()
+	if err != nil {
+		return err
+	}
+	for i := 0; i < calls; i++ {
+		for _, m := range callMessages(i) {
+			src, dst := carrier, sbc
+			if m.fromSBC {
+				src, dst = sbc, carrier
+			}
+			if err := w.packet(src, dst, 5060, 5060, nil, []byte(m.text)); err != nil {
+				return err
+			}
+		}
+		if tlsEvery > 0 && i%tlsEvery == 0 {
+			if err := w.tlsConn(hs[i/tlsEvery%len(hs)], uint16(20000+i%40000)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+type msg struct {
+	fromSBC bool
+	text    string
+}
+
+func callMessages(i int) []msg {
+	id := fmt.Sprintf("gen-%d@198.51.100.7", i)
+	from := fmt.Sprintf("<sip:+4930%07d@198.51.100.7>;tag=c%d", i, i)
+	to := "<sip:+4969987654@192.0.2.10>"
+	toT := to + fmt.Sprintf(";tag=s%d", i)
+	sdp := "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8\r\n"
+	req := func(method, toh string, cseq int, body string) string {
+		ct := ""
+		if body != "" {
+			ct = "Content-Type: application/sdp\r\n"
+		}
+		return fmt.Sprintf("%s sip:+4969987654@192.0.2.10 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK%d%s\r\nMax-Forwards: 70\r\nFrom: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %d %s\r\nContact: <sip:198.51.100.7:5060>\r\n%sContent-Length: %d\r\n\r\n%s",
+			method, i, method, from, toh, id, cseq, method, ct, len(body), body)
+	}
+	resp := func(code int, reason, toh string, cseq int, method string) string {
+		return fmt.Sprintf("SIP/2.0 %d %s\r\nVia: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK%d%s\r\nFrom: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %d %s\r\nContent-Length: 0\r\n\r\n",
+			code, reason, i, method, from, toh, id, cseq, method)
+	}
+	return []msg{
+		{false, req("INVITE", to, 1, sdp)},
+		{true, resp(100, "Trying", to, 1, "INVITE")},
+		{true, resp(180, "Ringing", toT, 1, "INVITE")},
+		{true, resp(200, "OK", toT, 1, "INVITE")},
+		{false, req("ACK", toT, 1, "")},
+		{false, req("BYE", toT, 2, "")},
+		{true, resp(200, "OK", toT, 2, "BYE")},
+	}
+}
+
+// flight is one write of one side of a TLS handshake.
+type flight struct {
+	fromClient bool
+	data       []byte
+}
+
+// handshakes makes a few real TLS 1.2 exchanges: a good one and one the
+// client aborts because it does not trust the self-signed certificate.
+func handshakes() ([][]flight, error) {
+	cert, err := selfSigned("default.sbc.local")
+	if err != nil {
+		return nil, err
+	}
+	var out [][]flight
+	for _, trust := range []bool{true, false} {
+		fl, err := handshake(cert, trust)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fl)
+	}
+	return out, nil
+}
+
+type recConn struct {
+	net.Conn
+	client bool
+	mu     *sync.Mutex
+	log    *[]flight
+}
+
+func (c recConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	*c.log = append(*c.log, flight{c.client, append([]byte(nil), b...)})
+	c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+func handshake(cert tls.Certificate, trust bool) ([]flight, error) {
+	a, b := net.Pipe()
+	var mu sync.Mutex
+	var log []flight
+	srv := tls.Server(recConn{b, false, &mu, &log}, &tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: tls.VersionTLS12})
+	cfg := &tls.Config{ServerName: "sbc.contoso.example", MaxVersion: tls.VersionTLS12, InsecureSkipVerify: trust}
+	cli := tls.Client(recConn{a, true, &mu, &log}, cfg)
+	done := make(chan error, 1)
+	go func() {
+		err := srv.Handshake()
+		if err == nil {
+			buf := make([]byte, 64)
+			_, _ = srv.Read(buf)
+		}
+		_, _ = io.Copy(io.Discard, srv)
+		done <- err
+	}()
+	err := cli.Handshake()
+	if err == nil {
+		_, _ = cli.Write([]byte("OPTIONS sip:sbc.contoso.example SIP/2.0\r\n\r\n"))
+	}
+	cli.Close()
+	a.Close()
+	<-done
+	b.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	return log, nil
+}
+
+func selfSigned(cn string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2036, 1, 1, 0, 0, 0, 0, time.UTC),
+		DNSNames: []string{cn}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// tlsConn writes one TCP connection carrying a recorded handshake.
+func (w *writer) tlsConn(fl []flight, port uint16) error {
+	var cseq, sseq uint32 = 1000, 5000
+	send := func(fromClient bool, t *layers.TCP, data []byte) error {
+		if fromClient {
+			t.Seq, t.Ack = cseq, sseq
+			cseq += uint32(len(data))
+			if t.SYN || t.FIN {
+				cseq++
+			}
+			return w.packet(ms, sbc, port, 5061, t, data)
+		}
+		t.Seq, t.Ack = sseq, cseq
+		sseq += uint32(len(data))
+		if t.SYN || t.FIN {
+			sseq++
+		}
+		return w.packet(sbc, ms, 5061, port, t, data)
+	}
+	if err := send(true, &layers.TCP{SYN: true}, nil); err != nil {
+		return err
+	}
+	cseq--
+	if err := send(false, &layers.TCP{SYN: true, ACK: true}, nil); err != nil {
+		return err
+	}
+	cseq++
+	for _, f := range fl {
+		for _, chunk := range split(f.data, 1400) {
+			if err := send(f.fromClient, &layers.TCP{ACK: true, PSH: true}, chunk); err != nil {
+				return err
+			}
+		}
+	}
+	if err := send(true, &layers.TCP{FIN: true, ACK: true}, nil); err != nil {
+		return err
+	}
+	return send(false, &layers.TCP{FIN: true, ACK: true}, nil)
+}
+
+func split(b []byte, n int) [][]byte {
+	var out [][]byte
+	for len(b) > n {
+		out = append(out, b[:n])
+		b = b[n:]
+	}
+	if len(b) > 0 {
+		out = append(out, b)
+	}
+	return out
+}
