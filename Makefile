@@ -1,0 +1,56 @@
+# sbcwatch — build, test, demo, bench, lint.
+GO        ?= go
+BIN       ?= bin/sbcwatch
+CAPTURES  ?= $(abspath ../shared/captures)
+SAMPLE    ?= testdata/lab/transfer_fails_default_cert.pcap
+SAMPLECFG ?= testdata/lab/sbcwatch.yaml
+# A count, not a duration: with a duration, Go's fuzz coordinator can report
+# "context deadline exceeded" as a failure when the clock runs out mid-run.
+FUZZTIME  ?= 20000x
+export SBCWATCH_CAPTURES ?= $(CAPTURES)
+
+.PHONY: build test unit fuzz-short demo bench lint lab deps
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/sbcwatch
+
+## test: everything CI runs — dependencies (when root), vet, unit and
+## integration tests, short fuzz runs.
+test: deps build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) fuzz-short
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+# Every fuzz target gets a short bounded run (the corpus in testdata/fuzz
+# is replayed by plain `go test` as well).
+fuzz-short:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$t"; \
+	    out=$$($(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) || { echo "$$out" | tail -40; exit 1; }; \
+	  done; \
+	done
+
+## demo: the main job on the bundled sample capture (no database needed).
+demo: build
+	$(BIN) analyze --config $(SAMPLECFG) $(SAMPLE)
+
+## bench: Go benchmarks, then sbcwatch against tshark on the same capture
+## (appends a row to BENCHMARKS.md).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./analyze/
+	bash scripts/bench.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+lab:
+	sudo -n true 2>/dev/null || [ "$$(id -u)" = 0 ]
+	bash lab/run.sh
+
+deps:
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/deps.sh; else echo "deps: not root, skipping installs (tests whose tools are missing will say so)"; fi
