@@ -38,6 +38,10 @@ type Options struct {
 	// Progress, when set, is called now and then with bytes read so far
 	// and the total size of the input files.
 	Progress func(done, total int64)
+	// KeepPackets, when set, reads the captures a second time and puts
+	// the raw frames behind the calls in Report.Packets, within these
+	// limits (evidence for the store; see keepPackets).
+	KeepPackets *PacketLimits
 }
 
 // expireEvery is how many packets pass between dialog expiry sweeps.
@@ -117,7 +121,13 @@ func Files(ctx context.Context, paths []string, opt Options) (*report.Report, er
 	if opt.Progress != nil {
 		opt.Progress(src.Progress())
 	}
-	return p.Finish(), nil
+	r := p.Finish()
+	if opt.KeepPackets != nil {
+		if r.Packets, err = keepPackets(ctx, captures, r, *opt.KeepPackets); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // Pipeline is one analysis in progress: feed it packets, then Finish.

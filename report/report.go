@@ -5,6 +5,8 @@
 package report
 
 import (
+	"time"
+
 	"github.com/sbcwatch/sbcwatch/finding"
 	"github.com/sbcwatch/sbcwatch/sip"
 	"github.com/sbcwatch/sbcwatch/tlsaudit"
@@ -25,6 +27,23 @@ type Report struct {
 	// text ladders. Not serialised.
 	CallRecords []*sip.Call      `json:"-"`
 	Conns       []*tlsaudit.Conn `json:"-"`
+	// Packets are the raw frames behind the calls, when the analysis was
+	// asked to keep them (analyze --keep-packets); nil otherwise.
+	Packets []Packet `json:"-"`
+}
+
+// Packet is one captured frame kept as evidence: a frame that carried a
+// call's SIP message (CallID set) or a
+// frame of a TLS connection on a call's ladder (ConnID and ConnStart set,
+// as tlsaudit.Conn.ID and FirstSeen).
+type Packet struct {
+	Time      time.Time
+	Frame     uint64
+	LinkType  int
+	Data      []byte
+	CallID    string
+	ConnID    string
+	ConnStart time.Time
 }
 
 // CallJSON is one entry of "calls".

@@ -42,6 +42,14 @@ type Options struct {
 	// flushes of TCP and fragment state (default 1024); a flush also
 	// happens whenever the capture clock moved by a second.
 	FlushEvery int
+	// Segment, when set, is called for every TCP segment (after tunnels
+	// and fragments are peeled) with the frame that carried it and its
+	// endpoints, before reassembly: a caller can tell which frames belong
+	// to a connection.
+	Segment func(frame uint64, t time.Time, src, dst netip.AddrPort)
+	// HeadersOnly stops at Segment: no TCP reassembly and no payloads
+	// handed on. For a pass that only picks frames out of a capture.
+	HeadersOnly bool
 }
 
 func (o *Options) defaults() {
@@ -592,6 +600,9 @@ func (d *Decoder) udp(src, dst netip.Addr, b []byte, depth int) {
 		payload = payload[:n-8]
 	}
 	d.stats.UDPDatagrams++
+	if d.opt.HeadersOnly {
+		return
+	}
 	s := netip.AddrPortFrom(src, sp)
 	t := netip.AddrPortFrom(dst, dp)
 	switch {
@@ -621,6 +632,9 @@ func (d *Decoder) udp(src, dst netip.Addr, b []byte, depth int) {
 
 // sctp delivers each complete DATA chunk as a datagram.
 func (d *Decoder) sctp(src, dst netip.Addr, b []byte) {
+	if d.opt.HeadersOnly {
+		return
+	}
 	if len(b) < 12 {
 		d.malformed = true
 		return
@@ -663,6 +677,12 @@ func (d *Decoder) tcpSegment(src, dst netip.Addr, b []byte) {
 	t := &d.tcp
 	s := netip.AddrPortFrom(src, uint16(t.SrcPort))
 	r := netip.AddrPortFrom(dst, uint16(t.DstPort))
+	if d.opt.Segment != nil {
+		d.opt.Segment(d.cur.frame, d.cur.ci.Timestamp, s, r)
+	}
+	if d.opt.HeadersOnly {
+		return
+	}
 	if d.acdrPorts[uint16(t.SrcPort)] || d.acdrPorts[uint16(t.DstPort)] {
 		// As Wireshark does, one ACDR packet per segment.
 		if len(t.Payload) > 0 {
