@@ -4,7 +4,7 @@
 // applies them under tern's advisory lock, so two instances never race.
 //
 // The time-partitioned tables (sip_messages, tls_connections,
-// counter_samples, findings) are declared here without partitions; the
+// counter_samples, findings, packets) are declared here without partitions; the
 // store creates one partition per UTC day on demand and drops whole days
 // for retention.
 package migrations

@@ -11,7 +11,7 @@ import (
 )
 
 // PartitionedTables are the tables range-partitioned by UTC day.
-var PartitionedTables = []string{"sip_messages", "tls_connections", "counter_samples", "findings"}
+var PartitionedTables = []string{"sip_messages", "tls_connections", "counter_samples", "findings", "packets"}
 
 // DefaultRetentionDays is how many days DropOlderThan keeps when asked
 // for 0 or fewer.

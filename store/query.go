@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/report"
 )
 
 // Page bounds. A limit of 0 means DefaultLimit.
@@ -780,7 +781,7 @@ func GetAudit(ctx context.Context, db DBTX, id int64) (AuditRecord, error) {
 func TableCounts(ctx context.Context, db DBTX) (map[string]int64, error) {
 	out := map[string]int64{}
 	for _, t := range []string{"sbcs", "ingests", "calls", "sip_messages", "tls_connections", "certificates",
-		"findings", "counter_samples", "audits", "audit_results", "api_tokens"} {
+		"findings", "counter_samples", "audits", "audit_results", "api_tokens", "packets"} {
 		var n int64
 		if err := db.QueryRow(ctx, "select count(*) from "+t).Scan(&n); err != nil {
 			return nil, fmt.Errorf("store: count %s: %w", t, err)
@@ -788,4 +789,52 @@ func TableCounts(ctx context.Context, db DBTX) (map[string]int64, error) {
 		out[t] = n
 	}
 	return out, nil
+}
+
+// packetsWhere selects the kept frames of a call: those that carried its
+// SIP messages (within an hour of its start and end, so only a few
+// partitions are read) and those of the TLS connections tlsIDs (stored
+// tls_connections ids).
+const packetsWhere = `from packets where sbc = $1 and (
+  (call_id = $2 and call_id <> '' and time between $3::timestamptz - interval '1 hour' and $4::timestamptz + interval '1 hour')
+  or tls_id = any($5))`
+
+// MaxCallPackets bounds the frames CallPackets returns.
+const MaxCallPackets = 50000
+
+// CallPackets returns a call's kept frames in capture order (time, then
+// frame number), at most MaxCallPackets.
+func CallPackets(ctx context.Context, db DBTX, sbc, callID string, start, end time.Time, tlsIDs []string) ([]report.Packet, error) {
+	if tlsIDs == nil {
+		tlsIDs = []string{}
+	}
+	rows, err := db.Query(ctx, `select time, frame, link_type, call_id, data `+packetsWhere+
+		fmt.Sprintf(` order by time, frame limit %d`, MaxCallPackets), sbc, callID, start, end, tlsIDs)
+	if err != nil {
+		return nil, fmt.Errorf("store: call packets: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (report.Packet, error) {
+		var p report.Packet
+		var frame int64
+		err := row.Scan(&p.Time, &frame, &p.LinkType, &p.CallID, &p.Data)
+		p.Frame = uint64(frame)
+		return p, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: call packets: %w", err)
+	}
+	return out, nil
+}
+
+// CountCallPackets is how many frames CallPackets would return (before
+// its limit).
+func CountCallPackets(ctx context.Context, db DBTX, sbc, callID string, start, end time.Time, tlsIDs []string) (int64, error) {
+	if tlsIDs == nil {
+		tlsIDs = []string{}
+	}
+	var n int64
+	if err := db.QueryRow(ctx, `select count(*) `+packetsWhere, sbc, callID, start, end, tlsIDs).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: call packets: %w", err)
+	}
+	return n, nil
 }

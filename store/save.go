@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -35,6 +36,7 @@ type SaveResult struct {
 	Connections  int64 `json:"tls_connections"`
 	Certificates int64 `json:"certificates"`
 	Findings     int64 `json:"findings"`
+	Packets      int64 `json:"packets"`
 }
 
 // SaveReport stores one analysis of the capture or log named source, seen
@@ -64,6 +66,7 @@ func (s *Store) SaveReportResult(ctx context.Context, sbc, source string, r *rep
 		conns = connsFromJSON(r.TLS)
 	}
 	b := buildBatch(sbc, calls, conns, r.Findings)
+	b.addPackets(sbc, r.Packets)
 	stats, err := jsonb(r.Stats)
 	if err != nil {
 		return SaveResult{}, fmt.Errorf("store: save report: %w", err)
@@ -73,7 +76,7 @@ func (s *Store) SaveReportResult(ctx context.Context, sbc, source string, r *rep
 		return res, fmt.Errorf("store: save report %s: %w", source, err)
 	}
 	s.log.Debug("report saved", "sbc", sbc, "source", source, "calls", res.Calls,
-		"messages", res.Messages, "tls", res.Connections, "findings", res.Findings)
+		"messages", res.Messages, "tls", res.Connections, "findings", res.Findings, "packets", res.Packets)
 	return res, nil
 }
 
@@ -84,12 +87,14 @@ type batch struct {
 	conns                             [][]any
 	certs                             [][]any
 	findings                          [][]any
+	packets                           [][]any
 	msgTimes, connTimes, findingTimes []time.Time
+	packetTimes                       []time.Time
 	keys                              []string // content identity, for the ingest digest
 }
 
 func (b *batch) empty() bool {
-	return len(b.calls)+len(b.messages)+len(b.conns)+len(b.findings) == 0
+	return len(b.calls)+len(b.messages)+len(b.conns)+len(b.findings)+len(b.packets) == 0
 }
 
 func (b *batch) digest() string {
@@ -119,6 +124,8 @@ var connCols = []string{"first_seen", "id", "sbc", "conn_id", "client", "server"
 	"ja3", "ja4", "bytes_c2s", "bytes_s2c", "last_seen", "alerts", "cert_check", "anomalies"}
 
 var certCols = []string{"fingerprint", "der", "subject", "issuer", "sans", "not_before", "not_after", "self_signed"}
+
+var packetCols = []string{"time", "id", "sbc", "frame", "link_type", "call_id", "tls_id", "data"}
 
 var findingCols = []string{"time", "id", "local_id", "rule", "severity", "severity_rank", "call_id",
 	"connection", "sbc", "summary", "evidence", "cites", "source"}
@@ -266,6 +273,29 @@ func buildBatch(sbc string, calls []*sip.Call, conns []*tlsaudit.Conn, fs []*fin
 		b.keys = append(b.keys, "f"+p.id)
 	}
 	return b
+}
+
+// addPackets adds the kept raw frames: a TLS connection's frames are tied
+// to its stored row by the same id buildBatch gives the connection.
+func (b *batch) addPackets(sbc string, ps []report.Packet) {
+	seen := map[string]bool{}
+	for _, p := range ps {
+		if p.Time.IsZero() || len(p.Data) == 0 {
+			continue
+		}
+		id := hashHex(sbc, p.Time.UTC().Format(time.RFC3339Nano), strconv.FormatUint(p.Frame, 10), string(p.Data))
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		tlsID := ""
+		if p.ConnID != "" {
+			tlsID = hashHex(sbc, p.ConnID, p.ConnStart.UTC().Format(time.RFC3339Nano))
+		}
+		b.packets = append(b.packets, []any{p.Time.UTC(), id, sbc, int64(p.Frame), p.LinkType, clean(p.CallID), tlsID, p.Data})
+		b.packetTimes = append(b.packetTimes, p.Time)
+		b.keys = append(b.keys, "p"+id)
+	}
 }
 
 // baseTime stands in for missing times: the earliest time in the input,
@@ -493,7 +523,7 @@ func (s *Store) saveBatch(ctx context.Context, sbc, source string, stats []byte,
 	for _, p := range []struct {
 		table string
 		ts    []time.Time
-	}{{"sip_messages", b.msgTimes}, {"tls_connections", b.connTimes}, {"findings", b.findingTimes}} {
+	}{{"sip_messages", b.msgTimes}, {"tls_connections", b.connTimes}, {"findings", b.findingTimes}, {"packets", b.packetTimes}} {
 		if err := EnsurePartitions(ctx, s.pool, p.table, p.ts); err != nil {
 			return res, err
 		}
@@ -555,6 +585,9 @@ where excluded.last_time > calls.last_time or (calls.last_time is null and exclu
 			return err
 		}
 		if res.Findings, err = copyInsert(ctx, tx, "findings", findingCols, b.findings, res.IngestID, "on conflict do nothing"); err != nil {
+			return err
+		}
+		if res.Packets, err = copyInsert(ctx, tx, "packets", packetCols, b.packets, 0, "on conflict do nothing"); err != nil {
 			return err
 		}
 		return nil

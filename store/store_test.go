@@ -42,8 +42,8 @@ func TestMigrateFromEmptyTwiceAndConcurrently(t *testing.T) {
 		}
 	}
 	v, err := stores[0].SchemaVersion(ctx)
-	if err != nil || v != 1 {
-		t.Fatalf("schema version = %d, %v; want 1", v, err)
+	if err != nil || v != 2 {
+		t.Fatalf("schema version = %d, %v; want 2", v, err)
 	}
 	// Again: a no-op.
 	if err := stores[0].Migrate(ctx); err != nil {
@@ -179,10 +179,15 @@ func TestRetentionDropsOldPartitions(t *testing.T) {
 	now := time.Now().UTC()
 	old := now.Add(-40 * 24 * time.Hour)
 	recent := now.Add(-2 * time.Hour)
-	if err := st.SaveReport(ctx, "sbc1", "old", storetest.FieldCase(old, "old-call")); err != nil {
+	withPacket := func(t0 time.Time, callID string) *report.Report {
+		r := storetest.FieldCase(t0, callID)
+		r.Packets = []report.Packet{{Time: t0, Frame: 1, LinkType: 1, Data: []byte(callID), CallID: callID}}
+		return r
+	}
+	if err := st.SaveReport(ctx, "sbc1", "old", withPacket(old, "old-call")); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.SaveReport(ctx, "sbc1", "new", storetest.FieldCase(recent, "new-call")); err != nil {
+	if err := st.SaveReport(ctx, "sbc1", "new", withPacket(recent, "new-call")); err != nil {
 		t.Fatal(err)
 	}
 	d1, d2 := 1.0, 0.5
@@ -197,15 +202,15 @@ func TestRetentionDropsOldPartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(parts) < 8 {
-		t.Fatalf("partitions = %v, want 2 days × 4 tables at least", parts)
+		t.Fatalf("partitions = %v, want 2 days × 5 tables at least", parts)
 	}
 	dropped, err := st.DropOlderThan(ctx, 30)
 	if err != nil {
 		t.Fatal(err)
 	}
 	oldDay := old.Format("20060102")
-	if len(dropped) != 4 {
-		t.Fatalf("dropped %v, want the 4 partitions of %s", dropped, oldDay)
+	if len(dropped) != 5 {
+		t.Fatalf("dropped %v, want the 5 partitions of %s", dropped, oldDay)
 	}
 	for _, name := range dropped {
 		if !strings.HasSuffix(name, "_p"+oldDay) {
@@ -217,7 +222,7 @@ func TestRetentionDropsOldPartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	if counts["sip_messages"] != 6 || counts["tls_connections"] != 4 || counts["findings"] != 6 ||
-		counts["counter_samples"] != 1 || counts["calls"] != 1 {
+		counts["counter_samples"] != 1 || counts["calls"] != 1 || counts["packets"] != 1 {
 		t.Errorf("after retention: %v", counts)
 	}
 	if _, err := store.GetCall(ctx, st.Pool(), "old-call", ""); !errors.Is(err, store.ErrNotFound) {
@@ -240,8 +245,8 @@ func TestRetentionDropsOldPartitions(t *testing.T) {
 			n++
 		}
 	}
-	if n != 4 {
-		t.Errorf("partitions for %s: %d, want 4", tomorrow, n)
+	if n != 5 {
+		t.Errorf("partitions for %s: %d, want 5", tomorrow, n)
 	}
 	// Old data arriving again gets its partition back.
 	if err := st.SaveReport(ctx, "sbc1", "old", storetest.FieldCase(old, "old-call")); err != nil {
@@ -525,5 +530,68 @@ func TestBatcherKeepsRecordsWhenTheDatabaseFails(t *testing.T) {
 	p, err := store.ListCalls(ctx, st.Pool(), store.CallQuery{})
 	if err != nil || len(p.Items) != 3 || b2.Stats().Flushes != 1 {
 		t.Fatalf("calls = %d, %v, stats %+v", len(p.Items), err, b2.Stats())
+	}
+}
+
+// TestCallPackets: kept frames are stored once, and a call's frames are
+// its SIP frames plus the frames of the TLS connections asked for, in
+// capture order; another call's frames and other connections' are not.
+func TestCallPackets(t *testing.T) {
+	t.Parallel()
+	st, _ := storetest.New(t)
+	ctx := context.Background()
+	t0 := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Second)
+	r := storetest.FieldCase(t0, "pk@192.0.2.10")
+	other := storetest.PlainCall(t0, "other-call", "+4930111", "+4930222")
+	r.CallRecords = append(r.CallRecords, other)
+	c0, c1 := r.Conns[0], r.Conns[1]
+	r.Packets = []report.Packet{
+		{Time: t0, Frame: 10, LinkType: 1, Data: []byte("invite"), CallID: "pk@192.0.2.10"},
+		{Time: c0.FirstSeen, Frame: 20, LinkType: 1, Data: []byte("syn"), ConnID: c0.ID, ConnStart: c0.FirstSeen},
+		{Time: c0.FirstSeen.Add(time.Millisecond), Frame: 21, LinkType: 1, Data: []byte("hello"), ConnID: c0.ID, ConnStart: c0.FirstSeen},
+		{Time: c1.FirstSeen, Frame: 30, LinkType: 1, Data: []byte("other conn"), ConnID: c1.ID, ConnStart: c1.FirstSeen},
+		{Time: t0.Add(time.Second), Frame: 40, LinkType: 1, Data: []byte("other call"), CallID: "other-call"},
+		{Time: t0.Add(40 * time.Second), Frame: 50, LinkType: 1, Data: []byte("bye"), CallID: "pk@192.0.2.10"},
+	}
+	res, err := st.SaveReportResult(ctx, "sbc1", "pk.pcap", r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Packets != 6 {
+		t.Fatalf("stored %d packets, want 6", res.Packets)
+	}
+	if res, err = st.SaveReportResult(ctx, "sbc1", "pk.pcap", r); err != nil || res.Packets != 0 {
+		t.Fatalf("second save stored %d packets (%v), want 0", res.Packets, err)
+	}
+	conns, err := store.CallTLS(ctx, st.Pool(), "sbc1", t0, t0.Add(time.Minute), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tlsID string
+	for _, c := range conns {
+		if c.ConnID == c0.ID {
+			tlsID = c.ID
+		}
+	}
+	if tlsID == "" {
+		t.Fatalf("connection %s not stored: %+v", c0.ID, conns)
+	}
+	got, err := store.CallPackets(ctx, st.Pool(), "sbc1", "pk@192.0.2.10", t0, t0.Add(40*time.Second), []string{tlsID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames []uint64
+	for _, p := range got {
+		frames = append(frames, p.Frame)
+	}
+	if !slices.Equal(frames, []uint64{10, 20, 21, 50}) || string(got[2].Data) != "hello" || got[0].LinkType != 1 {
+		t.Fatalf("call packets = %v", frames)
+	}
+	n, err := store.CountCallPackets(ctx, st.Pool(), "sbc1", "pk@192.0.2.10", t0, t0.Add(40*time.Second), []string{tlsID})
+	if err != nil || n != 4 {
+		t.Fatalf("count = %d, %v; want 4", n, err)
+	}
+	if n, err := store.CountCallPackets(ctx, st.Pool(), "sbc2", "pk@192.0.2.10", t0, t0.Add(40*time.Second), nil); err != nil || n != 0 {
+		t.Fatalf("another SBC's count = %d, %v; want 0", n, err)
 	}
 }
