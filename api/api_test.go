@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/sbcwatch/sbcwatch/finding"
 	"github.com/sbcwatch/sbcwatch/report"
@@ -386,6 +387,54 @@ func TestCallDetailAndEvidenceFieldCase(t *testing.T) {
 		}
 	}
 	checkError(t, b.do(t, "GET", "/api/v1/calls/"+esc+"/evidence?format=xml", b.read, nil), 400, "bad_request")
+	checkError(t, b.do(t, "GET", "/api/v1/calls/"+esc+"/evidence?format=pcap", b.read, nil), 404, "not_found")
+
+	// Once frames are kept, the bundle counts them and serves them as a
+	// pcap: the call's SIP frame and its TLS connection's, not the plain
+	// call's.
+	conn := r.Conns[0]
+	r.Packets = []report.Packet{
+		{Time: conn.FirstSeen, Frame: 7, LinkType: 1, Data: []byte("tls frame"), ConnID: conn.ID, ConnStart: conn.FirstSeen},
+		{Time: r.CallRecords[0].Start, Frame: 3, LinkType: 1, Data: []byte("sip frame"), CallID: callID},
+		{Time: r.CallRecords[0].Start, Frame: 4, LinkType: 1, Data: []byte("plain call"), CallID: "plain@x"},
+	}
+	if err := b.st.SaveReport(context.Background(), "sbc1", "field.pcap", r); err != nil {
+		t.Fatal(err)
+	}
+	got = b.do(t, "GET", "/api/v1/calls/"+esc+"/evidence", b.read, nil)
+	got.json(t, &ev)
+	if !ev.Pcap.Available || ev.Pcap.Packets != 2 || ev.Links["evidence_pcap"] != ev.Pcap.Link {
+		t.Fatalf("pcap = %+v, links %v", ev.Pcap, ev.Links)
+	}
+	for _, hdr := range [][]string{nil, {"Accept", "application/vnd.tcpdump.pcap"}} {
+		path := ev.Pcap.Link
+		if hdr != nil {
+			path = "/api/v1/calls/" + esc + "/evidence"
+		}
+		got = b.do(t, "GET", path, b.read, nil, hdr...)
+		if got.status != 200 || got.header.Get("Content-Type") != "application/vnd.tcpdump.pcap" ||
+			!strings.Contains(got.header.Get("Content-Disposition"), `filename=sbcwatch-a84b4c76e66710_odd_id_192.0.2.10.pcap`) {
+			t.Fatalf("pcap: %d %v", got.status, got.header)
+		}
+		pr, err := pcapgo.NewReader(bytes.NewReader(got.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var datas []string
+		for {
+			data, ci, err := pr.ReadPacketData()
+			if err != nil {
+				break
+			}
+			datas = append(datas, string(data))
+			if string(data) == "sip frame" && !ci.Timestamp.Equal(r.CallRecords[0].Start) {
+				t.Errorf("sip frame at %v", ci.Timestamp)
+			}
+		}
+		if strings.Join(datas, ",") != "sip frame,tls frame" {
+			t.Fatalf("pcap holds %q", datas)
+		}
+	}
 	checkError(t, b.do(t, "GET", "/api/v1/calls/nope", b.read, nil), 404, "not_found")
 
 	// The plain call's bundle says there is nothing wrong.

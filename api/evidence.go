@@ -14,11 +14,16 @@ import (
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/finding"
+	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/store"
 )
 
-// PcapNote says why the bundle carries no pcap.
-const PcapNote = "not available: sbcwatch does not keep raw packets yet; the text of every stored SIP message is in \"messages\""
+// PcapNote says why a bundle carries no pcap.
+const PcapNote = "not available: no raw frames were kept for this call (analyze --store --keep-packets keeps them); the text of every stored SIP message is in \"messages\""
+
+// pcapType is the media type of a classic pcap file (pcapng has none
+// registered; WritePcap writes pcap unless link types differ).
+const pcapType = "application/vnd.tcpdump.pcap"
 
 // Evidence is the bundle of GET /api/v1/calls/{call_id}/evidence: what an
 // admin pastes into a ticket.
@@ -52,14 +57,18 @@ type EvidenceCert struct {
 	PEM         string    `json:"pem"`
 }
 
-// EvidencePcap tells whether the call's packets can be had.
+// EvidencePcap tells whether the call's packets can be had: the frames
+// of its SIP messages and of the TLS connections in the bundle, kept when
+// the capture was stored with --keep-packets.
 type EvidencePcap struct {
 	Available bool   `json:"available"`
+	Packets   int64  `json:"packets"`
+	Link      string `json:"link,omitempty"`
 	Note      string `json:"note"`
 }
 
 func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
-	asText, err := wantsText(r)
+	format, err := evidenceFormat(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -69,12 +78,16 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if format == "pcap" {
+		s.writeCallPcap(w, r, d)
+		return
+	}
 	ev, err := s.buildEvidence(r, d)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if !asText {
+	if format == "json" {
 		writeJSON(w, http.StatusOK, ev)
 		return
 	}
@@ -85,17 +98,15 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-// wantsText: ?format=text, or Accept preferring text/plain (and ?format
-// absent).
-func wantsText(r *http.Request) (bool, error) {
+// evidenceFormat is json, text or pcap: ?format, else the first of
+// those media types the Accept header names, else json.
+func evidenceFormat(r *http.Request) (string, error) {
 	switch f := r.URL.Query().Get("format"); f {
-	case "text":
-		return true, nil
-	case "json":
-		return false, nil
+	case "text", "json", "pcap":
+		return f, nil
 	case "":
 	default:
-		return false, badRequest("format must be json or text")
+		return "", badRequest("format must be json, text or pcap")
 	}
 	for part := range strings.SplitSeq(r.Header.Get("Accept"), ",") {
 		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
@@ -104,12 +115,63 @@ func wantsText(r *http.Request) (bool, error) {
 		}
 		switch mt {
 		case "text/plain":
-			return true, nil
+			return "text", nil
+		case pcapType:
+			return "pcap", nil
 		case "application/json", "*/*":
-			return false, nil
+			return "json", nil
 		}
 	}
-	return false, nil
+	return "json", nil
+}
+
+// tlsIDs are the stored ids of the bundle's TLS connections.
+func tlsIDs(d *CallDetail) []string {
+	ids := make([]string, 0, len(d.TLS))
+	for _, c := range d.TLS {
+		ids = append(ids, c.ID)
+	}
+	return ids
+}
+
+// writeCallPcap answers with the call's kept frames as a capture file.
+func (s *Server) writeCallPcap(w http.ResponseWriter, r *http.Request, d *CallDetail) {
+	c := d.Call
+	pkts, err := store.CallPackets(r.Context(), s.st.Pool(), c.SBC, c.CallID, c.Start, callEnd(c), tlsIDs(d))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(pkts) == 0 {
+		s.writeError(w, r, notFound("no packets were kept for call %q (store the capture with analyze --store --keep-packets)", c.CallID))
+		return
+	}
+	var buf bytes.Buffer
+	format, err := report.WritePcap(&buf, pkts)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", pcapType)
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment",
+		map[string]string{"filename": "sbcwatch-" + fileSafe(c.CallID) + "." + format}))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// fileSafe keeps letters, digits, '.', '-' and '_' of s (at most 64) for
+// a file name.
+func fileSafe(s string) string {
+	b := make([]byte, 0, min(len(s), 64))
+	for i := 0; i < len(s) && len(b) < 64; i++ {
+		switch ch := s[i]; {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9', ch == '.', ch == '-', ch == '_':
+			b = append(b, ch)
+		default:
+			b = append(b, '_')
+		}
+	}
+	return string(b)
 }
 
 func (s *Server) buildEvidence(r *http.Request, d *CallDetail) (*Evidence, error) {
@@ -145,10 +207,21 @@ func (s *Server) buildEvidence(r *http.Request, d *CallDetail) (*Evidence, error
 			Issuer: c.Issuer, SANs: c.SANs, NotBefore: c.NotBefore, NotAfter: c.NotAfter, SelfSigned: c.SelfSigned,
 			PEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}))})
 	}
+	n, err := store.CountCallPackets(r.Context(), s.st.Pool(), d.Call.SBC, d.Call.CallID, d.Call.Start, callEnd(d.Call), tlsIDs(d))
+	if err != nil {
+		return nil, err
+	}
+	base := "/api/v1/calls/" + escapeSegment(d.Call.CallID)
+	if n > 0 {
+		ev.Pcap = EvidencePcap{Available: true, Packets: n, Link: base + "/evidence?format=pcap",
+			Note: fmt.Sprintf("%d frames kept: the call's SIP messages and the frames of its TLS connections", n)}
+	}
 	ev.Counts = map[string]int{"findings": len(fs), "messages": len(d.Messages), "tls": len(d.TLS),
 		"failed_tls": len(ev.FailedTLS), "certificates": len(ev.Certificates)}
-	base := "/api/v1/calls/" + escapeSegment(d.Call.CallID)
 	ev.Links = map[string]string{"call": base, "evidence_text": base + "/evidence?format=text"}
+	if ev.Pcap.Available {
+		ev.Links["evidence_pcap"] = ev.Pcap.Link
+	}
 	return ev, nil
 }
 
@@ -271,6 +344,9 @@ func writeEvidenceText(w io.Writer, ev *Evidence) {
 		fmt.Fprintln(w, strings.TrimRight(strings.ReplaceAll(m.Raw, "\r\n", "\n"), "\n"))
 	}
 	fmt.Fprintf(w, "\nPCAP\n  %s\n", ev.Pcap.Note)
+	if ev.Pcap.Available {
+		fmt.Fprintf(w, "  GET %s\n", ev.Pcap.Link)
+	}
 }
 
 func ts(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }

@@ -181,16 +181,21 @@ func (s *Server) callDetail(ctx context.Context, r *http.Request) (*CallDetail, 
 		return nil, err
 	}
 	sortFindings(d.Findings)
+	if d.TLS, err = store.CallTLS(ctx, db, c.SBC, c.Start, callEnd(c), citedConnections(d.Findings)); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// callEnd is the latest of a call's start, end and last message.
+func callEnd(c store.Call) time.Time {
 	end := c.Start
 	for _, t := range []*time.Time{c.End, c.Last} {
 		if t != nil && t.After(end) {
 			end = *t
 		}
 	}
-	if d.TLS, err = store.CallTLS(ctx, db, c.SBC, c.Start, end, citedConnections(d.Findings)); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return end
 }
 
 // citedConnections collects the TLS connection ids the findings name,

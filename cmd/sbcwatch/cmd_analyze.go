@@ -37,7 +37,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 // analyzeFlags are the flags shared by analyze (and its config).
 type analyzeFlags struct {
 	format, call, configFile, sbcName, db string
-	store, progress, noSystem             bool
+	store, progress, noSystem, keep       bool
 	fqdns, addrs, expect, trust, ranges   stringList
 	shortCall, referWindow, giveUp        time.Duration
 }
@@ -61,6 +61,7 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.BoolVar(&f.store, "store", false, "write what was found to the database (--db or DATABASE_URL)")
 	fs.StringVar(&f.db, "db", "", "database URL for --store (default $DATABASE_URL)")
 	fs.StringVar(&f.sbcName, "sbc", "", "SBC name to file the results under with --store")
+	fs.BoolVar(&f.keep, "keep-packets", false, "with --store, also store the raw frames behind each call (its SIP and its TLS connections) for the evidence pcap")
 	fs.BoolVar(&f.progress, "progress", true, "show progress on standard error when it is a terminal")
 	// A bad flag is one line (the flag package's); -h prints the usage.
 	fs.Usage = func() {}
@@ -87,7 +88,14 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
 		return exitUsage
 	}
+	if f.keep && !f.store {
+		fmt.Fprintln(stderr, "sbcwatch analyze: --keep-packets needs --store")
+		return exitUsage
+	}
 	opt := analyze.Options{Config: cfg}
+	if f.keep {
+		opt.KeepPackets = &analyze.PacketLimits{}
+	}
 	if f.progress && isTerminal(os.Stderr) && stderr == io.Writer(os.Stderr) {
 		opt.Progress = progressPrinter(stderr)
 	}

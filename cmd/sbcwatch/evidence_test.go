@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,14 +14,15 @@ import (
 )
 
 // TestEvidenceBundleOfLabCapture: the failing-transfer lab capture,
-// stored with `analyze --store`, served by `serve`, gives an evidence
-// bundle for the blamed call that names the failed TLS connections from
-// Microsoft and leads with refer_delivery_failed.
+// stored with `analyze --store --keep-packets`, served by `serve`, gives
+// an evidence bundle for the blamed call that names the failed TLS
+// connections from Microsoft and leads with refer_delivery_failed; its
+// pcap reads in tshark and, analysed again, gives the same verdict.
 func TestEvidenceBundleOfLabCapture(t *testing.T) {
 	dsn := testDatabase(t)
 	dir := filepath.Join("..", "..", "testdata", "lab")
 	const callID = "752b01c65f7d53cc77ff@192.0.2.10" // testdata/lab/transfer_fails_default_cert.expect.json
-	if code, _, e := runCLI("analyze", "--config", filepath.Join(dir, "sbcwatch.yaml"), "--store", "--db", dsn, "--sbc", "lab",
+	if code, _, e := runCLI("analyze", "--config", filepath.Join(dir, "sbcwatch.yaml"), "--store", "--keep-packets", "--db", dsn, "--sbc", "lab",
 		filepath.Join(dir, "transfer_fails_default_cert.pcap")); code != exitOK {
 		t.Fatalf("analyze --store: %s", e)
 	}
@@ -55,6 +58,11 @@ func TestEvidenceBundleOfLabCapture(t *testing.T) {
 		Findings  []struct {
 			Rule string `json:"rule"`
 		} `json:"findings"`
+		Pcap struct {
+			Available bool   `json:"available"`
+			Packets   int    `json:"packets"`
+			Link      string `json:"link"`
+		} `json:"pcap"`
 	}
 	if err := json.Unmarshal(body, &ev); err != nil {
 		t.Fatal(err)
@@ -74,4 +82,59 @@ func TestEvidenceBundleOfLabCapture(t *testing.T) {
 	if status, body = get("/api/v1/calls/" + url.PathEscape(callID) + "/evidence?format=text"); status != 200 || !strings.Contains(string(body), "default.sbc.local") {
 		t.Fatalf("text evidence: %d %s", status, body)
 	}
+
+	// The call's frames as a capture: the Link the bundle gives.
+	if !ev.Pcap.Available || ev.Pcap.Packets < 4*5 || !strings.HasSuffix(ev.Pcap.Link, "/evidence?format=pcap") {
+		t.Fatalf("pcap = %+v", ev.Pcap)
+	}
+	status, body = get(ev.Pcap.Link)
+	if status != 200 || len(body) < 24 || string(body[:4]) != "\x4d\x3c\xb2\xa1" {
+		t.Fatalf("pcap: %d, %d bytes, magic %x", status, len(body), body[:min(4, len(body))])
+	}
+	file := filepath.Join(t.TempDir(), "evidence.pcap")
+	if err := os.WriteFile(file, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := exec.Command(needTool(t, "tshark"), "-r", file, "-T", "fields", "-e", "frame.number").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	if n := len(strings.Fields(string(b))); n != ev.Pcap.Packets {
+		t.Fatalf("tshark reads %d frames, the bundle says %d", n, ev.Pcap.Packets)
+	}
+	code, js, e := runCLI("analyze", "--config", filepath.Join(dir, "sbcwatch.yaml"), "--format", "json", file)
+	if code != exitOK {
+		t.Fatalf("analyze evidence.pcap: %s", e)
+	}
+	var again struct {
+		Findings []struct {
+			Rule   string `json:"rule"`
+			CallID string `json:"call_id"`
+		} `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(js), &again); err != nil {
+		t.Fatal(err)
+	}
+	blamed := false
+	for _, f := range again.Findings {
+		blamed = blamed || (f.Rule == "refer_delivery_failed" && f.CallID == callID)
+	}
+	if !blamed {
+		t.Fatalf("the evidence pcap, analysed again, does not blame %s: %s", callID, js)
+	}
+}
+
+// needTool returns the path of a program the test needs: under CI a
+// missing one fails the test (scripts/deps.sh installs it), elsewhere the
+// test skips and says why.
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required under CI (scripts/deps.sh installs it)", name)
+		}
+		t.Skipf("%s not installed; run scripts/deps.sh", name)
+	}
+	return p
 }

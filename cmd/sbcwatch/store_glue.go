@@ -35,7 +35,7 @@ func storeReport(ctx context.Context, dsnFlag, sbc, source string, r *report.Rep
 		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
 		return exitInternal
 	}
-	fmt.Fprintf(stderr, "stored under SBC %q: %d new calls, %d SIP messages, %d TLS connections, %d certificates, %d findings\n",
-		sbc, res.Calls, res.Messages, res.Connections, res.Certificates, res.Findings)
+	fmt.Fprintf(stderr, "stored under SBC %q: %d new calls, %d SIP messages, %d TLS connections, %d certificates, %d findings, %d packets\n",
+		sbc, res.Calls, res.Messages, res.Connections, res.Certificates, res.Findings, res.Packets)
 	return exitOK
 }
