@@ -10,6 +10,10 @@
 // html/template (inline SVG, inline CSS, no JavaScript, nothing fetched
 // from elsewhere), so the pages read without JavaScript and print.
 //
+// Each page is counted in the API's /metrics under its route pattern
+// (route="/calls/{call_id}"): the pages record the ServeMux pattern they
+// matched in chi's routing context, which the API's metrics read.
+//
 // Authentication is the API's bearer token, sent either as
 // "Authorization: Bearer" or as the HttpOnly, SameSite=Strict cookie
 // sbcwatch_token that POST /login sets after checking the pasted token

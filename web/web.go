@@ -66,16 +66,41 @@ func New(opts Options) *Pages {
 	}
 	p := &Pages{opts: opts, log: opts.Logger.With("component", "web")}
 	m := http.NewServeMux()
-	m.HandleFunc("GET /{$}", p.authed(p.handleIndex))
-	m.HandleFunc("GET /calls/{call_id}", p.authed(p.handleCall))
-	m.HandleFunc("GET /login", p.handleLoginForm)
-	m.HandleFunc("POST /login", p.handleLogin)
-	m.HandleFunc("POST /logout", p.handleLogout)
+	handle := func(pattern string, h http.HandlerFunc) { m.HandleFunc(pattern, routed(h)) }
+	handle("GET /{$}", p.authed(p.handleIndex))
+	handle("GET /calls/{call_id}", p.authed(p.handleCall))
+	handle("GET /login", p.handleLoginForm)
+	handle("POST /login", p.handleLogin)
+	handle("POST /logout", p.handleLogout)
+	// Not routed: counted as "unmatched", like the API's own 404s, so
+	// that a scan of made-up paths does not make one series per path.
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		p.renderError(w, http.StatusNotFound, "No such page: "+r.URL.Path)
 	})
 	p.mux = m
 	return p
+}
+
+// routed records the matched ServeMux pattern's path (e.g.
+// "/calls/{call_id}", never the request's path) in chi's routing context
+// when the request came through a chi router: the API hands the pages
+// over from its not-found handler, where chi knows no pattern, and its
+// metrics label requests with chi's RoutePattern. Appending is what a
+// chi sub-router does too, so a mount under "/*" also comes out right.
+func routed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if rc := chi.RouteContext(r.Context()); rc != nil {
+			path := r.Pattern
+			if _, p, ok := strings.Cut(path, " "); ok {
+				path = p
+			}
+			path = strings.TrimSuffix(path, "{$}")
+			if path != "" {
+				rc.RoutePatterns = append(rc.RoutePatterns, path)
+			}
+		}
+		h(w, r)
+	}
 }
 
 // Owns reports whether path belongs to the pages (the API hands those

@@ -311,19 +311,47 @@ func TestPagesNeedAToken(t *testing.T) {
 }
 
 // The page reads the API in a request of its own: the API's metrics count
-// one evidence request, and the page is not counted under the API's route.
+// one evidence request per page, and the pages are counted under their
+// own route patterns, one series per pattern whatever the Call-ID.
 func TestPageReadsTheAPIOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	fieldCase(t, e, "metrics-1@x")
-	if res := e.get(t, web.CallPath("metrics-1@x", ""), "Authorization", "Bearer "+e.tok); res.status != http.StatusOK {
-		t.Fatalf("status %d", res.status)
+	fieldCase(t, e, "metrics-2@x")
+	bearer := []string{"Authorization", "Bearer " + e.tok}
+	for _, c := range []struct {
+		path   string
+		status int
+		hdr    []string
+	}{
+		{web.CallPath("metrics-1@x", ""), http.StatusOK, bearer},
+		{web.CallPath("metrics-2@x", "sbc1"), http.StatusOK, bearer},
+		{web.CallPath("metrics-3@x", ""), http.StatusNotFound, bearer},
+		{web.CallPath("metrics-1@x", ""), http.StatusSeeOther, nil},
+		{"/", http.StatusOK, bearer},
+		{"/login", http.StatusOK, nil},
+		{"/calls/metrics-1@x/no/such/page", http.StatusNotFound, bearer},
+	} {
+		if res := e.get(t, c.path, c.hdr...); res.status != c.status {
+			t.Fatalf("%s: status %d, want %d", c.path, res.status, c.status)
+		}
 	}
 	m := e.get(t, "/metrics").body
-	if !strings.Contains(m, `sbcwatch_http_requests_total{route="/api/v1/calls/{call_id}/evidence",method="GET",status="200"} 1`+"\n") {
-		t.Errorf("the evidence request is not counted once:\n%s", m)
+	for _, want := range []string{
+		`{route="/api/v1/calls/{call_id}/evidence",method="GET",status="200"} 2`,
+		`{route="/api/v1/calls/{call_id}/evidence",method="GET",status="404"} 1`,
+		`{route="/calls/{call_id}",method="GET",status="200"} 2`,
+		`{route="/calls/{call_id}",method="GET",status="404"} 1`,
+		`{route="/calls/{call_id}",method="GET",status="303"} 1`,
+		`{route="/",method="GET",status="200"} 1`,
+		`{route="/login",method="GET",status="200"} 1`,
+		`{route="unmatched",method="GET",status="404"} 1`,
+	} {
+		if !strings.Contains(m, "sbcwatch_http_requests_total"+want+"\n") {
+			t.Errorf("metrics lack %s:\n%s", want, m)
+		}
 	}
-	if !strings.Contains(m, `route="unmatched",method="GET",status="200"} 1`+"\n") {
-		t.Errorf("the page is not counted apart from the API:\n%s", m)
+	if strings.Contains(m, `route="unmatched",method="GET",status="200"`) || strings.Contains(m, "metrics-") {
+		t.Errorf("a page is counted as unmatched or by its Call-ID:\n%s", m)
 	}
 }
