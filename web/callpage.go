@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -24,6 +23,8 @@ type evidence struct {
 	Certificates []evidenceCert    `json:"certificates"`
 	Messages     []store.Message   `json:"messages"`
 	Links        map[string]string `json:"links"`
+	// Pcap is read leniently (pcapNote): its shape is the API's to grow.
+	Pcap json.RawMessage `json:"pcap"`
 }
 
 type evidenceCert struct {
@@ -60,8 +61,11 @@ type callPage struct {
 	Ladder   *ladder
 	Findings []findingRow
 	TLS      []tlsRow
-	APIJSON  string
-	APIText  string
+	// EvidenceText, EvidenceJSON and EvidencePcap are the page routes of
+	// the bundle (a browser's cookie works there, not on /api/v1).
+	EvidenceText, EvidenceJSON, EvidencePcap string
+	// PcapNote is why the bundle has no pcap, when the API says so.
+	PcapNote string
 }
 
 var verdictRE = regexp.MustCompile(`^\[(critical|warning|info)\] `)
@@ -86,9 +90,25 @@ func buildCallPage(ev *evidence) *callPage {
 	for _, c := range ev.TLS {
 		cp.TLS = append(cp.TLS, tlsRow{TLSConn: c, Failed: c.Failed(), Cert: certName(c)})
 	}
-	cp.APIJSON = "/api/v1/calls/" + segment(ev.Call.CallID) + "/evidence?sbc=" + url.QueryEscape(ev.Call.SBC)
-	cp.APIText = cp.APIJSON + "&format=text"
+	cp.EvidenceText = EvidencePath(ev.Call.CallID, ev.Call.SBC, "txt")
+	cp.EvidenceJSON = EvidencePath(ev.Call.CallID, ev.Call.SBC, "json")
+	cp.EvidencePcap = EvidencePath(ev.Call.CallID, ev.Call.SBC, "pcap")
+	cp.PcapNote = pcapNote(ev.Pcap)
 	return cp
+}
+
+// pcapNote is the bundle's reason for having no pcap, when its pcap
+// member says {"available": false, "note": ...}; anything else (a pcap
+// that can be had, a shape this page does not know) is no note.
+func pcapNote(raw json.RawMessage) string {
+	var p struct {
+		Available *bool  `json:"available"`
+		Note      string `json:"note"`
+	}
+	if len(raw) == 0 || json.Unmarshal(raw, &p) != nil || p.Available == nil || *p.Available {
+		return ""
+	}
+	return p.Note
 }
 
 func callFacts(c store.Call) []fact {

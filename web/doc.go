@@ -10,6 +10,13 @@
 // html/template (inline SVG, inline CSS, no JavaScript, nothing fetched
 // from elsewhere), so the pages read without JavaScript and print.
 //
+// The evidence bundle has page routes of its own,
+// /calls/{call_id}/evidence.txt, .json and .pcap: they forward in process
+// to GET /api/v1/calls/{call_id}/evidence?format=text, json or pcap with
+// the page's token and pass the API's status, Content-Type,
+// Content-Disposition and body through, so a browser signed in by cookie
+// can open what the call page links.
+//
 // Each page is counted in the API's /metrics under its route pattern
 // (route="/calls/{call_id}"): the pages record the ServeMux pattern they
 // matched in chi's routing context, which the API's metrics read.

@@ -69,6 +69,9 @@ func New(opts Options) *Pages {
 	handle := func(pattern string, h http.HandlerFunc) { m.HandleFunc(pattern, routed(h)) }
 	handle("GET /{$}", p.authed(p.handleIndex))
 	handle("GET /calls/{call_id}", p.authed(p.handleCall))
+	for _, f := range evidenceFormats {
+		handle("GET /calls/{call_id}/evidence."+f.ext, p.authed(p.handleEvidence(f)))
+	}
 	handle("GET /login", p.handleLoginForm)
 	handle("POST /login", p.handleLogin)
 	handle("POST /logout", p.handleLogout)
@@ -111,12 +114,14 @@ func Owns(path string) bool {
 
 // CallPath is the page of a call: /calls/{call_id} with the Call-ID
 // escaped as one path segment.
-func CallPath(callID, sbc string) string {
-	p := "/calls/" + segment(callID)
+func CallPath(callID, sbc string) string { return withSBC("/calls/"+segment(callID), sbc) }
+
+// withSBC adds ?sbc= to path when sbc is set.
+func withSBC(path, sbc string) string {
 	if sbc != "" {
-		p += "?sbc=" + url.QueryEscape(sbc)
+		path += "?sbc=" + url.QueryEscape(sbc)
 	}
-	return p
+	return path
 }
 
 // segment escapes s as one path segment ("/" as %2F, "+" as %2B).
@@ -322,21 +327,31 @@ func (b *bufWriter) WriteHeader(s int) {
 	}
 }
 
-// apiGet reads path from the API with tok and decodes the JSON answer.
-func (p *Pages) apiGet(ctx context.Context, tok, path string, v any) error {
+// apiRequest is an in-process GET of path from the API with the page's
+// token tok.
+func (p *Pages) apiRequest(ctx context.Context, tok, path, accept string) (*http.Request, error) {
 	if p.opts.API == nil {
-		return errors.New("web: no API handler")
+		return nil, errors.New("web: no API handler")
 	}
 	// A request of its own: without this, chi would take the page
 	// request's routing context as a parent router's and route in it.
 	ctx = context.WithValue(ctx, chi.RouteCtxKey, (*chi.Context)(nil))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, path, nil)
 	if err != nil {
-		return fmt.Errorf("web: api request: %w", err)
+		return nil, fmt.Errorf("web: api request: %w", err)
 	}
 	req.RemoteAddr = "127.0.0.1:0"
 	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
+	return req, nil
+}
+
+// apiGet reads path from the API with tok and decodes the JSON answer.
+func (p *Pages) apiGet(ctx context.Context, tok, path string, v any) error {
+	req, err := p.apiRequest(ctx, tok, path, "application/json")
+	if err != nil {
+		return err
+	}
 	bw := &bufWriter{h: http.Header{}}
 	p.opts.API.ServeHTTP(bw, req)
 	if bw.status == 0 {

@@ -328,6 +328,7 @@ func TestPageReadsTheAPIOnce(t *testing.T) {
 		{web.CallPath("metrics-2@x", "sbc1"), http.StatusOK, bearer},
 		{web.CallPath("metrics-3@x", ""), http.StatusNotFound, bearer},
 		{web.CallPath("metrics-1@x", ""), http.StatusSeeOther, nil},
+		{web.EvidencePath("metrics-1@x", "", "txt"), http.StatusOK, bearer},
 		{"/", http.StatusOK, bearer},
 		{"/login", http.StatusOK, nil},
 		{"/calls/metrics-1@x/no/such/page", http.StatusNotFound, bearer},
@@ -338,11 +339,12 @@ func TestPageReadsTheAPIOnce(t *testing.T) {
 	}
 	m := e.get(t, "/metrics").body
 	for _, want := range []string{
-		`{route="/api/v1/calls/{call_id}/evidence",method="GET",status="200"} 2`,
+		`{route="/api/v1/calls/{call_id}/evidence",method="GET",status="200"} 3`,
 		`{route="/api/v1/calls/{call_id}/evidence",method="GET",status="404"} 1`,
 		`{route="/calls/{call_id}",method="GET",status="200"} 2`,
 		`{route="/calls/{call_id}",method="GET",status="404"} 1`,
 		`{route="/calls/{call_id}",method="GET",status="303"} 1`,
+		`{route="/calls/{call_id}/evidence.txt",method="GET",status="200"} 1`,
 		`{route="/",method="GET",status="200"} 1`,
 		`{route="/login",method="GET",status="200"} 1`,
 		`{route="unmatched",method="GET",status="404"} 1`,
