@@ -54,13 +54,27 @@ type tlsRow struct {
 	Cert   string
 }
 
+// msgItem is an entry of the page's list of SIP messages: a message, or
+// how many were left out there.
+type msgItem struct {
+	Msg     *store.Message
+	Omitted string
+}
+
 type callPage struct {
 	Ev       *evidence
 	Verdict  []verdictLine
 	Facts    []fact
 	Ladder   *ladder
 	Findings []findingRow
-	TLS      []tlsRow
+	// TLS are the connections the ladder draws; TLSOmitted counts the
+	// others.
+	TLS        []tlsRow
+	TLSOmitted int
+	// Messages are those the ladder draws, with the runs left out.
+	Messages []msgItem
+	// LadderNote says what the ladder leaves out; empty when nothing.
+	LadderNote string
 	// EvidenceText, EvidenceJSON and EvidencePcap are the page routes of
 	// the bundle (a browser's cookie works there, not on /api/v1).
 	EvidenceText, EvidenceJSON, EvidencePcap string
@@ -70,7 +84,9 @@ type callPage struct {
 
 var verdictRE = regexp.MustCompile(`^\[(critical|warning|info)\] `)
 
-func buildCallPage(ev *evidence) *callPage {
+// buildCallPage lays out the page of ev; its ladder draws at most
+// ladderSteps rows.
+func buildCallPage(ev *evidence, ladderSteps int) *callPage {
 	cp := &callPage{Ev: ev}
 	for l := range strings.SplitSeq(ev.Verdict, "\n") {
 		if strings.TrimSpace(l) == "" {
@@ -83,18 +99,62 @@ func buildCallPage(ev *evidence) *callPage {
 		cp.Verdict = append(cp.Verdict, v)
 	}
 	cp.Facts = callFacts(ev.Call)
-	cp.Ladder = layoutLadder(ev)
+	cp.Ladder = layoutLadder(ev, ladderSteps)
 	for _, f := range ev.Findings {
 		cp.Findings = append(cp.Findings, findingRow{Finding: f, EvidenceJSON: prettyJSON(f.Evidence)})
 	}
-	for _, c := range ev.TLS {
+	for i, c := range ev.TLS {
+		if !cp.Ladder.drawnTLS[i] {
+			cp.TLSOmitted++
+			continue
+		}
 		cp.TLS = append(cp.TLS, tlsRow{TLSConn: c, Failed: c.Failed(), Cert: certName(c)})
 	}
+	left := 0
+	for i := range ev.Messages {
+		if !cp.Ladder.drawnMsgs[i] {
+			left++
+			continue
+		}
+		if left > 0 {
+			cp.Messages = append(cp.Messages, msgItem{Omitted: plural(left, "SIP message")})
+			left = 0
+		}
+		cp.Messages = append(cp.Messages, msgItem{Msg: &ev.Messages[i]})
+	}
+	if left > 0 {
+		cp.Messages = append(cp.Messages, msgItem{Omitted: plural(left, "SIP message")})
+	}
+	cp.LadderNote = ladderNote(cp.Ladder, ladderSteps)
 	cp.EvidenceText = EvidencePath(ev.Call.CallID, ev.Call.SBC, "txt")
 	cp.EvidenceJSON = EvidencePath(ev.Call.CallID, ev.Call.SBC, "json")
 	cp.EvidencePcap = EvidencePath(ev.Call.CallID, ev.Call.SBC, "pcap")
 	cp.PcapNote = pcapNote(ev.Pcap)
 	return cp
+}
+
+// ladderNote says how many events the ladder leaves out, e.g. "1 234
+// more SIP messages not drawn".
+func ladderNote(l *ladder, steps int) string {
+	var parts []string
+	if l.OmittedMsgs > 0 {
+		parts = append(parts, groupDigits(l.OmittedMsgs)+" more SIP "+pluralNoun(l.OmittedMsgs, "message"))
+	}
+	if l.OmittedTLS > 0 {
+		parts = append(parts, groupDigits(l.OmittedTLS)+" more TLS "+pluralNoun(l.OmittedTLS, "connection"))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s not drawn: the ladder stops at %s rows (the TLS connections, then the call's first and last messages).",
+		strings.Join(parts, " and "), groupDigits(steps))
+}
+
+func pluralNoun(n int, noun string) string {
+	if n != 1 {
+		return noun + "s"
+	}
+	return noun
 }
 
 // pcapNote is the bundle's reason for having no pcap, when its pcap

@@ -8,7 +8,10 @@
 // the verdict, the related TLS connections and the findings' order are
 // exactly the API's. Everything is rendered on the server with
 // html/template (inline SVG, inline CSS, no JavaScript, nothing fetched
-// from elsewhere), so the pages read without JavaScript and print.
+// from elsewhere), so the pages read without JavaScript and print. The
+// ladder draws at most DefaultLadderSteps rows (Options.LadderSteps):
+// a call of thousands of messages shows its TLS connections and its
+// first and last messages, and says how many it left out.
 //
 // The evidence bundle has page routes of its own,
 // /calls/{call_id}/evidence.txt, .json and .pcap: they forward in process

@@ -3,6 +3,8 @@ package web
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/store"
@@ -19,6 +21,15 @@ const (
 	laneMargin   = 130 // from ladderLeft to the first lifeline
 )
 
+// DefaultLadderSteps bounds the rows the ladder draws, SIP messages and
+// TLS connections together, so that a call of thousands of messages or
+// hours does not make an unbounded SVG (Options.LadderSteps overrides
+// it). A longer call draws its TLS connections (the failed ones first)
+// in up to half the rows, then its first and its last SIP messages; each
+// run of events left out is one row saying how many, and the page says
+// how many in all. The evidence bundle has every one.
+const DefaultLadderSteps = 500
+
 // ladder is the laid-out SVG of a call: lifelines, message arrows and
 // TLS attempts, all with coordinates computed here so the template only
 // places them.
@@ -29,6 +40,13 @@ type ladder struct {
 	Msgs          []arrow
 	TLS           []arrow
 	Gaps          []gap
+	// Skips are the rows standing for events left out.
+	Skips []gap
+	// OmittedMsgs and OmittedTLS count the events not drawn.
+	OmittedMsgs, OmittedTLS int
+	// drawnMsgs and drawnTLS are the indexes in the evidence's Messages
+	// and TLS of the events drawn.
+	drawnMsgs, drawnTLS map[int]bool
 }
 
 type lane struct {
@@ -69,7 +87,116 @@ type event struct {
 	seq int
 }
 
-func layoutLadder(ev *evidence) *ladder {
+// pickEnds returns the first (keep+1)/2 and the last keep/2 of idx.
+func pickEnds(idx []int, keep int) []int {
+	if keep >= len(idx) {
+		return idx
+	}
+	if keep <= 0 {
+		return nil
+	}
+	head := (keep + 1) / 2
+	return append(slices.Clone(idx[:head]), idx[len(idx)-(keep-head):]...)
+}
+
+// selectRows tells which of evs (in time order) the ladder draws: all of
+// them when they fit in limit rows. Else the TLS connections, which are
+// what the page is about, get up to half the rows (or whatever the
+// messages leave), the failed ones before the established ones; the
+// messages get the rest, split between the call's first and its last
+// messages (its set-up and its end, where failures show).
+func selectRows(evs []event, limit int) []bool {
+	draw := make([]bool, len(evs))
+	if len(evs) <= limit {
+		for i := range draw {
+			draw[i] = true
+		}
+		return draw
+	}
+	var msgs, failed, ok []int
+	for i, e := range evs {
+		switch {
+		case e.msg != nil:
+			msgs = append(msgs, i)
+		case e.tls.Failed():
+			failed = append(failed, i)
+		default:
+			ok = append(ok, i)
+		}
+	}
+	tlsRows := min(len(failed)+len(ok), max(limit/2, limit-len(msgs)))
+	mark := func(idx []int) {
+		for _, i := range idx {
+			draw[i] = true
+		}
+	}
+	f := pickEnds(failed, tlsRows)
+	mark(f)
+	mark(pickEnds(ok, tlsRows-len(f)))
+	mark(pickEnds(msgs, limit-tlsRows))
+	return draw
+}
+
+// skipped counts a run of events left out of the ladder.
+type skipped struct {
+	msgs, tls int
+	from, to  time.Time
+}
+
+func (s *skipped) add(e event) {
+	if s.msgs+s.tls == 0 {
+		s.from = e.t
+	}
+	s.to = e.t
+	if e.msg != nil {
+		s.msgs++
+	} else {
+		s.tls++
+	}
+}
+
+func (s *skipped) label() string {
+	var what string
+	switch {
+	case s.msgs > 0 && s.tls > 0:
+		what = plural(s.msgs, "SIP message") + " and " + plural(s.tls, "TLS connection")
+	case s.msgs > 0:
+		what = plural(s.msgs, "SIP message")
+	default:
+		what = plural(s.tls, "TLS connection")
+	}
+	span := s.from.UTC().Format("15:04:05.000")
+	if s.to.After(s.from) {
+		span += " to " + s.to.UTC().Format("15:04:05.000") + ", " + roundDur(s.to.Sub(s.from))
+	}
+	return fmt.Sprintf("%s not drawn (%s); the evidence bundle has them", what, span)
+}
+
+// plural is "1 SIP message", "1\u00a0234 SIP messages".
+func plural(n int, noun string) string { return groupDigits(n) + " " + pluralNoun(n, noun) }
+
+// groupDigits writes n with its thousands apart (no-break spaces), as in
+// "1\u00a0234".
+func groupDigits(n int) string {
+	s := strconv.Itoa(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteRune('\u00a0')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// layoutLadder lays out at most limit rows of events (see
+// DefaultLadderSteps).
+func layoutLadder(ev *evidence, limit int) *ladder {
 	var evs []event
 	for i := range ev.Messages {
 		evs = append(evs, event{t: ev.Messages[i].Time, msg: &ev.Messages[i], seq: i})
@@ -113,7 +240,11 @@ func layoutLadder(ev *evidence) *ladder {
 			order = append(order, h)
 		}
 	}
-	for _, e := range evs {
+	draw := selectRows(evs, limit)
+	for i, e := range evs {
+		if !draw[i] {
+			continue // no lane for hosts only left-out events have
+		}
 		if e.msg != nil {
 			add(e.msg.Src)
 			add(e.msg.Dst)
@@ -158,18 +289,47 @@ func layoutLadder(ev *evidence) *ladder {
 	}
 	l.Width = right + laneMargin + 40
 
+	l.drawnMsgs, l.drawnTLS = map[int]bool{}, map[int]bool{}
 	y := firstRow
+	placed := false // a row is at y
 	var t0, prev time.Time
+	if len(evs) > 0 {
+		t0 = evs[0].t
+	}
+	var skip skipped
+	// skipRow places the row standing for the run of events left out.
+	skipRow := func() {
+		if placed {
+			y += rowHeight
+		}
+		l.Skips = append(l.Skips, gap{Y: y, Label: skip.label(), X2: l.Width - 10})
+		l.OmittedMsgs += skip.msgs
+		l.OmittedTLS += skip.tls
+		skip = skipped{}
+		placed = true
+	}
 	for i, e := range evs {
-		if i == 0 {
-			t0, prev = e.t, e.t
-		} else {
+		if !draw[i] {
+			skip.add(e)
+			continue
+		}
+		switch {
+		case skip.msgs+skip.tls > 0:
+			skipRow()
+			y += rowHeight
+		case placed:
 			if d := e.t.Sub(prev); d >= gapThreshold {
 				l.Gaps = append(l.Gaps, gap{Y: y + (rowHeight+gapExtra)/2, Label: fmt.Sprintf("%s later", roundDur(d)), X2: l.Width - 10})
 				y += gapExtra
 			}
 			y += rowHeight
-			prev = e.t
+		}
+		placed = true
+		prev = e.t
+		if e.msg != nil {
+			l.drawnMsgs[e.seq] = true
+		} else {
+			l.drawnTLS[e.seq-len(ev.Messages)] = true
 		}
 		a := arrow{Index: i, Y: y, Time: e.t.UTC().Format("15:04:05.000"),
 			Rel: "+" + fmt.Sprintf("%.3f s", e.t.Sub(t0).Seconds())}
@@ -213,8 +373,11 @@ func layoutLadder(ev *evidence) *ladder {
 			l.TLS = append(l.TLS, a)
 		}
 	}
+	if skip.msgs+skip.tls > 0 {
+		skipRow()
+	}
 	l.Height = y + 40
-	if len(evs) == 0 {
+	if !placed {
 		l.Height = firstRow + 20
 	}
 	return l

@@ -46,6 +46,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Timeout bounds each page request (default 30 s).
 	Timeout time.Duration
+	// LadderSteps bounds the rows the call page's ladder draws (default
+	// DefaultLadderSteps); the rest are counted on the page.
+	LadderSteps int
 }
 
 // Pages serves the HTML pages.
@@ -63,6 +66,9 @@ func New(opts Options) *Pages {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
+	}
+	if opts.LadderSteps <= 0 {
+		opts.LadderSteps = DefaultLadderSteps
 	}
 	p := &Pages{opts: opts, log: opts.Logger.With("component", "web")}
 	m := http.NewServeMux()
@@ -419,6 +425,6 @@ func (p *Pages) handleCall(w http.ResponseWriter, r *http.Request, tok string) {
 		p.apiFailed(w, err)
 		return
 	}
-	data := buildCallPage(&ev)
+	data := buildCallPage(&ev, p.opts.LadderSteps)
 	p.render(w, http.StatusOK, "call.html", page{Title: "Call " + ev.Call.CallID, Authed: true, Data: data})
 }
