@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -261,7 +262,9 @@ func jsonNumber(m json.RawMessage) (*float64, *uint64) {
 		m = []byte(strings.TrimSpace(s))
 	}
 	f, err := strconv.ParseFloat(string(m), 64)
-	if err != nil || f == -1 {
+	if err != nil || f == -1 || math.IsNaN(f) || math.IsInf(f, 0) {
+		// "NaN" and "Inf" parse too, but are no counter value (and
+		// would not survive JSON).
 		return nil, nil
 	}
 	if u, err := strconv.ParseUint(string(m), 10, 64); err == nil {
