@@ -30,14 +30,15 @@ func TestUsageErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, args := range map[string][]string{
-		"no command":   {},
-		"unknown":      {"frobnicate"},
-		"no file":      {"analyze"},
-		"missing file": {"analyze", filepath.Join(dir, "nope.pcap")},
-		"text file":    {"analyze", text},
-		"empty file":   {"analyze", empty},
-		"bad format":   {"analyze", "--format", "xml", text},
-		"bad flag":     {"analyze", "--bogus", text},
+		"no command":     {},
+		"unknown":        {"frobnicate"},
+		"no file":        {"analyze"},
+		"missing file":   {"analyze", filepath.Join(dir, "nope.pcap")},
+		"text file":      {"analyze", text},
+		"empty file":     {"analyze", empty},
+		"bad format":     {"analyze", "--format", "xml", text},
+		"bad flag":       {"analyze", "--bogus", text},
+		"keep, no store": {"analyze", "--keep-packets", filepath.Join("..", "..", "testdata", "lab", "transfer_fails_default_cert.pcap")},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, out, errOut := runCLI(args...)
