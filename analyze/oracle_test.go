@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/internal/testtool"
 )
 
 // capturesDir finds the shared public captures: $SBCWATCH_CAPTURES, or
@@ -29,18 +30,6 @@ func capturesDir(t testing.TB) string {
 		t.Skipf("shared captures not found at %s; set SBCWATCH_CAPTURES to run this test", dir)
 	}
 	return dir
-}
-
-func needTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required under CI (scripts/deps.sh installs it)", name)
-		}
-		t.Skipf("%s not installed; run scripts/deps.sh", name)
-	}
-	return p
 }
 
 // allCaptures lists every capture file under dir.
@@ -125,7 +114,7 @@ var deliberate = map[string]struct {
 // number of SIP messages and their methods/status codes equal tshark's.
 func TestSIPMatchesTshark(t *testing.T) {
 	dir := capturesDir(t)
-	tshark := needTool(t, "tshark")
+	tshark := testtool.Need(t, "tshark")
 	files := allCaptures(t, dir)
 	// The shared set holds 34 captures (INDEX.md); a folder that lost
 	// them must not pass by comparing nothing.

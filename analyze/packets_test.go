@@ -17,6 +17,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/sbcwatch/sbcwatch/config"
 	"github.com/sbcwatch/sbcwatch/finding"
+	"github.com/sbcwatch/sbcwatch/internal/testtool"
 	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/tap"
 )
@@ -150,7 +151,7 @@ func TestKeepPackets(t *testing.T) {
 	}
 
 	// tshark reads the file and sees every kept frame and the ClientHellos.
-	tshark := needTool(t, "tshark")
+	tshark := testtool.Need(t, "tshark")
 	b, err := exec.Command(tshark, "-r", out, "-T", "fields", "-e", "frame.number", "-e", "tls.handshake.type").Output()
 	if err != nil {
 		t.Fatalf("tshark: %v", err)

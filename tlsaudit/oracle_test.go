@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/sbcwatch/sbcwatch/internal/testtool"
 )
 
 // pdmlField is one <field> (or <proto>) of tshark's PDML output.
@@ -229,7 +231,7 @@ var oracleCaptures = []string{
 // version, the JA3 string and the leaf subject (DER bytes and x509sat
 // attribute values) with tshark's dissection.
 func TestOracleTshark(t *testing.T) {
-	tshark := needTool(t, "tshark")
+	tshark := testtool.Need(t, "tshark")
 	var files []string
 	dir, shared := findCaptures()
 	if shared {

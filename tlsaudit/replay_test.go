@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -50,19 +49,6 @@ func findCaptures() (string, bool) {
 	}
 	_, err := os.Stat(filepath.Join(dir, "INDEX.md"))
 	return dir, err == nil
-}
-
-// needTool returns the path of a tool, skipping (or failing under CI).
-func needTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not installed", name)
-		}
-		t.Skipf("%s not installed; skipping", name)
-	}
-	return p
 }
 
 type pkt struct {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sbcwatch/sbcwatch/internal/testtool"
 )
 
 // TestEvidenceBundleOfLabCapture: the failing-transfer lab capture,
@@ -95,7 +97,7 @@ func TestEvidenceBundleOfLabCapture(t *testing.T) {
 	if err := os.WriteFile(file, body, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b, err := exec.Command(needTool(t, "tshark"), "-r", file, "-T", "fields", "-e", "frame.number").Output()
+	b, err := exec.Command(testtool.Need(t, "tshark"), "-r", file, "-T", "fields", "-e", "frame.number").Output()
 	if err != nil {
 		t.Fatalf("tshark: %v", err)
 	}
@@ -122,19 +124,4 @@ func TestEvidenceBundleOfLabCapture(t *testing.T) {
 	if !blamed {
 		t.Fatalf("the evidence pcap, analysed again, does not blame %s: %s", callID, js)
 	}
-}
-
-// needTool returns the path of a program the test needs: under CI a
-// missing one fails the test (scripts/deps.sh installs it), elsewhere the
-// test skips and says why.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required under CI (scripts/deps.sh installs it)", name)
-		}
-		t.Skipf("%s not installed; run scripts/deps.sh", name)
-	}
-	return p
 }
