@@ -49,7 +49,6 @@ type keptConn struct {
 	until      time.Time // frames after this belong to a later connection
 	head, tail []report.Packet
 	tailAt     int // next slot of the tail ring
-	seen       int
 }
 
 // keepPackets reads the captures a second time and returns the frames
@@ -84,13 +83,8 @@ func keepPackets(ctx context.Context, captures []string, r *report.Report, lim P
 				continue
 			}
 			seen[c] = true
-			k := &keptConn{c: c}
-			k.until = c.LastSeen
-			if k.until.Before(c.FirstSeen) {
-				k.until = c.FirstSeen
-			}
 			// The last ACKs of a close come just after the last payload.
-			k.until = k.until.Add(2 * time.Second)
+			k := &keptConn{c: c, until: latest(c.FirstSeen, c.LastSeen).Add(2 * time.Second)}
 			conns = append(conns, k)
 			key := tuple{c.Client, c.Server}
 			byTuple[key] = append(byTuple[key], k)
@@ -172,7 +166,6 @@ func keepPackets(ctx context.Context, captures []string, r *report.Report, lim P
 // add keeps p among the first per-connTail frames or in the tail ring and
 // returns how many bytes more are held.
 func (k *keptConn) add(p report.Packet, per int) int64 {
-	k.seen++
 	if len(k.head) < per-connTail {
 		k.head = append(k.head, p)
 		return int64(len(p.Data))
@@ -192,6 +185,13 @@ func (k *keptConn) frames() []report.Packet {
 	out := slices.Clone(k.head)
 	out = append(out, k.tail[k.tailAt:]...)
 	return append(out, k.tail[:k.tailAt]...)
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // discard is a tap.Handler that takes nothing (the pass only picks
