@@ -158,7 +158,7 @@ type ProblemQuery struct {
 }
 
 // ErrBadState is returned for a state other than open or resolved.
-var ErrBadState = errors.New("store: state must be open or resolved")
+var ErrBadState = fmt.Errorf("%w: state must be open or resolved", ErrBadQuery)
 
 // ListProblems returns problems, most recently seen first.
 func ListProblems(ctx context.Context, db DBTX, q ProblemQuery) (Page[Problem], error) {
