@@ -1,6 +1,7 @@
 package finding
 
 import (
+	"bytes"
 	"os"
 	"regexp"
 	"slices"
@@ -23,6 +24,8 @@ func TestEveryRuleHasAdvice(t *testing.T) {
 		r := string(m[1])
 		if Advice(r) == "" {
 			t.Errorf("rule %s has no advice", r)
+		} else if !bytes.Contains(doc, []byte("| `"+r+"` | "+Advice(r)+" |")) {
+			t.Errorf("docs/findings.md does not give rule %s its advice", r)
 		}
 	}
 }
