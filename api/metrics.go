@@ -77,6 +77,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	s.writeMetrics(w)
+	s.writeProblemMetrics(r.Context(), w)
 }
 
 func (s *Server) writeMetrics(w io.Writer) {
