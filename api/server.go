@@ -96,7 +96,7 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler, log *slog.
 		ready(ln.Addr())
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(jsonErrorListener{ln}) }()
 	if log != nil {
 		log.Info("api listening", "addr", ln.Addr().String())
 	}
@@ -139,6 +139,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sbcwatch", error="invalid_token"`)
 			s.writeError(w, r, &Error{Status: http.StatusUnauthorized, Code: "unauthorized",
 				Message: "the token is unknown or revoked"})
+			return
+		}
+		if err != nil && r.Context().Err() != nil {
+			s.writeError(w, r, r.Context().Err()) // the client left, or the request timed out
 			return
 		}
 		if err != nil {
