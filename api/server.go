@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sbcwatch/sbcwatch/internal/authctx"
 	"github.com/sbcwatch/sbcwatch/store"
 )
 
@@ -126,6 +127,15 @@ const tokenKey ctxKey = 1
 // logged.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// An in-process read by the pages for a signed-in session.
+		if t, ok := authctx.From(r.Context()); ok && r.Header.Get("Authorization") == "" {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				s.writeError(w, r, &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "pages only read"})
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey, t)))
+			return
+		}
 		h := r.Header.Get("Authorization")
 		scheme, tok, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
