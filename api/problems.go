@@ -1,13 +1,9 @@
 package api
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/sbcwatch/sbcwatch/store"
 )
@@ -69,21 +65,4 @@ func (s *Server) handleAckProblem(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, p)
-}
-
-// writeProblemMetrics writes the open problems per rule and severity as a
-// gauge; when the database does not answer within 2 s it writes none.
-func (s *Server) writeProblemMetrics(ctx context.Context, w io.Writer) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	counts, err := store.CountOpenProblems(ctx, s.st.Pool())
-	if err != nil {
-		s.log.Warn("metrics: open problems", "err", err)
-		return
-	}
-	fmt.Fprintln(w, "# HELP sbcwatch_open_problems Open problems (one per rule and subject on an SBC), by rule and severity.")
-	fmt.Fprintln(w, "# TYPE sbcwatch_open_problems gauge")
-	for _, c := range counts {
-		fmt.Fprintf(w, "sbcwatch_open_problems{rule=%s,severity=%s} %d\n", quote(c.Rule), quote(c.Severity), c.Count)
-	}
 }
