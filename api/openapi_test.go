@@ -120,6 +120,11 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	fid := fs.Items[0].ID
+	ps, err := store.ListProblems(ctx, b.st.Pool(), store.ProblemQuery{Limit: 1})
+	if err != nil || len(ps.Items) == 0 {
+		t.Fatal(err)
+	}
+	pid := fmt.Sprint(ps.Items[0].ID)
 	cid := url.PathEscape(b.callID)
 
 	type call struct {
@@ -151,6 +156,11 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		{"POST", "/api/v1/findings/{id}/ack", "/api/v1/findings/" + fid + "/ack", A, `{"by":"alice"}`, 200, []string{"Content-Type", "application/json"}},
 		{"POST", "/api/v1/findings/{id}/ack", "/api/v1/findings/nope/ack", A, "", 404, nil},
 		{"GET", "/api/v1/findings", "/api/v1/findings?acknowledged=true", R, "", 200, nil},
+		{"GET", "/api/v1/findings", "/api/v1/findings?state=open", R, "", 200, nil},
+		{"GET", "/api/v1/problems", "/api/v1/problems?state=open&severity=critical", R, "", 200, nil},
+		{"GET", "/api/v1/problems", "/api/v1/problems?state=closed", R, "", 400, nil},
+		{"POST", "/api/v1/problems/{id}/ack", "/api/v1/problems/" + pid + "/ack", A, `{"by":"alice"}`, 200, []string{"Content-Type", "application/json"}},
+		{"POST", "/api/v1/problems/{id}/ack", "/api/v1/problems/999999/ack", A, "", 404, nil},
 		{"GET", "/api/v1/tls", "/api/v1/tls", R, "", 200, nil},
 		{"GET", "/api/v1/tls", "/api/v1/tls?failed=true&from_microsoft=true", R, "", 200, nil},
 		{"GET", "/api/v1/certificates", "/api/v1/certificates", R, "", 200, nil},

@@ -42,7 +42,14 @@ var advice = map[string]string{
 		"listener and give all of them the Teams TLS context.",
 	TLSCertExpired:  "Renew the certificate and load it, with its chain, into the Teams TLS context now.",
 	TLSCertExpiring: "Renew the certificate before it expires and load it, with its chain, into the Teams TLS context.",
-	TLSVersionWeak:  "Set the TLS context's minimum version to TLS 1.2; Microsoft refuses older versions.",
+	TLSCertNotYetValid: "The certificate is not valid yet at the time of the handshake: check the SBC's clock (NTP) " +
+		"and load a certificate that is valid now into the Teams TLS context.",
+	TLSSNIIPAddress: "The client sent an IP address as SNI. Nothing to change on the SBC for this alone; if it is " +
+		"your own device, configure it to connect by FQDN.",
+	TLSSNIUnrecognized: "The SBC did not recognise the name Microsoft asked for and fell back to another TLS " +
+		"context. On AudioCodes, make the Teams TLS context (or SIP interface) answer the SBC's FQDN as SNI, " +
+		"and check that the FQDN in Teams (Direct Routing) matches the certificate.",
+	TLSVersionWeak: "Set the TLS context's minimum version to TLS 1.2; Microsoft refuses older versions.",
 	TLSCertNoServerAuth: "Reissue the certificate with the Server Authentication extended key usage (and Client " +
 		"Authentication, since the SBC also connects out to Microsoft).",
 	ShortCallsSpike: "Many short calls at once usually mean transfers or media failing. Look at the findings for " +
