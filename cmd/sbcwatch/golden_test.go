@@ -45,6 +45,7 @@ func TestCLIGolden(t *testing.T) {
 		{"analyze-bad-bool", []string{"analyze", "--progress=maybe", labPcap}, exitUsage},
 		{"poll-duration-hint", []string{"poll", "--timeout", "5"}, exitUsage},
 		{"audit-typo", []string{"audit", "tls", "sbc.example:5061", "--tiemout", "5s"}, exitUsage},
+		{"config-typo", []string{"analyze", "--config", filepath.Join("testdata", "typo.yaml"), labPcap}, exitUsage},
 		{"report-80", []string{"analyze", "--config", labConfig, "--width", "80", labPcap}, exitOK},
 		{"report-number", []string{"analyze", "--config", labConfig, "--width", "80", "--number", "069 12345600", "--only-findings", labPcap}, exitOK},
 		{"report-csv", []string{"analyze", "--config", labConfig, "--format", "csv", "--number", "12345600", labPcap}, exitOK},
