@@ -101,7 +101,7 @@ func (r *Report) SummaryLine() string {
 	for _, f := range r.Findings {
 		sev[f.Severity]++
 	}
-	read := fmt.Sprintf("%d packets over %.1f s", r.Stats.Packets, r.Stats.Seconds)
+	read := fmt.Sprintf("%d packets over %s", r.Stats.Packets, Span(r.Stats.Seconds))
 	if n := r.Stats.Extra["log_lines"]; n > 0 {
 		read += fmt.Sprintf(" and %d SBC log lines", n)
 	}
