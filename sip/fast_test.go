@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // referenceParse is ParseDatagram without the fast path and without
@@ -187,4 +188,58 @@ func TestFastParseMutations(t *testing.T) {
 		t.Fatalf("fast path took only %d of %d mutated messages", took, tried)
 	}
 	t.Logf("fast path took %d of %d mutated messages", took, tried)
+}
+
+// TestTrackerDetachesCallStrings: the strings a Call keeps must not point
+// into a fast-parsed datagram, or a call whose messages are not kept would
+// still pin every datagram it took a string from.
+func TestTrackerDetachesCallStrings(t *testing.T) {
+	p := NewParser(0)
+	tr := NewTracker(TrackerOptions{MaxMessagesPerCall: 1})
+	var raws [][]byte
+	for _, s := range trunkMessages()[2:6] { // 486, BYE, REFER, NOTIFY
+		m, err := p.ParseDatagram(testMeta, []byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, m.Raw)
+		tr.Observe(m)
+	}
+	inside := func(s string) bool {
+		if s == "" {
+			return false
+		}
+		ptr := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		for _, r := range raws {
+			lo := uintptr(unsafe.Pointer(unsafe.SliceData(r)))
+			if ptr >= lo && ptr < lo+uintptr(cap(r)) {
+				return true
+			}
+		}
+		return false
+	}
+	calls := tr.Close()
+	if len(calls) != 2 {
+		t.Fatalf("%d calls", len(calls))
+	}
+	for _, c := range calls {
+		strs := []string{c.CallID, c.From, c.To, c.FromURI, c.ToURI, c.RequestURI, c.PAI,
+			c.EndReason, c.ByeReason, c.ReasonText, c.SBCContact, c.SBCAllow}
+		strs = append(strs, c.UserAgents...)
+		strs = append(strs, c.SDPAddrs...)
+		for _, r := range c.Refers {
+			strs = append(strs, r.ReferTo, r.ReferredBy, r.Replaces, r.ResponseReason, r.NewCallID, r.NewInviteURI)
+			for _, n := range r.Notifies {
+				strs = append(strs, n.SipFrag, n.SubState)
+			}
+		}
+		for _, s := range strs {
+			if inside(s) {
+				t.Errorf("call %s: %q points into a datagram", c.CallID, s)
+			}
+		}
+		if c.CallID == "ref-1" && (len(c.Refers) != 1 || len(c.Refers[0].Notifies) != 1) {
+			t.Errorf("call ref-1: refers %+v", c.Refers)
+		}
+	}
 }
