@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -218,20 +219,53 @@ left join lateral (select count(*) as n, array_agg(distinct f.rule order by f.ru
   from findings f where f.call_id = c.call_id and f.sbc = c.sbc) fs on true
 `
 
+// callsWithFindings selects the calls of inner (a query over calls c,
+// already ordered and limited) with each one's findings count and rules.
+// The per-call findings lookup runs only for the rows inner returns, never
+// for every match of a search.
+func callsWithFindings(inner string) string {
+	return strings.Replace(callSelect, "from calls c\n", "from ("+inner+") c\n", 1) +
+		"order by c.start_time desc, c.id desc"
+}
+
+// callOrder is the order of call lists, newest first; the calls indexes
+// (start_time desc, id desc), alone or after a number, serve it.
+const callOrder = " order by c.start_time desc, c.id desc"
+
 // ListCalls returns calls newest first.
 func ListCalls(ctx context.Context, db DBTX, q CallQuery) (Page[Call], error) {
 	var page Page[Call]
-	limit, cur, err := pageArgs(q.Limit, q.Cursor)
+	sql, args, limit, err := listCallsSQL(q)
 	if err != nil {
 		return page, err
 	}
+	rows, err := db.Query(ctx, sql, args...)
+	if err != nil {
+		return page, fmt.Errorf("store: calls: %w", err)
+	}
+	items, err := pgx.CollectRows(rows, pgx.RowToStructByName[Call])
+	if err != nil {
+		return page, fmt.Errorf("store: calls: %w", err)
+	}
+	return pageOf(items, limit, func(last Call) cursor { return cursor{T: last.Start, ID: last.ID} }), nil
+}
+
+// listCallsSQL builds ListCalls' query. A number search is the union of
+// two index range scans, calls from the number and calls to it (not also
+// from it), each stopping after the page, merged; the findings of the
+// page's calls are counted last.
+func listCallsSQL(q CallQuery) (sql string, args []any, limit int, err error) {
+	limit, cur, err := pageArgs(q.Limit, q.Cursor)
+	if err != nil {
+		return "", nil, 0, err
+	}
 	var w where
+	var number string
 	if q.Number != "" {
-		d := config.Digits(q.Number)
-		if d == "" {
-			return page, fmt.Errorf("%w: number %q has no digits", ErrBadQuery, q.Number)
+		number = config.Digits(q.Number)
+		if number == "" {
+			return "", nil, 0, fmt.Errorf("%w: number %q has no digits", ErrBadQuery, q.Number)
 		}
-		w.add("(c.from_digits = ? or c.to_digits = ?)", d, d)
 	}
 	if !q.From.IsZero() {
 		// Active at or after From: ended (or last seen) then, or still
@@ -261,16 +295,18 @@ func ListCalls(ctx context.Context, db DBTX, q CallQuery) (Page[Call], error) {
 	if cur != nil {
 		w.add("(c.start_time, c.id) < (?, ?)", cur.T, cur.ID)
 	}
-	sql := callSelect + w.sql() + fmt.Sprintf(" order by c.start_time desc, c.id desc limit %d", limit+1)
-	rows, err := db.Query(ctx, sql, w.args...)
-	if err != nil {
-		return page, fmt.Errorf("store: calls: %w", err)
+	page := fmt.Sprintf(" limit %d", limit+1)
+	if number == "" {
+		return callsWithFindings("select c.* from calls c " + w.sql() + callOrder + page), w.args, limit, nil
 	}
-	items, err := pgx.CollectRows(rows, pgx.RowToStructByName[Call])
-	if err != nil {
-		return page, fmt.Errorf("store: calls: %w", err)
+	w.args = append(w.args, number)
+	n := fmt.Sprintf("$%d", len(w.args))
+	side := func(cond string) string {
+		return "(select c.* from calls c where " + strings.Join(append(slices.Clone(w.conds), cond), " and ") + callOrder + page + ")"
 	}
-	return pageOf(items, limit, func(last Call) cursor { return cursor{T: last.Start, ID: last.ID} }), nil
+	inner := "select * from (" + side("c.from_digits = "+n) + " union all " +
+		side("c.to_digits = "+n+" and c.from_digits <> "+n) + ") c" + callOrder + page
+	return callsWithFindings(inner), w.args, limit, nil
 }
 
 // MaxCallSpan bounds how long before From a call may have started and
@@ -288,7 +324,7 @@ func GetCall(ctx context.Context, db DBTX, callID, sbc string) (Call, error) {
 	if sbc != "" {
 		w.add("c.sbc = ?", sbc)
 	}
-	rows, err := db.Query(ctx, callSelect+w.sql()+" order by c.start_time desc, c.id desc limit 1", w.args...)
+	rows, err := db.Query(ctx, callsWithFindings("select c.* from calls c "+w.sql()+callOrder+" limit 1"), w.args...)
 	if err != nil {
 		return Call{}, fmt.Errorf("store: call: %w", err)
 	}

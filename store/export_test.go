@@ -1,0 +1,4 @@
+package store
+
+// ListCallsSQL exposes the query ListCalls runs, for the plan test.
+var ListCallsSQL = listCallsSQL
