@@ -110,6 +110,9 @@ func (p *Parser) ParseDatagram(meta MessageMeta, payload []byte) (*Message, erro
 	if len(b) > p.max {
 		return nil, fmt.Errorf("sip: datagram of %d bytes: %w", len(b), ErrTooLarge)
 	}
+	if m, ok := p.fastParse(meta, b); ok {
+		return m, nil // see fast.go: equal to the path below, proven by FuzzFastParse
+	}
 	m, err := p.parseOne(meta, b, b)
 	if err != nil && !errors.Is(err, ErrTooLarge) {
 		// sipgo refused it, or accepted something a tracker cannot use
