@@ -8,13 +8,15 @@ import (
 // CallIDText returns the one form of a Call-ID that sbcwatch prints, stores
 // and looks up (JSON output, the store, --call, the API). A Call-ID that
 // is valid UTF-8 is returned unchanged, so it matches tshark and the SBC's
-// own logs. One that is not (RFC 3261 allows any byte in a word) would be
-// mangled by JSON (U+FFFD) and refused by PostgreSQL; its bytes are
-// escaped instead: each byte that is not part of valid UTF-8 becomes
+// own logs. One that is not, or that holds a control character (a NUL
+// would be cut or replaced by the store), would be mangled by JSON
+// (U+FFFD) and by PostgreSQL; its bytes are escaped instead: each byte
+// that is not part of valid UTF-8, and each control character, becomes
 // \xNN (lower-case hex) and each backslash becomes \\, so the text is
-// valid UTF-8 and CallIDBytes gives the original bytes back.
+// valid UTF-8 without control characters and CallIDBytes gives the
+// original bytes back.
 func CallIDText(raw string) string {
-	if utf8.ValidString(raw) {
+	if !needsEscape(raw) {
 		return raw
 	}
 	const hex = "0123456789abcdef"
@@ -23,7 +25,7 @@ func CallIDText(raw string) string {
 	for i := 0; i < len(raw); {
 		r, n := utf8.DecodeRuneInString(raw[i:])
 		switch {
-		case r == utf8.RuneError && n <= 1:
+		case r == utf8.RuneError && n <= 1, r < 0x20, r == 0x7f:
 			c := raw[i]
 			b.WriteString(`\x`)
 			b.WriteByte(hex[c>>4])
@@ -65,10 +67,23 @@ func CallIDBytes(text string) string {
 		b.WriteByte(c)
 	}
 	out := b.String()
-	if utf8.ValidString(out) || CallIDText(out) != text {
+	if !needsEscape(out) || CallIDText(out) != text {
 		return text // not an escaped form
 	}
 	return out
+}
+
+// needsEscape: raw is not valid UTF-8 or holds a control character.
+func needsEscape(raw string) bool {
+	if !utf8.ValidString(raw) {
+		return true
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] < 0x20 || raw[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }

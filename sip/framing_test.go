@@ -82,12 +82,15 @@ func TestFramingCases(t *testing.T) {
 }
 
 func TestCallIDText(t *testing.T) {
-	for _, raw := range []string{"a@b", `a\b@c`, "caf\u00e9@h", "bad\xff@h", "x\\\xc3(y", "\xfe\xff", `lit\x41@h`} {
+	for _, raw := range []string{"a@b", `a\b@c`, "caf\u00e9@h", "bad\xff@h", "x\\\xc3(y", "\xfe\xff", `lit\x41@h`, "nul\x00@h", "tab\t\\@h"} {
 		text := CallIDText(raw)
 		if !utf8.ValidString(text) {
 			t.Errorf("%q: text %q not UTF-8", raw, text)
 		}
-		if utf8.ValidString(raw) && text != raw {
+		if strings.ContainsAny(text, "\x00\t") {
+			t.Errorf("%q: text %q holds a control character", raw, text)
+		}
+		if utf8.ValidString(raw) && !strings.ContainsAny(raw, "\x00\t") && text != raw {
 			t.Errorf("%q: valid Call-ID changed to %q", raw, text)
 		}
 		if back := CallIDBytes(text); back != raw {
