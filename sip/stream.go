@@ -222,6 +222,19 @@ func (s *Stream) complete(gm gs.Message, n int) {
 func (s *Stream) deliver(gm gs.Message, n int) {
 	raw := bytes.TrimLeft(s.acc[:n], "\r\n")
 	meta := s.metaAt(s.base + uint64(n) - 1)
+	if oddLineEnds(raw) {
+		// sipgo framed it, but split its header lines on CRLF only: a
+		// bare LF or CR may have let one header swallow the next. Read
+		// the lines as tshark does (the framing stays sipgo's).
+		if fixed, what := repair(raw); what != nil {
+			if m, err := s.p.parseOne(meta, fixed, raw); err == nil {
+				m.Repaired = what
+				s.emit(m)
+				s.consume(n)
+				return
+			}
+		}
+	}
 	if m, err := s.p.build(meta, raw, gm); err == nil {
 		s.emit(m)
 	} else {

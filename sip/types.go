@@ -44,6 +44,8 @@ type Message struct {
 	StatusCode int
 	Reason     string // reason phrase of a response
 
+	// CallID as CallIDText renders it: unchanged when valid UTF-8, else
+	// with \xNN escapes (the form printed, stored and looked up).
 	CallID     string
 	From, To   string // full URIs (no tag)
 	FromUser   string
