@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -257,6 +258,14 @@ func buildBatch(sbc string, calls []*sip.Call, conns []*tlsaudit.Conn, fs []*fin
 		ev := f.Evidence
 		if ev == nil {
 			ev = map[string]any{}
+		}
+		// References to other findings use the store's ids, like Cites
+		// (the analysis-local id stays in local_id).
+		for _, k := range []string{"explained_by", "possibly_explained_by"} {
+			if v, ok := ev[k].(string); ok && ids[v] != "" {
+				ev = maps.Clone(ev)
+				ev[k] = ids[v]
+			}
 		}
 		evJSON, err := jsonb(ev)
 		if err != nil {
