@@ -109,8 +109,8 @@ select (select count(*) from ins), (select count(*) from up)`, ingest).Scan(&fin
 
 // resolveByAudit resolves the open problems an audit of target on sbc
 // was in a position to see and did not: those an audit of the same
-// target saw before. keys are the audit's own findings as (rule,
-// subject) pairs.
+// target saw before. rules and subjects pair up as the (rule, subject)
+// of the audit's own findings.
 func resolveByAudit(ctx context.Context, tx pgx.Tx, sbc, target string, auditID int64, rules, subjects []string) (int64, error) {
 	if target == "" {
 		return 0, nil
@@ -237,8 +237,8 @@ where id = $1 returning `+problemCols, id, who)
 	return ps[0], nil
 }
 
-// OpenProblemCounts counts open problems per rule and severity (for
-// /metrics).
+// OpenProblemCount is the number of open problems of one rule and
+// severity (for /metrics).
 type OpenProblemCount struct {
 	Rule     string `json:"rule"`
 	Severity string `json:"severity"`
