@@ -202,6 +202,10 @@ type Serve struct {
 	SyslogListen string   `yaml:"syslog_listen"`
 	Retention    int      `yaml:"retention_days"`
 	MaxPolls     int      `yaml:"max_concurrent_polls"`
+
+	// ResolveAfterDays resolves a stored problem not seen again for this
+	// many days (default 14; -1 never).
+	ResolveAfterDays int `yaml:"resolve_after_days"`
 }
 
 // Default returns a configuration with every default applied.
@@ -232,6 +236,7 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.Limits.MaxKeptMessages, 200000)
 	setInt(&c.Limits.MaxTLSConns, 200000)
 	setInt(&c.Serve.Retention, 30)
+	setInt(&c.Serve.ResolveAfterDays, 14)
 	setInt(&c.Serve.MaxPolls, 8)
 	if c.Serve.Listen == "" {
 		c.Serve.Listen = "127.0.0.1:8080"

@@ -155,7 +155,7 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if f.sbcName == "" && len(cfg.SBCs) == 1 {
 			f.sbcName = cfg.SBCs[0].Name // file it under the one configured SBC
 		}
-		if code := storeReport(ctx, f.db, f.sbcName, strings.Join(paths, ","), rep, stderr); code != exitOK {
+		if code := storeReport(ctx, f.db, f.sbcName, strings.Join(paths, ","), rep, cfg.Serve.Retention, stderr); code != exitOK {
 			return code
 		}
 	}

@@ -158,7 +158,7 @@ Creates or updates the database schema. The database itself must exist:
 createdb sbcwatch (or CREATE DATABASE sbcwatch as a superuser).
 `
 
-const serveHelp = `usage: sbcwatch serve [--db DSN] [--listen ADDR] [--config FILE]
+const serveHelp = `usage: sbcwatch serve [--db DSN] [--migrate] [--listen ADDR] [--config FILE]
 
 Runs the daemon: the REST API and the pages (/calls, /certificates) over
 what is stored, and, when the configuration says so, capture, polls and
@@ -206,7 +206,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	defer st.Close()
 	st.SetLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := st.Migrate(ctx); err != nil {
+	if err := st.CheckSchema(ctx); err != nil {
 		return fail("%s", storeLine(err))
 	}
 	switch sub {
@@ -240,13 +240,15 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return exitOK
 }
 
-// cmdServe migrates and serves the API over what is stored, until ctx
-// ends: sbcwatch serve --db DSN [--listen ADDR] [--config FILE].
+// cmdServe serves the API over what is stored, until ctx ends: sbcwatch
+// serve --db DSN [--migrate] [--listen ADDR] [--config FILE]. The schema
+// must be current; only --migrate applies it.
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, db := storeFlagSet("sbcwatch serve", stderr)
 	listen := fs.String("listen", "", "API address (default serve.listen of the config, else 127.0.0.1:8080)")
 	cfgPath := fs.String("config", "", "configuration file (SBCs, retention; capture, polls and audits when wired)")
 	retention := fs.Int("retention-days", 0, "days of data to keep (default serve.retention_days of the config, else 30)")
+	migrate := fs.Bool("migrate", false, "apply the database schema first (as sbcwatch migrate)")
 	if code, ok := storeParse(fs, args, serveHelp, stdout, stderr); !ok {
 		return code
 	}
@@ -269,7 +271,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	addr := *listen
 	keep := *retention
+	resolveAfter := 0
 	if cfg != nil {
+		resolveAfter = cfg.Serve.ResolveAfterDays
 		if addr == "" {
 			addr = cfg.Serve.Listen
 		}
@@ -294,8 +298,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	defer st.Close()
 	st.SetLogger(log)
-	if err := st.Migrate(ctx); err != nil {
-		return fail(exitInternal, "%s", storeLine(err))
+	if *migrate {
+		if err := st.Migrate(ctx); err != nil {
+			return fail(exitInternal, "%s", storeLine(err))
+		}
+	}
+	if err := st.CheckSchema(ctx); err != nil {
+		return fail(exitUsage, "%s", storeLine(err))
 	}
 	opts := api.Options{Logger: log, Version: version}
 	if cfg != nil {
@@ -313,7 +322,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { serveRetention(ctx, st, keep, log) })
+	wg.Go(func() { serveRetention(ctx, st, keep, resolveAfter, log) })
 	if cfg != nil {
 		for _, h := range serveHooks {
 			wg.Go(func() {
@@ -336,14 +345,20 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return exitOK
 }
 
-// serveRetention drops old partitions and creates the next days' ones,
-// at start and then hourly.
-func serveRetention(ctx context.Context, st *store.Store, days int, log *slog.Logger) {
+// serveRetention drops old partitions, resolves the problems not seen for
+// resolveAfter days (0: never) and creates the next days' partitions, at
+// start and then hourly.
+func serveRetention(ctx context.Context, st *store.Store, days, resolveAfter int, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
 		if _, err := st.DropOlderThan(ctx, days); err != nil && ctx.Err() == nil {
 			log.Warn("retention failed", "err", err)
+		}
+		if n, err := st.ResolveStale(ctx, resolveAfter); err != nil && ctx.Err() == nil {
+			log.Warn("resolving stale problems failed", "err", err)
+		} else if n > 0 {
+			log.Info("problems resolved after days without recurrence", "count", n, "days", resolveAfter)
 		}
 		if err := st.EnsureUpcoming(ctx, 2); err != nil && ctx.Err() == nil {
 			log.Warn("creating partitions ahead failed", "err", err)
