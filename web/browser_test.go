@@ -21,6 +21,7 @@ func TestPagesInChromium(t *testing.T) {
 	bin := chromium(t)
 	e := newEnv(t)
 	saveLab(t, e)
+	seedOps(t, e)
 	srv := httptest.NewServer(e.h)
 	t.Cleanup(srv.Close)
 	dir := artifacts(t)
@@ -85,6 +86,17 @@ func TestPagesInChromium(t *testing.T) {
 				t.Errorf("default certificate row reads %q", row)
 			}
 			fits("certificates")
+
+			// Audits and SBCs: charts drawn without JavaScript.
+			for _, pg := range []string{"audits", "sbcs"} {
+				b.open(srv.URL + "/" + pg)
+				var charts int
+				b.eval(`document.querySelectorAll('figure.chart svg polyline').length`, &charts)
+				if charts == 0 {
+					t.Errorf("/%s draws no chart line", pg)
+				}
+				fits(pg)
+			}
 
 			// An unknown page is an HTML page too.
 			b.open(srv.URL + "/calls/nope@x")

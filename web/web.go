@@ -83,6 +83,8 @@ func New(opts Options) *Pages {
 	handle("GET /calls", p.authed(p.handleCalls))
 	handle("GET /calls.csv", p.authed(p.handleCallsCSV))
 	handle("GET /certificates", p.authed(p.handleCertificates))
+	handle("GET /audits", p.authed(p.handleAudits))
+	handle("GET /sbcs", p.authed(p.handleSBCs))
 	handle("GET /tls", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/certificates", http.StatusMovedPermanently)
 	})
@@ -128,7 +130,7 @@ func routed(h http.HandlerFunc) http.HandlerFunc {
 // over from its not-found handler, so its route table stays /api/v1).
 func Owns(path string) bool {
 	switch path {
-	case "/", "/login", "/logout", "/calls", "/calls.csv", "/certificates", "/tls":
+	case "/", "/login", "/logout", "/calls", "/calls.csv", "/certificates", "/tls", "/audits", "/sbcs":
 		return true
 	}
 	return strings.HasPrefix(path, "/calls/")
