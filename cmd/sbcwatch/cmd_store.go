@@ -158,7 +158,7 @@ Creates or updates the database schema. The database itself must exist:
 createdb sbcwatch (or CREATE DATABASE sbcwatch as a superuser).
 `
 
-const serveHelp = `usage: sbcwatch serve [--db DSN] [--listen ADDR] [--config FILE]
+const serveHelp = `usage: sbcwatch serve [--db DSN] [--migrate] [--listen ADDR] [--config FILE]
 
 Runs the daemon: the REST API and the pages (/calls, /certificates) over
 what is stored, and, when the configuration says so, capture, polls and
