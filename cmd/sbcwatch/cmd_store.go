@@ -16,6 +16,7 @@ import (
 
 	"github.com/sbcwatch/sbcwatch/api"
 	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/metrics"
 	"github.com/sbcwatch/sbcwatch/store"
 )
 
@@ -203,6 +204,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	listen := fs.String("listen", "", "API address (default serve.listen of the config, else 127.0.0.1:8080)")
 	cfgPath := fs.String("config", "", "configuration file (SBCs, retention; capture, polls and audits when wired)")
 	retention := fs.Int("retention-days", 0, "days of data to keep (default serve.retention_days of the config, else 30)")
+	lf := addLogFlags(fs, storeGetenv)
 	if code, ok := storeParse(fs, args, stdout, stderr); !ok {
 		return code
 	}
@@ -243,7 +245,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail(exitUsage, "--listen %q: %v", addr, err)
 	}
 
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
 	st, err := storeOpen(ctx, dsn)
 	if err != nil {
 		return fail(exitUsage, "%s", storeLine(err))
@@ -253,7 +258,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := st.Migrate(ctx); err != nil {
 		return fail(exitInternal, "%s", storeLine(err))
 	}
-	opts := api.Options{Logger: log, Version: version}
+	bi := readBuildInfo()
+	opts := api.Options{Logger: log, Metrics: metrics.New(bi.Version, bi.Commit, bi.Date)}
 	if cfg != nil {
 		for _, s := range cfg.SBCs {
 			if err := store.UpsertSBC(ctx, st.Pool(), store.SBC{Name: s.Name, FQDNs: s.FQDNs, Addresses: s.Addresses}); err != nil {
