@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sbcwatch/sbcwatch/internal/authctx"
 	"github.com/sbcwatch/sbcwatch/internal/forwarded"
 	"github.com/sbcwatch/sbcwatch/metrics"
 	"github.com/sbcwatch/sbcwatch/store"
@@ -125,12 +126,15 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler, log *slog.
 		ready(ln.Addr())
 	}
 	errc := make(chan error, 1)
+	// jsonErrorListener sits under TLS: it rewrites net/http's own
+	// plain-text errors on plain HTTP (under TLS it sees ciphertext and
+	// passes it on).
 	go func() {
 		if srv.TLSConfig != nil {
-			errc <- srv.ServeTLS(ln, "", "")
+			errc <- srv.ServeTLS(jsonErrorListener{ln}, "", "")
 			return
 		}
-		errc <- srv.Serve(ln)
+		errc <- srv.Serve(jsonErrorListener{ln})
 	}()
 	log.Info("api listening", "addr", ln.Addr().String(), "tls", srv.TLSConfig != nil)
 	select {
@@ -159,6 +163,15 @@ const tokenKey ctxKey = 1
 // logged.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// An in-process read by the pages for a signed-in session.
+		if t, ok := authctx.From(r.Context()); ok && r.Header.Get("Authorization") == "" {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				s.writeError(w, r, &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "pages only read"})
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey, t)))
+			return
+		}
 		h := r.Header.Get("Authorization")
 		scheme, tok, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
@@ -172,6 +185,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sbcwatch", error="invalid_token"`)
 			s.writeError(w, r, &Error{Status: http.StatusUnauthorized, Code: "unauthorized",
 				Message: "the token is unknown or revoked"})
+			return
+		}
+		if err != nil && r.Context().Err() != nil {
+			s.writeError(w, r, r.Context().Err()) // the client left, or the request timed out
 			return
 		}
 		if err != nil {

@@ -32,7 +32,7 @@ func TestServeHTTPS(t *testing.T) {
 	leaf := certtest.New(t, certtest.Spec{CN: "sbcwatch.example", DNS: []string{"sbcwatch.example"}}, ca)
 	cert, key := leaf.WritePEM(t, dir, "api")
 	addr := freeAddr(t)
-	out := startServe(t, "--db", dsn, "--listen", addr, "--tls-cert", cert, "--tls-key", key, "--trusted-proxy", "127.0.0.1")
+	out := startServe(t, "--db", dsn, "--migrate", "--listen", addr, "--tls-cert", cert, "--tls-key", key, "--trusted-proxy", "127.0.0.1")
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "sbcwatch.example"}}}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		res, err := client.Get("https://" + addr + "/healthz")
