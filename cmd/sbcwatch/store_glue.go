@@ -23,12 +23,12 @@ func storeReport(ctx context.Context, dsnFlag, sbc, source string, r *report.Rep
 	st, err := storeOpen(ctx, dsn)
 	if err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
-		return exitUsage
+		return exitInternal
 	}
 	defer st.Close()
 	if err := st.Migrate(ctx); err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
-		return exitUsage
+		return exitInternal
 	}
 	res, err := st.SaveReportResult(ctx, sbc, source, r)
 	if err != nil {
