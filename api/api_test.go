@@ -558,11 +558,16 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 	m := string(got.body)
 	for _, want := range []string{
-		`sbcwatch_http_requests_total{route="/api/v1/calls",method="GET",status="200"} 1`,
-		`sbcwatch_http_requests_total{route="/api/v1/calls",method="GET",status="401"} 1`,
-		`sbcwatch_http_requests_total{route="unmatched",method="GET",status="404"} 1`,
-		`sbcwatch_build_info{version="1.2.3",goversion="go`,
+		`sbcwatch_http_request_duration_seconds_count{code="200",method="GET",route="/api/v1/calls"} 1`,
+		`sbcwatch_http_request_duration_seconds_count{code="401",method="GET",route="/api/v1/calls"} 1`,
+		`sbcwatch_http_request_duration_seconds_count{code="404",method="GET",route="unmatched"} 1`,
+		`sbcwatch_http_request_duration_seconds_bucket{code="200",method="GET",route="/api/v1/calls",le="+Inf"} 1`,
+		`sbcwatch_build_info{build_date="",goversion="go`,
+		`version="1.2.3"} 1`,
 		"# TYPE sbcwatch_db_pool_total_conns gauge",
+		"# TYPE go_goroutines gauge",
+		"# TYPE process_cpu_seconds_total counter",
+		"sbcwatch_store_up 1",
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q:\n%s", want, m)

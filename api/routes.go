@@ -33,7 +33,7 @@ func (s *Server) routes() *chi.Mux {
 	// Public.
 	r.Get("/healthz", s.handleHealthz)
 	r.Get("/readyz", s.handleReadyz)
-	r.Get("/metrics", s.handleMetrics)
+	r.Method(http.MethodGet, "/metrics", s.metrics.Handler(s.log))
 	r.Get("/api/v1/openapi.json", s.handleOpenAPI)
 
 	// Bearer token: read can GET, admin can also POST.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/internal/authctx"
+	"github.com/sbcwatch/sbcwatch/metrics"
 	"github.com/sbcwatch/sbcwatch/store"
 )
 
@@ -27,8 +28,12 @@ type AuditRunRequest struct {
 type Options struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// Version is reported by /metrics (sbcwatch_build_info).
-	Version string
+	// Version, Revision and BuildDate label sbcwatch_build_info when
+	// Metrics is nil.
+	Version, Revision, BuildDate string
+	// Metrics is the registry /metrics serves; the server adds its HTTP
+	// histograms and a store collector. Nil makes one of its own.
+	Metrics *metrics.Registry
 	// RunAudit runs an audit now for POST /api/v1/audits/run and returns
 	// what to answer (for example the stored audit). Nil answers 501.
 	RunAudit func(ctx context.Context, req AuditRunRequest) (any, error)
@@ -45,7 +50,7 @@ type Server struct {
 	st      *store.Store
 	opts    Options
 	log     *slog.Logger
-	metrics *metrics
+	metrics *metrics.Registry
 }
 
 // NewServer returns the HTTP handler of the whole API.
@@ -65,7 +70,8 @@ func NewServer(st *store.Store, opts Options) http.Handler {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	s := &Server{st: st, opts: opts, log: opts.Logger.With("component", "api"), metrics: newMetrics()}
+	s := &Server{st: st, opts: opts, log: opts.Logger.With("component", "api")}
+	s.metrics = newMetrics(st, opts, s.log)
 	return s.routes()
 }
 
