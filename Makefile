@@ -9,7 +9,7 @@ SAMPLECFG ?= testdata/lab/sbcwatch.yaml
 FUZZTIME  ?= 20000x
 export SBCWATCH_CAPTURES ?= $(CAPTURES)
 
-.PHONY: build test unit fuzz-short demo bench lint lab deps
+.PHONY: build test unit fuzz-short demo bench lint lab deps vulncheck
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/sbcwatch
@@ -20,6 +20,12 @@ test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz-short
+	$(MAKE) vulncheck
+
+## vulncheck: govulncheck ./... (pinned in scripts/vulncheck.sh); says so
+## and passes when vuln.go.dev cannot be reached (VULNCHECK_REQUIRED=1: fails).
+vulncheck:
+	GO=$(GO) bash scripts/vulncheck.sh
 
 unit:
 	$(GO) test -count=1 -short ./...
