@@ -156,3 +156,22 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestLogReadStopsOnSignal: reading a long log ends when the context does
+// (SIGINT/SIGTERM in the CLI), with the context's error, not an input error.
+func TestLogReadStopsOnSignal(t *testing.T) {
+	orig, err := os.ReadFile(filepath.Join("..", "audiocodes", "syslog", "testdata", "field-evidence.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "big.log")
+	must(t, os.WriteFile(path, bytes.Repeat(orig, 2000), 0o600))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	cfg := config.Default()
+	cfg.LogYear = 2026
+	_, err = Files(ctx, []string{path}, Options{Config: cfg})
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrInput) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
