@@ -24,7 +24,7 @@ func TestPagesInChromium(t *testing.T) {
 	t.Cleanup(srv.Close)
 	dir := artifacts(t)
 	b := newCDP(t, bin)
-	b.cookie(srv.URL, web.CookieName, e.tok)
+	b.cookie(srv.URL, web.CookieName, e.session(t))
 
 	teams := web.CallPath(labCallID, "lab-sbc")
 	carrier := web.CallPath(labCarrierCallID, "lab-sbc")

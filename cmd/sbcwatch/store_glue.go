@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -31,6 +32,9 @@ func storeReport(ctx context.Context, dsnFlag, sbc, source string, r *report.Rep
 	defer st.Close()
 	if err := st.CheckSchema(ctx); err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
+		if errors.Is(err, store.ErrNotMigrated) {
+			return exitUsage // the admin's step: sbcwatch migrate
+		}
 		return exitInternal
 	}
 	res, err := st.SaveReportResult(ctx, sbc, source, r)
