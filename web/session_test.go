@@ -7,26 +7,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sbcwatch/sbcwatch/store"
 	"github.com/sbcwatch/sbcwatch/web"
 )
-
-// session starts a browser session for the env's token and returns its
-// id, the value of the session cookie.
-func (e *env) session(t *testing.T) string {
-	t.Helper()
-	tok, err := store.LookupToken(context.Background(), e.st.Pool(), e.tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := store.CreateSession(context.Background(), e.st.Pool(), tok.ID, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
 
 // postForm posts form to path with extra headers (name, value pairs).
 func (e *env) postForm(path string, form url.Values, hdr ...string) *httptest.ResponseRecorder {
