@@ -212,8 +212,8 @@ func (r *Report) WriteTextWidth(w io.Writer, width int) error {
 			}
 		}
 		if m := verdictLineRE.FindStringSubmatch(l); m != nil && runeLen(l) > width {
-			ew.printf("  %s\n", strings.TrimSpace(m[1]+" "+m[2]+" "+m[3]))
-			wrap(ew, m[4], "      ", "      ", width)
+			ew.printf("  %s %s\n", strings.Join(strings.Fields(m[1]), " "), m[2])
+			wrap(ew, m[3], "      ", "      ", width)
 			continue
 		}
 		if runeLen(l) <= width {
@@ -226,8 +226,8 @@ func (r *Report) WriteTextWidth(w io.Writer, width int) error {
 	return ew.err
 }
 
-// verdictLineRE is a verdict line of WriteText: id, severity, rule, words.
-var verdictLineRE = regexp.MustCompile(`^  (\S*?)\s*(CRITICAL|WARNING|INFO)\s+(\S+)\s+(.*)$`)
+// verdictLineRE is a verdict line of WriteText: severity, rule, words.
+var verdictLineRE = regexp.MustCompile(`^  ((?:F\d+\s+)?(?:CRITICAL|WARNING|INFO))\s+(\S+)\s+(.*)$`)
 
 func runeLen(s string) int { return utf8.RuneCountInString(s) }
 
