@@ -122,3 +122,23 @@ func plural(n int) string {
 	}
 	return "s"
 }
+
+// foldNote is the summary line's " (1 root cause explains 8)", or "" when
+// no finding explains another.
+func foldNote(fs []*finding.Finding) string {
+	roots, explained := 0, 0
+	for _, f := range fs {
+		if f.CausedBy == "" && len(f.Explains) > 0 {
+			roots++
+		} else if f.CausedBy != "" {
+			explained++
+		}
+	}
+	if roots == 0 || explained == 0 {
+		return ""
+	}
+	if roots == 1 {
+		return fmt.Sprintf(" (1 root cause explains %d)", explained)
+	}
+	return fmt.Sprintf(" (%d root causes explain %d)", roots, explained)
+}
