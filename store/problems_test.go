@@ -68,12 +68,12 @@ func TestProblemLifecycle(t *testing.T) {
 		expiring(now.Add(-50*time.Hour), "52.114.75.24:50001->192.0.2.10:5061", false),
 		expiring(now.Add(-49*time.Hour), "52.114.75.24:50002->192.0.2.10:5061", false),
 	}}
-	if err := st.SaveReport(ctx, "sbc1", "capture1.pcap", c1); err != nil {
-		t.Fatal(err)
+	if res, err := st.SaveReportResult(ctx, "sbc1", "capture1.pcap", c1); err != nil || res.Findings != 2 || res.Problems != 1 {
+		t.Fatalf("first save: %+v %v", res, err)
 	}
 	// The same capture again stores nothing and counts nothing.
-	if err := st.SaveReport(ctx, "sbc1", "capture1.pcap", c1); err != nil {
-		t.Fatal(err)
+	if res, err := st.SaveReportResult(ctx, "sbc1", "capture1.pcap", c1); err != nil || res.Findings != 0 || res.Problems != 0 {
+		t.Fatalf("second save: %+v %v", res, err)
 	}
 	a1 := saveAudit(t, st, now.Add(-48*time.Hour), expiring(now.Add(-48*time.Hour), "", true))
 	p := onlyProblem(t, st, store.ProblemQuery{})
