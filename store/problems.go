@@ -237,32 +237,6 @@ where id = $1 returning `+problemCols, id, who)
 	return ps[0], nil
 }
 
-// OpenProblemCount is the number of open problems of one rule and
-// severity (for /metrics).
-type OpenProblemCount struct {
-	Rule     string `json:"rule"`
-	Severity string `json:"severity"`
-	Count    int64  `json:"count"`
-}
-
-// CountOpenProblems returns the open problems per rule and severity.
-func CountOpenProblems(ctx context.Context, db DBTX) ([]OpenProblemCount, error) {
-	rows, err := db.Query(ctx, `select rule, severity, count(*) from problems where state = 'open'
-group by rule, severity order by rule, severity`)
-	if err != nil {
-		return nil, fmt.Errorf("store: count problems: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (OpenProblemCount, error) {
-		var c OpenProblemCount
-		err := r.Scan(&c.Rule, &c.Severity, &c.Count)
-		return c, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: count problems: %w", err)
-	}
-	return out, nil
-}
-
 // noteStored records that rows were just written into the daily
 // partitions holding ts, per table: retention keeps a partition while
 // anything was stored into it within the retention period.
