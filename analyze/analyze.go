@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
@@ -39,6 +40,9 @@ type Options struct {
 	// the raw frames behind the calls in Report.Packets, within these
 	// limits (evidence for the store; see keepPackets).
 	KeepPackets *PacketLimits
+
+	// batch runs today's whole-input correlation (equivalence tests).
+	batch bool
 }
 
 // expireEvery is how many packets pass between progress reports.
@@ -59,7 +63,7 @@ func Files(ctx context.Context, paths []string, opt Options) (*report.Report, er
 	if len(captures) == 0 && len(logs) == 0 {
 		return nil, fmt.Errorf("%w: no files in %s", ErrInput, strings.Join(paths, ", "))
 	}
-	p, err := New(cfg)
+	p, err := newPipeline(cfg, opt.batch)
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +136,7 @@ func Files(ctx context.Context, paths []string, opt Options) (*report.Report, er
 // Pipeline is one analysis in progress: feed it packets, then Finish.
 // It drives a pipeline.Engine and collects what leaves it into a report.
 type Pipeline struct {
+	batch    bool
 	eng      *pipeline.Engine
 	col      *collector
 	warnings []string
@@ -142,22 +147,37 @@ type collector struct {
 	calls    []*sip.Call
 	conns    []*tlsaudit.Conn
 	findings []*finding.Finding
+	seen     map[string]int // finding ID -> index: a repeat is an update
 }
 
 var _ pipeline.Sink = (*collector)(nil)
 
 func (c *collector) Call(x *sip.Call)           { c.calls = append(c.calls, x) }
 func (c *collector) TLSConn(x *tlsaudit.Conn)   { c.conns = append(c.conns, x) }
-func (c *collector) Finding(f *finding.Finding) { c.findings = append(c.findings, f) }
+func (c *collector) Finding(f *finding.Finding) {
+	if c.seen == nil {
+		c.seen = map[string]int{}
+	}
+	if i, ok := c.seen[f.ID]; ok && f.ID != "" {
+		c.findings[i] = f
+		return
+	}
+	c.seen[f.ID] = len(c.findings)
+	c.findings = append(c.findings, f)
+}
 
 // New builds a pipeline from a validated configuration.
-func New(cfg *config.Config) (*Pipeline, error) {
+func New(cfg *config.Config) (*Pipeline, error) { return newPipeline(cfg, false) }
+
+// newPipeline builds a streaming pipeline, or with batch today's
+// whole-input one (for the equivalence tests).
+func newPipeline(cfg *config.Config, batch bool) (*Pipeline, error) {
 	col := &collector{}
-	eng, err := pipeline.New(pipeline.Options{Config: cfg, Sink: col, Batch: true})
+	eng, err := pipeline.New(pipeline.Options{Config: cfg, Sink: col, Batch: batch})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInput, err)
 	}
-	return &Pipeline{eng: eng, col: col}, nil
+	return &Pipeline{eng: eng, col: col, batch: batch}, nil
 }
 
 // Packet decodes one captured packet.
@@ -167,7 +187,14 @@ func (p *Pipeline) Packet(pkt tap.Packet) { p.eng.Packet(pkt) }
 // rules and returns the report.
 func (p *Pipeline) Finish() *report.Report {
 	st, hints := p.eng.Close()
-	r := report.Build(p.col.calls, p.col.conns, p.col.findings)
+	fs := p.col.findings
+	if !p.batch {
+		// Decided in stream order: the report lists them most severe
+		// first and numbers them in that order.
+		sortFindings(fs)
+		report.Renumber(fs)
+	}
+	r := report.Build(p.col.calls, p.col.conns, fs)
 	dst := st.Decoder
 	r.Stats.Packets = dst.Packets
 	r.Stats.Bytes = dst.Bytes
@@ -194,4 +221,9 @@ func (p *Pipeline) Finish() *report.Report {
 	}
 	r.Hints = append(r.Hints, hints...)
 	return r
+}
+
+// sortFindings orders findings for the report (finding.Less).
+func sortFindings(fs []*finding.Finding) {
+	sort.SliceStable(fs, func(i, j int) bool { return finding.Less(fs[i], fs[j]) })
 }

@@ -13,26 +13,97 @@ import (
 )
 
 // correlator holds the records the rules still need and decides the
-// findings.
+// findings: incrementally (correlate.Stream), or once at Close in batch
+// mode.
 type correlator struct {
 	e       *Engine
 	batch   bool
-	calls   []*sip.Call
+	stream  *correlate.Stream
+	calls   []*sip.Call // batch only
 	conns   []*tlsaudit.Conn
 	sockets []*syslog.Socket
+	nCalls  uint64 // streaming: calls and connections seen, for the hint
+	nConns  uint64
 }
 
 func newCorrelator(e *Engine, batch bool) *correlator {
-	return &correlator{e: e, batch: batch}
+	c := &correlator{e: e, batch: batch}
+	if !batch {
+		c.stream = correlate.NewStream(correlate.StreamOptions{
+			Config:         e.cfg,
+			TeamsContextID: e.cfg.TeamsTLSContextID,
+			Emit: func(f *finding.Finding) {
+				e.sink.Finding(f)
+			},
+			Open: func() []*sip.Call { return e.tracker.Open() },
+		})
+	}
+	return c
 }
 
-func (c *correlator) addCall(call *sip.Call)      { c.calls = append(c.calls, call) }
-func (c *correlator) addConn(conn *tlsaudit.Conn) { c.conns = append(c.conns, conn) }
-func (c *correlator) addSocket(s *syslog.Socket)  { c.sockets = append(c.sockets, s) }
-func (c *correlator) advance(watermark time.Time) {}
+func (c *correlator) addCall(call *sip.Call) {
+	c.e.st.Calls++
+	if c.batch {
+		c.calls = append(c.calls, call)
+		return
+	}
+	c.nCalls++
+	c.stream.AddCall(call)
+	c.e.sink.Call(call)
+}
+
+func (c *correlator) addConn(conn *tlsaudit.Conn) {
+	c.e.st.Conns++
+	if c.batch {
+		c.conns = append(c.conns, conn)
+		return
+	}
+	c.nConns++
+	c.stream.AddConn(conn)
+	c.e.sink.TLSConn(conn)
+}
+
+func (c *correlator) addSocket(s *syslog.Socket) {
+	if c.batch {
+		c.sockets = append(c.sockets, s)
+		return
+	}
+	c.stream.AddSocket(s)
+}
+
+func (c *correlator) observe(m *sip.Message) {
+	if !c.batch {
+		c.stream.Observe(m)
+	}
+}
+
+func (c *correlator) advance(now time.Time, explicit bool) {
+	if c.batch {
+		return
+	}
+	if explicit {
+		c.stream.Advance(now)
+	}
+	c.stream.Flush()
+}
+
+func (c *correlator) stats() correlate.StreamStats {
+	if c.batch {
+		return correlate.StreamStats{}
+	}
+	return c.stream.Stats()
+}
 
 // close decides everything still held and returns the hints.
 func (c *correlator) close() []string {
+	if !c.batch {
+		hints := c.stream.Close()
+		c.e.st.Findings = c.stream.Stats().Findings
+		if c.nCalls == 0 && c.nConns > 0 {
+			hints = append(hints, encryptedHint)
+		}
+		return hints
+	}
 	e := c.e
 	sortConns(c.conns)
 	tlsFindings := tlsaudit.Findings(c.conns, tlsaudit.FindingOptions{})
@@ -53,15 +124,12 @@ func (c *correlator) close() []string {
 	sortFindings(all)
 	hints := correlate.Hints(in)
 	if len(c.calls) == 0 && len(c.conns) > 0 {
-		hints = append(hints, "This capture holds TLS connections but no SIP: the signaling is encrypted. "+
-			"Export the SBC's SIP as AudioCodes debug recording (ACDR) or HEP to the capture point to see the dialogs.")
+		hints = append(hints, encryptedHint)
 	}
 	for _, call := range c.calls {
-		e.st.Calls++
 		e.sink.Call(call)
 	}
 	for _, conn := range c.conns {
-		e.st.Conns++
 		e.sink.TLSConn(conn)
 	}
 	for _, f := range all {
@@ -71,6 +139,9 @@ func (c *correlator) close() []string {
 	c.calls, c.conns, c.sockets = nil, nil, nil
 	return hints
 }
+
+const encryptedHint = "This capture holds TLS connections but no SIP: the signaling is encrypted. " +
+	"Export the SBC's SIP as AudioCodes debug recording (ACDR) or HEP to the capture point to see the dialogs."
 
 // sortFindings orders findings for the report (finding.Less).
 func sortFindings(fs []*finding.Finding) {

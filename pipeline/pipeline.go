@@ -9,6 +9,7 @@ import (
 
 	"github.com/sbcwatch/sbcwatch/audiocodes/syslog"
 	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/correlate"
 	"github.com/sbcwatch/sbcwatch/finding"
 	"github.com/sbcwatch/sbcwatch/sip"
 	"github.com/sbcwatch/sbcwatch/tap"
@@ -78,24 +79,9 @@ type Stats struct {
 	// decoded: in the tracker, the correlation or the sink). Each is a
 	// bug; the first is logged with its stack.
 	Panics uint64
-	// Correlate are the correlation's window and eviction counters.
-	Correlate CorrelateStats
-}
-
-// CorrelateStats count what the streaming correlation held and let go.
-type CorrelateStats struct {
-	// Evicted counts records dropped from a full window before their
-	// time (max_window_calls, max_window_conns, ...): rules that needed
-	// them may have missed.
-	EvictedCalls, EvictedConns, EvictedSockets uint64
-	// DialogsEvicted counts calls the SIP tracker let go early because
-	// max_dialogs was reached.
-	DialogsEvicted uint64
-	// Flushes counts the times the watermark let decisions be taken.
-	Flushes uint64
-	// PeakCalls and PeakConns are the most calls and connections held
-	// in the windows at once.
-	PeakCalls, PeakConns uint64
+	// Correlate are the streaming correlation's window and eviction
+	// counters (zero in batch mode).
+	Correlate correlate.StreamStats
 }
 
 // Engine is one streaming analysis: feed it input, in time order, from
@@ -151,7 +137,6 @@ func New(o Options) (*Engine, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{cfg: cfg, sink: o.Sink, log: log, recvClk: o.ReceiveClock}
-	e.corr = newCorrelator(e, o.Batch)
 	e.parser = sip.NewParser(cfg.Limits.MaxSIPMessage)
 	to := sip.TrackerOptions{
 		MaxDialogs:         cfg.Limits.MaxDialogs,
@@ -174,6 +159,7 @@ func New(o Options) (*Engine, error) {
 		MaxConns:    cfg.Limits.MaxTLSConns,
 		Check:       tlsaudit.CertChecker(roots, cfg.ExpiryWarning.D()),
 	})
+	e.corr = newCorrelator(e, o.Batch)
 	e.dec = tap.NewDecoder(handler{e}, tap.Options{
 		MaxBufferedPagesPerConn: cfg.Limits.MaxBufferedPagesPerConn,
 		MaxBufferedPagesTotal:   cfg.Limits.MaxBufferedPagesTotal,
@@ -262,7 +248,12 @@ func (e *Engine) Advance(now time.Time) {
 	if now.After(e.watermark) {
 		e.watermark = now
 	}
-	e.advance()
+	e.sinceExp = 0
+	e.guard(func() {
+		e.tracker.Expire(e.watermark)
+		e.takeConns()
+		e.corr.advance(e.watermark, true)
+	})
 }
 
 func (e *Engine) advance() {
@@ -270,7 +261,7 @@ func (e *Engine) advance() {
 	e.guard(func() {
 		e.tracker.Expire(e.watermark)
 		e.takeConns()
-		e.corr.advance(e.watermark)
+		e.corr.advance(e.watermark, false)
 	})
 }
 
@@ -309,6 +300,7 @@ func (e *Engine) Close() (Stats, []string) {
 func (e *Engine) Stats() Stats {
 	s := e.st
 	s.Decoder = e.dec.Stats()
+	s.Correlate = e.corr.stats()
 	return s
 }
 
@@ -319,7 +311,10 @@ func (e *Engine) callDone(c *sip.Call) {
 
 func (e *Engine) observe(m *sip.Message) {
 	e.st.SIPMessages++
-	e.guard(func() { e.tracker.Observe(m) })
+	e.guard(func() {
+		e.tracker.Observe(m)
+		e.corr.observe(m)
+	})
 }
 
 // guard runs downstream work (everything after the bytes were decoded).
