@@ -152,8 +152,8 @@ type collector struct {
 
 var _ pipeline.Sink = (*collector)(nil)
 
-func (c *collector) Call(x *sip.Call)           { c.calls = append(c.calls, x) }
-func (c *collector) TLSConn(x *tlsaudit.Conn)   { c.conns = append(c.conns, x) }
+func (c *collector) Call(x *sip.Call)         { c.calls = append(c.calls, x) }
+func (c *collector) TLSConn(x *tlsaudit.Conn) { c.conns = append(c.conns, x) }
 func (c *collector) Finding(f *finding.Finding) {
 	if c.seen == nil {
 		c.seen = map[string]int{}
