@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"time"
@@ -41,6 +42,10 @@ type Options struct {
 	// limits (evidence for the store; see keepPackets).
 	KeepPackets *PacketLimits
 
+	// Logger receives the engine's one-time reports of internal errors;
+	// nil discards them.
+	Logger *slog.Logger
+
 	// batch runs today's whole-input correlation (equivalence tests).
 	batch bool
 }
@@ -50,81 +55,18 @@ const expireEvery = 4096
 
 // Files analyses capture files, AudioCodes SBC logs and directories of
 // them as one input in time order: packets are read as a stream, and the
-// SIP messages and TLS sockets of the logs are merged in by time.
+// SIP messages and TLS sockets of the logs are merged in by time. The
+// report holds every record (for the store, ladders and evidence); Stream
+// is the bounded way.
 func Files(ctx context.Context, paths []string, opt Options) (*report.Report, error) {
-	cfg := opt.Config
-	if cfg == nil {
-		cfg = config.Default()
-	}
-	captures, logs, err := classify(paths)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInput, err)
-	}
-	if len(captures) == 0 && len(logs) == 0 {
-		return nil, fmt.Errorf("%w: no files in %s", ErrInput, strings.Join(paths, ", "))
-	}
-	p, err := newPipeline(cfg, opt.batch)
+	col := &collector{}
+	sum, captures, err := run(ctx, paths, opt, col)
 	if err != nil {
 		return nil, err
 	}
-	var li *logInput
-	if len(logs) > 0 {
-		if li, err = readLogs(logs, cfg, p.eng.Parser()); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInput, err)
-		}
-		for _, s := range li.sockets {
-			p.eng.Socket(s)
-		}
-		p.eng.SIPErrors(li.errs)
-		p.eng.LogLines(li.lines)
-	}
-	logMsgs := func(until time.Time, all bool) {
-		for li != nil && len(li.msgs) > 0 && (all || !li.msgs[0].Time.After(until)) {
-			p.eng.Message(li.msgs[0])
-			li.msgs = li.msgs[1:]
-		}
-	}
-	if len(captures) == 0 {
-		logMsgs(time.Time{}, true)
-		return p.Finish(), nil
-	}
-	src, err := tap.Open(captures...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInput, err)
-	}
-	defer src.Close()
-	var n uint64
-	for {
-		if n%expireEvery == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			if opt.Progress != nil {
-				opt.Progress(src.Progress())
-			}
-		}
-		pkt, err := src.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			if n == 0 {
-				return nil, fmt.Errorf("%w: %w", ErrInput, err)
-			}
-			// A record damaged mid-file: report what came before it, as
-			// tshark does, and say so.
-			p.warnings = append(p.warnings, fmt.Sprintf("the capture is damaged after %d packets (%v); the report covers the packets before it", n, err))
-			break
-		}
-		logMsgs(pkt.Info.Timestamp, false)
-		p.Packet(pkt)
-		n++
-	}
-	logMsgs(time.Time{}, true)
-	if opt.Progress != nil {
-		opt.Progress(src.Progress())
-	}
-	r := p.Finish()
+	r := col.report(!opt.batch)
+	r.Stats, r.Warnings = sum.Stats, sum.Warnings
+	r.Hints = append(r.Hints, sum.Hints...)
 	if opt.KeepPackets != nil {
 		if r.Packets, err = keepPackets(ctx, captures, r, *opt.KeepPackets); err != nil {
 			return nil, err
@@ -133,16 +75,111 @@ func Files(ctx context.Context, paths []string, opt Options) (*report.Report, er
 	return r, nil
 }
 
+// Summary is what an analysis gives besides its records.
+type Summary struct {
+	Stats    report.Stats
+	Hints    []string
+	Warnings []string
+}
+
+// Stream analyses like Files, but hands each call, TLS connection and
+// finding to sink as the engine decides it (a finding sent again with
+// the same ID is an update) and keeps none of them: memory is bounded by
+// the calls up at once and the correlation windows, not by the input.
+func Stream(ctx context.Context, paths []string, opt Options, sink pipeline.Sink) (Summary, error) {
+	if opt.KeepPackets != nil {
+		return Summary{}, errors.New("analyze: stream: keep-packets needs Files")
+	}
+	sum, _, err := run(ctx, paths, opt, sink)
+	return sum, err
+}
+
+// run reads the input through one engine feeding sink.
+func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink) (Summary, []string, error) {
+	cfg := opt.Config
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	captures, logs, err := classify(paths)
+	if err != nil {
+		return Summary{}, nil, fmt.Errorf("%w: %w", ErrInput, err)
+	}
+	if len(captures) == 0 && len(logs) == 0 {
+		return Summary{}, nil, fmt.Errorf("%w: no files in %s", ErrInput, strings.Join(paths, ", "))
+	}
+	eng, err := pipeline.New(pipeline.Options{Config: cfg, Sink: sink, Batch: opt.batch, Logger: opt.Logger})
+	if err != nil {
+		return Summary{}, nil, fmt.Errorf("%w: %w", ErrInput, err)
+	}
+	var warnings []string
+	var li *logInput
+	if len(logs) > 0 {
+		if li, err = readLogs(logs, cfg, eng.Parser()); err != nil {
+			return Summary{}, nil, fmt.Errorf("%w: %w", ErrInput, err)
+		}
+		for _, s := range li.sockets {
+			eng.Socket(s)
+		}
+		eng.SIPErrors(li.errs)
+		eng.LogLines(li.lines)
+	}
+	logMsgs := func(until time.Time, all bool) {
+		for li != nil && len(li.msgs) > 0 && (all || !li.msgs[0].Time.After(until)) {
+			eng.Message(li.msgs[0])
+			li.msgs[0] = nil
+			li.msgs = li.msgs[1:]
+		}
+	}
+	if len(captures) > 0 {
+		src, err := tap.Open(captures...)
+		if err != nil {
+			return Summary{}, nil, fmt.Errorf("%w: %w", ErrInput, err)
+		}
+		defer src.Close()
+		var n uint64
+		for {
+			if n%expireEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					return Summary{}, nil, err
+				}
+				if opt.Progress != nil {
+					opt.Progress(src.Progress())
+				}
+			}
+			pkt, err := src.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				if n == 0 {
+					return Summary{}, nil, fmt.Errorf("%w: %w", ErrInput, err)
+				}
+				// A record damaged mid-file: report what came before it, as
+				// tshark does, and say so.
+				warnings = append(warnings, fmt.Sprintf("the capture is damaged after %d packets (%v); the report covers the packets before it", n, err))
+				break
+			}
+			logMsgs(pkt.Info.Timestamp, false)
+			eng.Packet(pkt)
+			n++
+		}
+		if opt.Progress != nil {
+			opt.Progress(src.Progress())
+		}
+	}
+	logMsgs(time.Time{}, true)
+	st, hints := eng.Close()
+	return Summary{Stats: reportStats(st), Hints: hints, Warnings: warnings}, captures, nil
+}
+
 // Pipeline is one analysis in progress: feed it packets, then Finish.
 // It drives a pipeline.Engine and collects what leaves it into a report.
 type Pipeline struct {
-	batch    bool
-	eng      *pipeline.Engine
-	col      *collector
-	warnings []string
+	eng *pipeline.Engine
+	col *collector
 }
 
-// collector is the sink that builds the report.
+// collector is the sink that keeps every record for the report.
 type collector struct {
 	calls    []*sip.Call
 	conns    []*tlsaudit.Conn
@@ -166,60 +203,76 @@ func (c *collector) Finding(f *finding.Finding) {
 	c.findings = append(c.findings, f)
 }
 
-// New builds a pipeline from a validated configuration.
-func New(cfg *config.Config) (*Pipeline, error) { return newPipeline(cfg, false) }
+// report builds the report; streamed findings were numbered in decision
+// order and are renumbered in report order.
+func (c *collector) report(streamed bool) *report.Report {
+	fs := c.findings
+	if streamed {
+		sortFindings(fs)
+		report.Renumber(fs)
+	}
+	return report.Build(c.calls, c.conns, fs)
+}
 
-// newPipeline builds a streaming pipeline, or with batch today's
-// whole-input one (for the equivalence tests).
-func newPipeline(cfg *config.Config, batch bool) (*Pipeline, error) {
+// New builds a pipeline from a validated configuration.
+func New(cfg *config.Config) (*Pipeline, error) {
 	col := &collector{}
-	eng, err := pipeline.New(pipeline.Options{Config: cfg, Sink: col, Batch: batch})
+	eng, err := pipeline.New(pipeline.Options{Config: cfg, Sink: col})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInput, err)
 	}
-	return &Pipeline{eng: eng, col: col, batch: batch}, nil
+	return &Pipeline{eng: eng, col: col}, nil
 }
 
 // Packet decodes one captured packet.
 func (p *Pipeline) Packet(pkt tap.Packet) { p.eng.Packet(pkt) }
 
-// Finish ends the capture: flushes streams, closes dialogs, runs the
-// rules and returns the report.
+// Finish ends the capture: flushes streams, closes dialogs, takes the
+// remaining decisions and returns the report.
 func (p *Pipeline) Finish() *report.Report {
 	st, hints := p.eng.Close()
-	fs := p.col.findings
-	if !p.batch {
-		// Decided in stream order: the report lists them most severe
-		// first and numbers them in that order.
-		sortFindings(fs)
-		report.Renumber(fs)
-	}
-	r := report.Build(p.col.calls, p.col.conns, fs)
-	dst := st.Decoder
-	r.Stats.Packets = dst.Packets
-	r.Stats.Bytes = dst.Bytes
-	r.Stats.SIPMessages = st.SIPMessages
-	r.Stats.SIPErrors = st.SIPErrors
-	r.Stats.Malformed = dst.Malformed + st.BadTime
-	r.Warnings = p.warnings
-	r.Stats.TCPDropped = dst.TCPDropped
-	if !dst.First.IsZero() && !dst.Last.IsZero() {
-		r.Stats.Seconds = dst.Last.Sub(dst.First).Seconds()
-	}
-	r.Stats.TLSHandshakes = st.TLSHandshakes
-	r.Stats.Extra = map[string]uint64{
-		"unknown_link":  dst.UnknownLink,
-		"fragments":     dst.Fragments,
-		"reassembled":   dst.Reassembled,
-		"frag_dropped":  dst.FragDropped,
-		"tcp_conns":     dst.TCPConns,
-		"udp_datagrams": dst.UDPDatagrams,
-		"hep_packets":   dst.HEPPackets,
-		"acdr_packets":  dst.ACDRPackets,
-		"tunneled":      dst.Tunnels,
-		"log_lines":     st.LogLines,
-	}
+	r := p.col.report(true)
+	r.Stats = reportStats(st)
 	r.Hints = append(r.Hints, hints...)
+	return r
+}
+
+// reportStats is the report's view of the engine's counters.
+func reportStats(st pipeline.Stats) report.Stats {
+	dst := st.Decoder
+	r := report.Stats{
+		Packets:       dst.Packets,
+		Bytes:         dst.Bytes,
+		SIPMessages:   st.SIPMessages,
+		SIPErrors:     st.SIPErrors,
+		Malformed:     dst.Malformed + st.BadTime,
+		TCPDropped:    dst.TCPDropped,
+		TLSHandshakes: st.TLSHandshakes,
+	}
+	if !dst.First.IsZero() && !dst.Last.IsZero() {
+		r.Seconds = dst.Last.Sub(dst.First).Seconds()
+	}
+	cs := st.Correlate
+	r.Extra = map[string]uint64{
+		"unknown_link":           dst.UnknownLink,
+		"fragments":              dst.Fragments,
+		"reassembled":            dst.Reassembled,
+		"frag_dropped":           dst.FragDropped,
+		"tcp_conns":              dst.TCPConns,
+		"udp_datagrams":          dst.UDPDatagrams,
+		"hep_packets":            dst.HEPPackets,
+		"acdr_packets":           dst.ACDRPackets,
+		"tunneled":               dst.Tunnels,
+		"log_lines":              st.LogLines,
+		"internal_errors":        st.Panics,
+		"dialogs_evicted":        st.DialogsEvicted,
+		"window_calls_evicted":   cs.EvictedCalls,
+		"window_conns_evicted":   cs.EvictedConns,
+		"window_sockets_evicted": cs.EvictedSockets,
+		"window_events_evicted":  cs.EvictedEvents,
+		"window_calls_peak":      uint64(cs.PeakCalls),
+		"window_conns_peak":      uint64(cs.PeakConns),
+	}
 	return r
 }
 

@@ -75,6 +75,9 @@ type Stats struct {
 	// Calls, Conns and Findings count what went to the sink (a finding
 	// updated counts once).
 	Calls, Conns, Findings uint64
+	// DialogsEvicted counts calls the SIP tracker let go early because
+	// limits.max_dialogs was reached.
+	DialogsEvicted uint64
 	// Panics counts internal errors (a panic after the bytes were
 	// decoded: in the tracker, the correlation or the sink). Each is a
 	// bug; the first is logged with its stack.
@@ -286,10 +289,12 @@ func (e *Engine) Close() (Stats, []string) {
 	e.dec.Close()
 	e.tls.Flush() // streams the tap never closed end as incomplete
 	var hints []string
+	var calls []*sip.Call
+	e.guard(func() { calls = e.tracker.Close() })
+	for _, c := range calls {
+		e.guard(func() { e.callDone(c) })
+	}
 	e.guard(func() {
-		for _, c := range e.tracker.Close() {
-			e.callDone(c)
-		}
 		e.takeConns()
 		hints = e.corr.close()
 	})
@@ -301,6 +306,7 @@ func (e *Engine) Stats() Stats {
 	s := e.st
 	s.Decoder = e.dec.Stats()
 	s.Correlate = e.corr.stats()
+	s.DialogsEvicted = e.tracker.Evicted()
 	return s
 }
 

@@ -59,6 +59,7 @@ type Tracker struct {
 	done    map[string]*callState
 	pending []pendingRefer
 	kept    int // messages kept in calls not handed to OnDone
+	evicted uint64
 }
 
 // pendingRefer is a REFER still waiting for the INVITE that follows it.
@@ -670,8 +671,12 @@ func (t *Tracker) Expire(now time.Time) {
 	t.pending = keep
 }
 
+// Evicted counts the calls let go early because MaxDialogs was reached.
+func (t *Tracker) Evicted() uint64 { return t.evicted }
+
 // evict lets go of the least recently active call, ended ones first.
 func (t *Tracker) evict() {
+	t.evicted++
 	if cs := t.ended.head; cs != nil {
 		t.release(cs)
 		return

@@ -6,12 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/analyze"
 	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/report"
 )
 
 // parseInterleaved parses flags that may come before, between or after
@@ -46,7 +48,7 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs := flag.NewFlagSet("sbcwatch analyze", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var f analyzeFlags
-	fs.StringVar(&f.format, "format", "text", "output format: text or json")
+	fs.StringVar(&f.format, "format", "text", "output format: text, json, or ndjson (one record per line as decided)")
 	fs.StringVar(&f.call, "call", "", "print a ladder of the call with this Call-ID")
 	fs.StringVar(&f.configFile, "config", "", "YAML configuration file (shared with serve)")
 	fs.Var(&f.fqdns, "sbc-fqdn", "the SBC's FQDN (repeatable)")
@@ -79,8 +81,12 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "sbcwatch analyze: no capture file given (usage: sbcwatch analyze [flags] FILE|DIR...)")
 		return exitUsage
 	}
-	if f.format != "text" && f.format != "json" {
-		fmt.Fprintf(stderr, "sbcwatch analyze: --format must be text or json, not %q\n", f.format)
+	if f.format != "text" && f.format != "json" && f.format != "ndjson" {
+		fmt.Fprintf(stderr, "sbcwatch analyze: --format must be text, json or ndjson, not %q\n", f.format)
+		return exitUsage
+	}
+	if f.format == "ndjson" && (f.call != "" || f.store) {
+		fmt.Fprintln(stderr, "sbcwatch analyze: --format ndjson streams the records; it does not go with --call or --store")
 		return exitUsage
 	}
 	cfg, err := f.config()
@@ -98,6 +104,10 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if f.progress && isTerminal(os.Stderr) && stderr == io.Writer(os.Stderr) {
 		opt.Progress = progressPrinter(stderr)
+	}
+	if !f.store && f.call == "" {
+		// Nothing needs the records after the report: stream them.
+		return streamReport(ctx, paths, opt, f.format, stdout, stderr)
 	}
 	rep, err := analyze.Files(ctx, paths, opt)
 	if opt.Progress != nil {
@@ -138,6 +148,63 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		err = rep.WriteText(stdout)
 	}
 	if err != nil {
+		fmt.Fprintf(stderr, "sbcwatch analyze: writing the report: %v\n", err)
+		return exitInternal
+	}
+	return exitOK
+}
+
+// streamReport runs the analysis with the records leaving as they are
+// decided: straight to stdout for ndjson, through a spool on disk for
+// json and text, so memory does not grow with the input.
+func streamReport(ctx context.Context, paths []string, opt analyze.Options, format string, stdout, stderr io.Writer) int {
+	fail := func(err error) int {
+		if opt.Progress != nil {
+			fmt.Fprint(stderr, "\r\033[K")
+		}
+		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
+		if errors.Is(err, analyze.ErrInput) {
+			return exitUsage
+		}
+		return exitInternal
+	}
+	opt.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	var sum analyze.Summary
+	var err error
+	var write func() error
+	if format == "ndjson" {
+		nd := report.NewNDJSON(stdout)
+		if sum, err = analyze.Stream(ctx, paths, opt, nd); err != nil {
+			return fail(err)
+		}
+		write = func() error { return nd.End(sum.Stats, sum.Hints, sum.Warnings) }
+	} else {
+		sp, err := report.NewSpool("")
+		if err != nil {
+			return fail(err)
+		}
+		defer sp.Close()
+		if sum, err = analyze.Stream(ctx, paths, opt, sp); err != nil {
+			return fail(err)
+		}
+		write = func() error {
+			if format == "json" {
+				return sp.WriteJSON(stdout, sum.Stats, sum.Hints, sum.Warnings)
+			}
+			rep, err := sp.Report(sum.Stats, sum.Hints, sum.Warnings)
+			if err != nil {
+				return err
+			}
+			return rep.WriteText(stdout)
+		}
+	}
+	if opt.Progress != nil {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	for _, w := range sum.Warnings {
+		fmt.Fprintf(stderr, "sbcwatch analyze: warning: %s\n", w)
+	}
+	if err := write(); err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: writing the report: %v\n", err)
 		return exitInternal
 	}

@@ -7,6 +7,7 @@
 package main
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -32,7 +33,15 @@ func main() {
 	calls := flag.Int("calls", 1000, "number of SIP calls")
 	tlsEvery := flag.Int("tls-every", 10, "one TLS handshake every N calls (0: none)")
 	out := flag.String("o", "gen.pcap", "output file")
+	up := flag.Int("up", 1, "calls up at once (1: one call after the other, each a few ms long)")
+	hold := flag.Duration("hold", 3*time.Minute, "how long each call stays up when -up > 1")
 	flag.Parse()
+	if *up > 1 {
+		if err := runBusy(*calls, *tlsEvery, *up, *hold, *out); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if err := run(*calls, *tlsEvery, *out); err != nil {
 		log.Fatal(err)
 	}
@@ -106,6 +115,68 @@ func run(calls, tlsEvery int, out string) error {
 		}
 	}
 	return nil
+}
+
+// runBusy writes calls as a busy SBC carries them: a new call every
+// hold/up, each answered at once and ended hold later, so about up calls
+// are up at any time and the capture spans calls*hold/up.
+func runBusy(calls, tlsEvery, up int, hold time.Duration, out string) error {
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	pw := pcapgo.NewWriter(bw)
+	if err := pw.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		return err
+	}
+	t0 := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
+	w := &writer{w: pw, t: t0, buf: gopacket.NewSerializeBuffer()}
+	hs, err := handshakes()
+	if err != nil {
+		return err
+	}
+	gap := hold / time.Duration(up)
+	write := func(ms []msg) error {
+		for _, m := range ms {
+			src, dst := carrier, sbc
+			if m.fromSBC {
+				src, dst = sbc, carrier
+			}
+			if err := w.packet(src, dst, 5060, 5060, nil, []byte(m.text)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for s, e := 0, 0; e < calls; {
+		start := t0.Add(time.Duration(s) * gap)
+		end := t0.Add(time.Duration(e)*gap + hold)
+		if s < calls && start.Before(end) {
+			if start.After(w.t) {
+				w.t = start
+			}
+			if err := write(callMessages(s)[:5]); err != nil {
+				return err
+			}
+			if tlsEvery > 0 && s%tlsEvery == 0 {
+				if err := w.tlsConn(hs[s/tlsEvery%len(hs)], uint16(20000+s%40000)); err != nil {
+					return err
+				}
+			}
+			s++
+			continue
+		}
+		if end.After(w.t) {
+			w.t = end
+		}
+		if err := write(callMessages(e)[5:]); err != nil {
+			return err
+		}
+		e++
+	}
+	return bw.Flush()
 }
 
 type msg struct {
