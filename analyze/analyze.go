@@ -100,10 +100,11 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink) (
 	if cfg == nil {
 		cfg = config.Default()
 	}
-	captures, logs, err := classify(paths)
+	in, err := classify(paths)
 	if err != nil {
 		return Summary{}, nil, fmt.Errorf("%w: %w", ErrInput, err)
 	}
+	captures, logs := in.captures, in.logs
 	if len(captures) == 0 && len(logs) == 0 {
 		return Summary{}, nil, fmt.Errorf("%w: no files in %s", ErrInput, strings.Join(paths, ", "))
 	}
@@ -111,12 +112,13 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink) (
 	if err != nil {
 		return Summary{}, nil, fmt.Errorf("%w: %w", ErrInput, err)
 	}
-	var warnings []string
+	warnings := append([]string(nil), in.warnings...)
 	var li *logInput
 	if len(logs) > 0 {
-		if li, err = readLogs(logs, cfg, eng.Parser()); err != nil {
+		if li, err = readLogs(in, cfg, eng.Parser()); err != nil {
 			return Summary{}, nil, fmt.Errorf("%w: %w", ErrInput, err)
 		}
+		warnings = append(warnings, li.warnings...)
 		for _, s := range li.sockets {
 			eng.Socket(s)
 		}
@@ -130,6 +132,10 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink) (
 			li.msgs = li.msgs[1:]
 		}
 	}
+	if len(captures) == 0 && (li == nil || li.lines == 0) {
+		return Summary{}, nil, fmt.Errorf("%w: no capture or SBC log in %s (%s)", ErrInput, strings.Join(paths, ", "), strings.Join(warnings, "; "))
+	}
+	var damaged []string
 	if len(captures) > 0 {
 		src, err := tap.Open(captures...)
 		if err != nil {
@@ -151,13 +157,7 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink) (
 				break
 			}
 			if err != nil {
-				if n == 0 {
-					return Summary{}, nil, fmt.Errorf("%w: %w", ErrInput, err)
-				}
-				// A record damaged mid-file: report what came before it, as
-				// tshark does, and say so.
-				warnings = append(warnings, fmt.Sprintf("the capture is damaged after %d packets (%v); the report covers the packets before it", n, err))
-				break
+				return Summary{}, nil, fmt.Errorf("%w: %w", ErrInput, err)
 			}
 			logMsgs(pkt.Info.Timestamp, false)
 			eng.Packet(pkt)
@@ -166,10 +166,19 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink) (
 		if opt.Progress != nil {
 			opt.Progress(src.Progress())
 		}
+		// A file that ended early is a warning (the report covers what
+		// came before the damage); captures that gave nothing at all are
+		// an error.
+		damaged = src.Warnings()
+		if err := damage(&warnings, damaged, n, li); err != nil {
+			return Summary{}, nil, err
+		}
 	}
 	logMsgs(time.Time{}, true)
 	st, hints := eng.Close()
-	return Summary{Stats: reportStats(st), Hints: hints, Warnings: warnings}, captures, nil
+	rs := reportStats(st)
+	noteInputs(rs.Extra, li, damaged)
+	return Summary{Stats: rs, Hints: hints, Warnings: warnings}, captures, nil
 }
 
 // Pipeline is one analysis in progress: feed it packets, then Finish.

@@ -64,6 +64,19 @@ const (
 	AuditPassesLiveFails = "audit_passes_live_fails"
 )
 
+// TLS rules about what the handshake shows besides the certificate chain.
+const (
+	// TLSCertNotYetValid: the served certificate's notBefore is after
+	// the handshake.
+	TLSCertNotYetValid = "tls_cert_not_yet_valid"
+	// TLSSNIIPAddress: the client sent an IP address as SNI (RFC 6066
+	// forbids it); the certificate is checked against the SBC's names.
+	TLSSNIIPAddress = "tls_sni_ip_address"
+	// TLSSNIUnrecognized: the server answered the SNI with a warning
+	// unrecognized_name alert and carried on.
+	TLSSNIUnrecognized = "tls_sni_unrecognized"
+)
+
 // Source says which part of sbcwatch produced a finding.
 const (
 	SourcePassive = "passive" // seen on the wire or in exported copies
@@ -97,6 +110,13 @@ type Finding struct {
 	Cites []string `json:"cites,omitempty"`
 	// Source is passive, audit or poll.
 	Source string `json:"source,omitempty"`
+	// CausedBy is the ID of the root-cause finding that explains this one
+	// (set by Fold); Explains lists the IDs a root cause explains.
+	CausedBy string   `json:"caused_by,omitempty"`
+	Explains []string `json:"explains,omitempty"`
+	// Advice is what to check or change on the SBC (Advice of the rule,
+	// set by Fold).
+	Advice string `json:"advice,omitempty"`
 	// Key names the problem across runs and processes: the same problem
 	// gives the same key however its summary, evidence or ID change, and
 	// a finding updated after it was first emitted keeps it (KeyOf).
@@ -145,6 +165,7 @@ var rulePriority = map[string]int{
 	TLSCertNameMismatch: 5,
 	TLSCertInconsistent: 6,
 	TLSCertExpired:      7,
+	TLSCertNotYetValid:  7,
 	TLSHandshakeFailed:  8,
 	ShortCallsSpike:     9,
 	TransferMissing:     10,

@@ -66,7 +66,8 @@ type spoolRec struct {
 	seq  uint64   // arrival order: ties, and which version of a finding is latest
 	id   string   // finding ID
 	data []byte   // the JSON view
-	refs []string // IDs this finding refers to
+	refs []string // IDs this finding refers to: cites first, then the evidence's
+	nc   int      // how many of refs are cites
 }
 
 func compareRec(x, y *spoolRec) int {
@@ -126,6 +127,7 @@ func (s *Spool) Finding(f *finding.Finding) {
 	r := spoolRec{p: int64(f.Severity.Rank())*1000 + int64(finding.RulePriority(f.Rule)), s0: f.Rule,
 		t: f.Time.UnixNano(), s1: f.CallID, s2: f.Connection, id: f.ID}
 	r.refs = Refs(f)
+	r.nc = len(f.Cites)
 	for _, id := range r.refs {
 		s.refs[id] = true
 	}
@@ -203,6 +205,7 @@ func writeRec(w *bufio.Writer, r *spoolRec) {
 	for _, id := range r.refs {
 		str(id)
 	}
+	num(int64(r.nc))
 	num(int64(len(r.data)))
 	w.Write(r.data)
 }
@@ -241,6 +244,7 @@ func readRec(rd *bufio.Reader) (spoolRec, error) {
 	for n := num(); err == nil && n > 0; n-- {
 		r.refs = append(r.refs, string(bytesN()))
 	}
+	r.nc = int(num())
 	r.data = bytesN()
 	return r, err
 }
@@ -301,18 +305,72 @@ func (s *Spool) each(kind int, f func(*spoolRec) error) error {
 }
 
 // findings walks the latest version of every finding in report order,
-// numbered F1..Fn, with references rewritten to the new IDs.
+// numbered F1..Fn, with references rewritten to the new IDs and the
+// root-cause links and advice of finding.Fold, worked out over the
+// findings that cite or are cited (few) so that none is held.
 func (s *Spool) findings(f func(*finding.Finding) error) error {
-	// First pass: the new IDs of the findings others refer to.
+	// First pass: the new IDs of the findings that cite or are cited,
+	// and Fold's walk over them in report order.
 	ids := map[string]string{}
+	type foldState struct {
+		causedBy string   // old ID of the root cause
+		explains []string // old IDs
+	}
+	fold := map[string]*foldState{}
+	present := map[string]bool{}
 	n := 0
 	err := s.each(kindFinding, func(r *spoolRec) error {
 		if s.latest[r.id] != r.seq {
 			return nil
 		}
 		n++
-		if s.refs[r.id] {
+		if s.refs[r.id] || r.nc > 0 {
 			ids[r.id] = "F" + strconv.Itoa(n)
+			present[r.id] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	state := func(id string) *foldState {
+		st := fold[id]
+		if st == nil {
+			st = &foldState{}
+			fold[id] = st
+		}
+		return st
+	}
+	err = s.each(kindFinding, func(r *spoolRec) error {
+		if s.latest[r.id] != r.seq || r.nc == 0 {
+			return nil
+		}
+		me := state(r.id)
+		if me.causedBy != "" {
+			return nil
+		}
+		// Fold walks the cites as renumbered: by their new IDs.
+		cites := slices.Clone(r.refs[:r.nc])
+		slices.SortStableFunc(cites, func(x, y string) int {
+			nx, ny := cmp.Or(ids[x], x), cmp.Or(ids[y], y)
+			if idLess(nx, ny) {
+				return -1
+			}
+			if idLess(ny, nx) {
+				return 1
+			}
+			return 0
+		})
+		for _, id := range cites {
+			if !present[id] || id == r.id {
+				continue
+			}
+			g := state(id)
+			if g.causedBy != "" || len(g.explains) > 0 {
+				continue
+			}
+			g.causedBy = r.id
+			me.explains = append(me.explains, id)
 		}
 		return nil
 	})
@@ -329,8 +387,19 @@ func (s *Spool) findings(f func(*finding.Finding) error) error {
 		if err := json.Unmarshal(r.data, &fd); err != nil {
 			return fmt.Errorf("report: spool: %w", err)
 		}
+		old := fd.ID
 		fd.ID = "F" + strconv.Itoa(n)
 		renumberRefs(&fd, ids)
+		fd.CausedBy, fd.Explains = "", nil
+		if st := fold[old]; st != nil {
+			fd.CausedBy = ids[st.causedBy]
+			for _, id := range st.explains {
+				fd.Explains = append(fd.Explains, ids[id])
+			}
+		}
+		if fd.Advice == "" {
+			fd.Advice = finding.Advice(fd.Rule)
+		}
 		return f(&fd)
 	})
 }

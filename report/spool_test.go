@@ -46,9 +46,10 @@ func TestSpoolManyRuns(t *testing.T) {
 	fs[3] = &up
 	sp.Finding(&up)
 
-	want := Build(calls, nil, append([]*finding.Finding(nil), fs...))
-	sortLess(want.Findings)
-	Renumber(want.Findings)
+	all := append([]*finding.Finding(nil), fs...)
+	sortLess(all)
+	Renumber(all)
+	want := Build(calls, nil, all)
 	var a, b bytes.Buffer
 	if err := want.WriteJSON(&a); err != nil {
 		t.Fatal(err)

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/finding"
 	"github.com/sbcwatch/sbcwatch/report"
 )
 
@@ -52,14 +54,20 @@ func decodeCursor(s string) (*cursor, error) {
 		return nil, nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
+	if err != nil || !utf8.Valid(b) {
 		return nil, ErrBadCursor
 	}
 	var c cursor
-	if err := json.Unmarshal(b, &c); err != nil || c.T.IsZero() {
+	if err := json.Unmarshal(b, &c); err != nil || c.T.IsZero() || strings.ContainsRune(c.K, 0) {
 		return nil, ErrBadCursor
 	}
 	return &c, nil
+}
+
+// likeEscape makes s match itself in a LIKE pattern (escape character
+// backslash): a user's "%" or "_" is not a wildcard.
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(s)
 }
 
 // pageArgs checks a page request's limit and decodes its cursor.
@@ -140,8 +148,9 @@ func (w *where) sql() string {
 
 // CallQuery selects calls. Zero fields do not filter.
 type CallQuery struct {
-	// Number matches the caller or the callee on digits only, so
-	// "+4969…" and "4969…" are the same.
+	// Number matches the end of the caller's or the callee's digits
+	// (NumberSuffix), so "+49 69 12345600", "069 12345600" and
+	// "12345600" all find +496912345600.
 	Number string
 	// From and To select the calls active in [From, To): started before
 	// To and ended (or last seen) at or after From. Calls longer than
@@ -220,11 +229,13 @@ func ListCalls(ctx context.Context, db DBTX, q CallQuery) (Page[Call], error) {
 	}
 	var w where
 	if q.Number != "" {
-		d := config.Digits(q.Number)
+		d := NumberSuffix(q.Number)
 		if d == "" {
 			return page, fmt.Errorf("%w: number %q has no digits", ErrBadQuery, q.Number)
 		}
-		w.add("(c.from_digits = ? or c.to_digits = ?)", d, d)
+		// Suffix match on the reversed digits (an index fits "like 'x%'").
+		r := reverse(d) + "%"
+		w.add("(reverse(c.from_digits) like ? or reverse(c.to_digits) like ?)", r, r)
 	}
 	if !q.From.IsZero() {
 		// Active at or after From: ended (or last seen) then, or still
@@ -264,6 +275,22 @@ func ListCalls(ctx context.Context, db DBTX, q CallQuery) (Page[Call], error) {
 		return page, fmt.Errorf("store: calls: %w", err)
 	}
 	return pageOf(items, limit, func(last Call) cursor { return cursor{T: last.Start, ID: last.ID} }), nil
+}
+
+// NumberSuffix is the digits a number search matches at the end of the
+// stored numbers: the digits of n without the trunk or international
+// prefix's leading zeros, so "+49 69 12345600", "0049 69 12345600",
+// "069 12345600" and "12345600" all find "+496912345600".
+func NumberSuffix(n string) string {
+	return strings.TrimLeft(config.Digits(n), "0")
+}
+
+func reverse(s string) string {
+	b := []byte(s)
+	for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
+		b[i], b[j] = b[j], b[i]
+	}
+	return string(b)
 }
 
 // MaxCallSpan bounds how long before From a call may have started and
@@ -376,10 +403,26 @@ type Finding struct {
 	Acknowledged   bool            `json:"acknowledged" db:"acknowledged"`
 	AcknowledgedAt *time.Time      `json:"acknowledged_at,omitempty" db:"acknowledged_at"`
 	AcknowledgedBy string          `json:"acknowledged_by,omitempty" db:"acknowledged_by"`
+	// ProblemID and State are those of the problem this finding is a
+	// sighting of (unset for findings stored before schema version 3).
+	ProblemID *int64 `json:"problem_id,omitempty" db:"problem_id"`
+	State     string `json:"state,omitempty" db:"state"`
+	// Advice is what to check or change (finding.Advice of the rule).
+	Advice string `json:"advice,omitempty" db:"-"`
+	// CausedBy and Explains are the root-cause references among the
+	// findings of one answer (see Fold).
+	CausedBy string   `json:"caused_by,omitempty" db:"-"`
+	Explains []string `json:"explains,omitempty" db:"-"`
 }
 
-const findingSelect = `select id, local_id, rule, severity, severity_rank, call_id, connection, sbc, time, summary,
-  evidence, cites, source, acknowledged, acknowledged_at, acknowledged_by from findings `
+// findingSelect reads findings (alias f) with their problem (alias p):
+// the acknowledgement is the problem's when there is one.
+const findingSelect = `select f.id, f.local_id, f.rule, f.severity, f.severity_rank, f.call_id, f.connection, f.sbc,
+  f.time, f.summary, f.evidence, f.cites, f.source, coalesce(p.acknowledged, f.acknowledged) as acknowledged,
+  case when p.id is null then f.acknowledged_at else p.acknowledged_at end as acknowledged_at,
+  case when p.id is null then f.acknowledged_by else p.acknowledged_by end as acknowledged_by,
+  p.id as problem_id, coalesce(p.state, '') as state
+from findings f left join problems p on p.sbc = f.sbc and p.rule = f.rule and p.subject = f.subject `
 
 // FindingQuery selects findings. Zero fields do not filter.
 type FindingQuery struct {
@@ -389,8 +432,10 @@ type FindingQuery struct {
 	CallID       string
 	From, To     time.Time
 	Acknowledged *bool
-	Limit        int
-	Cursor       string
+	// State keeps the findings whose problem is open or resolved.
+	State  string
+	Limit  int
+	Cursor string
 }
 
 // ListFindings returns findings newest first.
@@ -400,25 +445,32 @@ func ListFindings(ctx context.Context, db DBTX, q FindingQuery) (Page[Finding], 
 	if err != nil {
 		return page, err
 	}
+	if q.State != "" && q.State != StateOpen && q.State != StateResolved {
+		return page, ErrBadState
+	}
 	var w where
-	w.eq("rule", q.Rule)
-	w.eq("severity", q.Severity)
-	w.eq("sbc", q.SBC)
-	w.eq("call_id", q.CallID)
-	w.within("time", q.From, q.To)
+	w.eq("f.rule", q.Rule)
+	w.eq("f.severity", q.Severity)
+	w.eq("f.sbc", q.SBC)
+	w.eq("f.call_id", q.CallID)
+	w.within("f.time", q.From, q.To)
+	w.eq("p.state", q.State)
 	if q.Acknowledged != nil {
-		w.add("acknowledged = ?", *q.Acknowledged)
+		w.add("coalesce(p.acknowledged, f.acknowledged) = ?", *q.Acknowledged)
 	}
 	if cur != nil {
-		w.add("(time, id) < (?, ?)", cur.T, cur.K)
+		w.add("(f.time, f.id) < (?, ?)", cur.T, cur.K)
 	}
-	rows, err := db.Query(ctx, findingSelect+w.sql()+fmt.Sprintf(" order by time desc, id desc limit %d", limit+1), w.args...)
+	rows, err := db.Query(ctx, findingSelect+w.sql()+fmt.Sprintf(" order by f.time desc, f.id desc limit %d", limit+1), w.args...)
 	if err != nil {
 		return page, fmt.Errorf("store: findings: %w", err)
 	}
-	items, err := pgx.CollectRows(rows, pgx.RowToStructByName[Finding])
+	items, err := pgx.CollectRows(rows, pgx.RowToStructByNameLax[Finding])
 	if err != nil {
 		return page, fmt.Errorf("store: findings: %w", err)
+	}
+	for i := range items {
+		items[i].Advice = finding.Advice(items[i].Rule)
 	}
 	return pageOf(items, limit, func(last Finding) cursor { return cursor{T: last.Time, K: last.ID} }), nil
 }
@@ -435,38 +487,63 @@ with recursive fs as (
   join findings g on g.id = any(f.cites)
   where fs.depth < 4
 )
-`+findingSelect+` where (id, time) in (select id, time from fs)
-order by severity_rank, time, id`, callID, sbc)
+`+findingSelect+` where (f.id, f.time) in (select id, time from fs)
+order by f.severity_rank, f.time, f.id`, callID, sbc)
 	if err != nil {
 		return nil, fmt.Errorf("store: call findings: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[Finding])
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByNameLax[Finding])
 	if err != nil {
 		return nil, fmt.Errorf("store: call findings: %w", err)
 	}
+	Fold(out)
 	return out, nil
 }
 
-// AckFinding marks a finding acknowledged by who and returns it. Asking
-// again keeps the first acknowledgement.
+// AckFinding marks a finding acknowledged by who, and with it the problem
+// it is a sighting of, and returns it. Asking again keeps the first
+// acknowledgement.
 func AckFinding(ctx context.Context, db DBTX, id, who string) (Finding, error) {
-	rows, err := db.Query(ctx, `update findings set acknowledged = true,
+	tag, err := db.Exec(ctx, `update findings set acknowledged = true,
   acknowledged_at = coalesce(acknowledged_at, now()),
   acknowledged_by = case when acknowledged then acknowledged_by else $2 end
-where id = $1
-returning id, local_id, rule, severity, severity_rank, call_id, connection, sbc, time, summary,
-  evidence, cites, source, acknowledged, acknowledged_at, acknowledged_by`, id, who)
+where id = $1`, id, who)
 	if err != nil {
 		return Finding{}, fmt.Errorf("store: ack: %w", err)
 	}
-	fs, err := pgx.CollectRows(rows, pgx.RowToStructByName[Finding])
-	if err != nil {
-		return Finding{}, fmt.Errorf("store: ack: %w", err)
-	}
-	if len(fs) == 0 {
+	if tag.RowsAffected() == 0 {
 		return Finding{}, ErrNotFound
 	}
-	return fs[0], nil
+	if _, err := db.Exec(ctx, `update problems p set acknowledged = true,
+  acknowledged_at = coalesce(p.acknowledged_at, now()),
+  acknowledged_by = case when p.acknowledged then p.acknowledged_by else $2 end
+from findings f where f.id = $1 and p.sbc = f.sbc and p.rule = f.rule and p.subject = f.subject`, id, who); err != nil {
+		return Finding{}, fmt.Errorf("store: ack: %w", err)
+	}
+	rows, err := db.Query(ctx, findingSelect+`where f.id = $1 order by f.time desc limit 1`, id)
+	if err != nil {
+		return Finding{}, fmt.Errorf("store: ack: %w", err)
+	}
+	f, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByNameLax[Finding])
+	if err != nil {
+		return Finding{}, fmt.Errorf("store: ack: %w", err)
+	}
+	f.Advice = finding.Advice(f.Rule)
+	return f, nil
+}
+
+// Fold sets CausedBy and Explains among fs from their Cites (see
+// finding.Fold) and fills Advice.
+func Fold(fs []Finding) {
+	view := make([]*finding.Finding, len(fs))
+	for i := range fs {
+		view[i] = &finding.Finding{ID: fs[i].ID, Rule: fs[i].Rule, Cites: fs[i].Cites}
+	}
+	finding.Fold(view)
+	for i := range fs {
+		fs[i].CausedBy, fs[i].Explains = view[i].CausedBy, view[i].Explains
+		fs[i].Advice = finding.Advice(fs[i].Rule)
+	}
 }
 
 // TLSConn is a stored TLS connection.
@@ -555,7 +632,7 @@ func ListTLS(ctx context.Context, db DBTX, q TLSQuery) (Page[TLSConn], error) {
 		w.add("fingerprint = ?", strings.ToLower(q.Fingerprint))
 	}
 	if q.Peer != "" {
-		w.add("(client = ? or server = ? or client like ? or server like ?)", q.Peer, q.Peer, q.Peer+":%", q.Peer+":%")
+		w.add(`(client = ? or server = ? or client like ? escape '\' or server like ? escape '\')`, q.Peer, q.Peer, likeEscape(q.Peer)+":%", likeEscape(q.Peer)+":%")
 	}
 	if cur != nil {
 		w.add("(first_seen, id) < (?, ?)", cur.T, cur.K)
@@ -630,7 +707,7 @@ func ListCertificates(ctx context.Context, db DBTX, q CertQuery) (Page[Certifica
 		w.add("not_after < ?", q.ExpiresBefore)
 	}
 	if q.Subject != "" {
-		w.add("subject ilike ?", "%"+q.Subject+"%")
+		w.add(`subject ilike ? escape '\'`, "%"+likeEscape(q.Subject)+"%")
 	}
 	if cur != nil {
 		w.add("(not_after, fingerprint) > (?, ?)", cur.T, cur.K)
@@ -781,7 +858,7 @@ func GetAudit(ctx context.Context, db DBTX, id int64) (AuditRecord, error) {
 func TableCounts(ctx context.Context, db DBTX) (map[string]int64, error) {
 	out := map[string]int64{}
 	for _, t := range []string{"sbcs", "ingests", "calls", "sip_messages", "tls_connections", "certificates",
-		"findings", "counter_samples", "audits", "audit_results", "api_tokens", "packets"} {
+		"findings", "counter_samples", "audits", "audit_results", "api_tokens", "packets", "problems"} {
 		var n int64
 		if err := db.QueryRow(ctx, "select count(*) from "+t).Scan(&n); err != nil {
 			return nil, fmt.Errorf("store: count %s: %w", t, err)
