@@ -37,9 +37,9 @@ type Options struct {
 	// Progress, when set, is called now and then with bytes read so far
 	// and the total size of the input files.
 	Progress func(done, total int64)
-	// KeepPackets, when set, reads the captures a second time and puts
-	// the raw frames behind the calls in Report.Packets, within these
-	// limits (evidence for the store; see keepPackets).
+	// KeepPackets, when set, keeps the raw frames behind the calls in
+	// Report.Packets, within these limits, in the same single pass
+	// (evidence for the store; see keeper). Files only.
 	KeepPackets *PacketLimits
 
 	// Logger receives the engine's one-time reports of internal errors;
@@ -60,16 +60,20 @@ const expireEvery = 4096
 // is the bounded way.
 func Files(ctx context.Context, paths []string, opt Options) (*report.Report, error) {
 	col := &collector{}
-	sum, captures, err := run(ctx, paths, opt, col)
+	if opt.KeepPackets != nil {
+		col.keep = newKeeper(*opt.KeepPackets)
+	}
+	sum, err := run(ctx, paths, opt, col, col.keep)
 	if err != nil {
 		return nil, err
 	}
 	r := col.report(!opt.batch)
 	r.Stats, r.Warnings = sum.Stats, sum.Warnings
 	r.Hints = append(r.Hints, sum.Hints...)
-	if opt.KeepPackets != nil {
-		if r.Packets, err = keepPackets(ctx, captures, r, *opt.KeepPackets); err != nil {
-			return nil, err
+	if col.keep != nil {
+		r.Packets = col.keep.packets(r)
+		if col.keep.dropped > 0 {
+			r.Stats.Extra["keep_packets_dropped"] = col.keep.dropped
 		}
 	}
 	return r, nil
@@ -90,33 +94,37 @@ func Stream(ctx context.Context, paths []string, opt Options, sink pipeline.Sink
 	if opt.KeepPackets != nil {
 		return Summary{}, errors.New("analyze: stream: keep-packets needs Files")
 	}
-	sum, _, err := run(ctx, paths, opt, sink)
-	return sum, err
+	return run(ctx, paths, opt, sink, nil)
 }
 
-// run reads the input through one engine feeding sink.
-func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink) (Summary, []string, error) {
+// run reads the input through one engine feeding sink; keep, when set,
+// sees every frame as it is decoded.
+func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink, keep *keeper) (Summary, error) {
 	cfg := opt.Config
 	if cfg == nil {
 		cfg = config.Default()
 	}
 	in, err := classify(paths)
 	if err != nil {
-		return Summary{}, nil, fmt.Errorf("%w: %w", ErrInput, err)
+		return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
 	}
 	captures, logs := in.captures, in.logs
 	if len(captures) == 0 && len(logs) == 0 {
-		return Summary{}, nil, fmt.Errorf("%w: no files in %s", ErrInput, strings.Join(paths, ", "))
+		return Summary{}, fmt.Errorf("%w: no files in %s", ErrInput, strings.Join(paths, ", "))
 	}
-	eng, err := pipeline.New(pipeline.Options{Config: cfg, Sink: sink, Batch: opt.batch, Logger: opt.Logger})
+	po := pipeline.Options{Config: cfg, Sink: sink, Batch: opt.batch, Logger: opt.Logger}
+	if keep != nil {
+		po.Frames = keep
+	}
+	eng, err := pipeline.New(po)
 	if err != nil {
-		return Summary{}, nil, fmt.Errorf("%w: %w", ErrInput, err)
+		return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
 	}
 	warnings := append([]string(nil), in.warnings...)
 	var li *logInput
 	if len(logs) > 0 {
 		if li, err = readLogs(in, cfg, eng.Parser()); err != nil {
-			return Summary{}, nil, fmt.Errorf("%w: %w", ErrInput, err)
+			return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
 		}
 		warnings = append(warnings, li.warnings...)
 		for _, s := range li.sockets {
@@ -133,20 +141,20 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink) (
 		}
 	}
 	if len(captures) == 0 && (li == nil || li.lines == 0) {
-		return Summary{}, nil, fmt.Errorf("%w: no capture or SBC log in %s (%s)", ErrInput, strings.Join(paths, ", "), strings.Join(warnings, "; "))
+		return Summary{}, fmt.Errorf("%w: no capture or SBC log in %s (%s)", ErrInput, strings.Join(paths, ", "), strings.Join(warnings, "; "))
 	}
 	var damaged []string
 	if len(captures) > 0 {
 		src, err := tap.Open(captures...)
 		if err != nil {
-			return Summary{}, nil, fmt.Errorf("%w: %w", ErrInput, err)
+			return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
 		}
 		defer src.Close()
 		var n uint64
 		for {
 			if n%expireEvery == 0 {
 				if err := ctx.Err(); err != nil {
-					return Summary{}, nil, err
+					return Summary{}, err
 				}
 				if opt.Progress != nil {
 					opt.Progress(src.Progress())
@@ -157,9 +165,12 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink) (
 				break
 			}
 			if err != nil {
-				return Summary{}, nil, fmt.Errorf("%w: %w", ErrInput, err)
+				return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
 			}
 			logMsgs(pkt.Info.Timestamp, false)
+			if keep != nil {
+				keep.packet(pkt)
+			}
 			eng.Packet(pkt)
 			n++
 		}
@@ -171,14 +182,14 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink) (
 		// an error.
 		damaged = src.Warnings()
 		if err := damage(&warnings, damaged, n, li); err != nil {
-			return Summary{}, nil, err
+			return Summary{}, err
 		}
 	}
 	logMsgs(time.Time{}, true)
 	st, hints := eng.Close()
 	rs := reportStats(st)
 	noteInputs(rs.Extra, li, damaged)
-	return Summary{Stats: rs, Hints: hints, Warnings: warnings}, captures, nil
+	return Summary{Stats: rs, Hints: hints, Warnings: warnings}, nil
 }
 
 // Pipeline is one analysis in progress: feed it packets, then Finish.
@@ -194,12 +205,18 @@ type collector struct {
 	conns    []*tlsaudit.Conn
 	findings []*finding.Finding
 	seen     map[string]int // finding ID -> index: a repeat is an update
+	keep     *keeper        // --keep-packets: told of each TLS connection
 }
 
 var _ pipeline.Sink = (*collector)(nil)
 
-func (c *collector) Call(x *sip.Call)         { c.calls = append(c.calls, x) }
-func (c *collector) TLSConn(x *tlsaudit.Conn) { c.conns = append(c.conns, x) }
+func (c *collector) Call(x *sip.Call) { c.calls = append(c.calls, x) }
+func (c *collector) TLSConn(x *tlsaudit.Conn) {
+	c.conns = append(c.conns, x)
+	if c.keep != nil {
+		c.keep.conn(x)
+	}
+}
 func (c *collector) Finding(f *finding.Finding) {
 	if c.seen == nil {
 		c.seen = map[string]int{}

@@ -317,7 +317,9 @@ func cmpLag(cfg *config.Config) time.Duration {
 
 // Flush takes the decisions the clock allows; cheap when nothing is due.
 func (s *Stream) Flush() {
-	if s.closed || !s.now.After(s.lastFlush.Add(time.Second)) {
+	// A round every sixteenth of the lag: decisions come at most that
+	// much after their windows passed, and rounds stay cheap.
+	if s.closed || !s.now.After(s.lastFlush.Add(max(time.Second, s.lag/16))) {
 		return
 	}
 	s.lastFlush = s.now

@@ -16,8 +16,10 @@ import (
 // entry), "tls" (a "tls" entry), "finding" (a "findings" entry; a later
 // line with the same "id" updates it), and at the end "stats" (the
 // "stats" member), then one "hint" and one "warning" line per sentence
-// ({"type":"hint","text":"…"}). IDs are numbered in decision order. It
-// has the methods of pipeline.Sink.
+// ({"type":"hint","text":"…"}). IDs are numbered in decision order;
+// caused_by and explains, which need the whole sorted list
+// (finding.Fold), are left to the json and text reports. It has the
+// methods of pipeline.Sink.
 type NDJSON struct {
 	w   *bufio.Writer
 	err error
@@ -35,7 +37,11 @@ func (n *NDJSON) TLSConn(c *tlsaudit.Conn) { n.line("tls", ConnView(c)) }
 // Finding writes a "finding" line and flushes: a finding is what a
 // pipeline downstream waits for.
 func (n *NDJSON) Finding(f *finding.Finding) {
-	n.line("finding", f)
+	c := *f
+	if c.Advice == "" {
+		c.Advice = finding.Advice(c.Rule)
+	}
+	n.line("finding", c)
 	if n.err == nil {
 		n.err = n.w.Flush()
 	}

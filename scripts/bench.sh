@@ -4,17 +4,14 @@
 # (30 000 and 300 000 calls, 6 000 up at once), and writes the figures to
 # BENCHMARKS.md. Usage:
 #   scripts/bench.sh [CALLS]     (default 20000 calls, ~48 MB)
-# MEM=0 skips the memory part (it writes 1.2 GB of temporary capture).
+# MEM=0 skips the memory part (it writes a 700 MB temporary capture);
+# SPEED=0 skips the tshark comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 calls=${1:-20000}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 CGO_ENABLED=0 go build -o "$tmp/sbcwatch" ./cmd/sbcwatch
-go run ./tools/gencap -calls "$calls" -o "$tmp/bench.pcap"
-size=$(stat -c %s "$tmp/bench.pcap")
-frames=$(capinfos -c -M "$tmp/bench.pcap" | awk -F: '/Number of packets/{gsub(/ /,"",$2);print $2}')
-
 # append_row HEADER ROW: adds ROW at the end of the Markdown table whose
 # header line starts with HEADER (tables may follow one another).
 append_row() {
@@ -25,6 +22,11 @@ append_row() {
     END { if (intable) print row; else if (!done) exit 1 }
   ' BENCHMARKS.md >"$tmp/bm" && cp "$tmp/bm" BENCHMARKS.md
 }
+
+if [ "${SPEED:-1}" = 1 ]; then
+go run ./tools/gencap -calls "$calls" -o "$tmp/bench.pcap"
+size=$(stat -c %s "$tmp/bench.pcap")
+frames=$(capinfos -c -M "$tmp/bench.pcap" | awk -F: '/Number of packets/{gsub(/ /,"",$2);print $2}')
 
 # best of 3 wall-clock seconds and peak RSS (KiB) of a command
 measure() {
@@ -56,6 +58,8 @@ if [ "${WRITE:-1}" = 1 ]; then
   else
     echo "bench: BENCHMARKS.md has no results table; add one" >&2
   fi
+fi
+
 fi
 
 # Memory: peak RSS of `analyze --format json` on SIP-heavy captures of a
