@@ -235,10 +235,10 @@ func (s *Server) handleGetCall(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListFindings(w http.ResponseWriter, r *http.Request) {
-	q := parseQuery(r, "rule", "severity", "sbc", "call_id", "from", "to", "acknowledged", "limit", "cursor")
+	q := parseQuery(r, "rule", "severity", "sbc", "call_id", "from", "to", "acknowledged", "state", "limit", "cursor")
 	fq := store.FindingQuery{Rule: q.str("rule"), Severity: q.str("severity"), SBC: q.str("sbc"),
 		CallID: q.str("call_id"), From: q.time("from"), To: q.time("to"), Acknowledged: q.boolPtr("acknowledged"),
-		Limit: q.limit(), Cursor: q.str("cursor")}
+		State: q.str("state"), Limit: q.limit(), Cursor: q.str("cursor")}
 	if q.err == nil {
 		switch fq.Severity {
 		case "", "critical", "warning", "info":

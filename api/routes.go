@@ -50,6 +50,8 @@ func (s *Server) routes() *chi.Mux {
 
 			r.Get("/findings", s.handleListFindings)
 			r.Post("/findings/{id}/ack", s.handleAckFinding)
+			r.Get("/problems", s.handleListProblems)
+			r.Post("/problems/{id}/ack", s.handleAckProblem)
 
 			r.Get("/tls", s.handleListTLS)
 			r.Get("/certificates", s.handleListCertificates)

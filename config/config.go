@@ -42,7 +42,9 @@ type Duration time.Duration
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		// A TypeError is collected with the others (an unknown key
+		// elsewhere is still reported), not the end of decoding.
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration: use a number with a unit, such as 10s, 1m30s or 2h", n.Line, n.Value)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -200,6 +202,10 @@ type Serve struct {
 	SyslogListen string   `yaml:"syslog_listen"`
 	Retention    int      `yaml:"retention_days"`
 	MaxPolls     int      `yaml:"max_concurrent_polls"`
+
+	// ResolveAfterDays resolves a stored problem not seen again for this
+	// many days (default 14; -1 never).
+	ResolveAfterDays int `yaml:"resolve_after_days"`
 }
 
 // Default returns a configuration with every default applied.
@@ -230,6 +236,7 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.Limits.MaxKeptMessages, 200000)
 	setInt(&c.Limits.MaxTLSConns, 200000)
 	setInt(&c.Serve.Retention, 30)
+	setInt(&c.Serve.ResolveAfterDays, 14)
 	setInt(&c.Serve.MaxPolls, 8)
 	if c.Serve.Listen == "" {
 		c.Serve.Listen = "127.0.0.1:8080"
@@ -304,7 +311,7 @@ func Parse(b []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, errIOEOF) {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %w", explainYAML(b, err))
 	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {

@@ -52,6 +52,7 @@ type StoreCollector struct {
 
 	up, dur                                  *prometheus.Desc
 	findingsHour, findingsOpen               *prometheus.Desc
+	openProblems                             *prometheus.Desc
 	certNotAfter                             *prometheus.Desc
 	auditOK, auditDur, auditLast             *prometheus.Desc
 	pollUp, pollLastSuccess                  *prometheus.Desc
@@ -95,6 +96,7 @@ func NewStoreCollector(pool *pgxpool.Pool, opts StoreOptions) *StoreCollector {
 		dur:             d("store_query_duration_seconds", "Time the last store queries for /metrics took."),
 		findingsHour:    d("findings_last_hour", "Findings stored with a time in the last hour, by SBC, rule and severity.", fl...),
 		findingsOpen:    d("findings_open", "Findings not acknowledged, by SBC, rule and severity (within the findings lookback, 30 days by default).", fl...),
+		openProblems:    d("open_problems", "Open problems (one per rule and subject on an SBC: see docs/findings.md), by rule and severity.", "rule", "severity"),
 		certNotAfter:    d("cert_not_after_timestamp_seconds", "Earliest not_after (Unix seconds) of the certificate chain last served per SBC, listener (ip:port) and SNI, seen passively (source=\"passive\") or by an audit (source=\"audit\"); like blackbox_exporter's probe_ssl_earliest_cert_expiry.", "sbc", "listener", "sni", "source"),
 		auditOK:         d("audit_success", "1 when the last TLS audit of the target was clean, else 0.", "sbc", "target"),
 		auditDur:        d("audit_duration_seconds", "Duration of the last TLS audit of the target.", "sbc", "target"),
@@ -116,7 +118,7 @@ func NewStoreCollector(pool *pgxpool.Pool, opts StoreOptions) *StoreCollector {
 
 // Describe implements prometheus.Collector.
 func (c *StoreCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.dur, c.findingsHour, c.findingsOpen, c.certNotAfter,
+	for _, d := range []*prometheus.Desc{c.up, c.dur, c.findingsHour, c.findingsOpen, c.openProblems, c.certNotAfter,
 		c.auditOK, c.auditDur, c.auditLast, c.pollUp, c.pollLastSuccess, c.kpiNER, c.kpiACD, c.kpiShort,
 		c.poolMax, c.poolTotal, c.poolAcquired, c.poolIdle, c.poolAcquires, c.poolEmpty, c.poolW} {
 		ch <- d
@@ -194,6 +196,25 @@ from findings where time > $1 group by 1, 2, 3 order by 1, 2, 3 limit $3`,
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("metrics: findings: %w", err)
+	}
+
+	// Problems: the open ones per rule and severity.
+	rows, err = c.pool.Query(ctx, `select rule, severity, count(*) from problems
+where state = 'open' group by 1, 2 order by 1, 2 limit $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: problems: %w", err)
+	}
+	for rows.Next() {
+		var rule, sev string
+		var n int64
+		if err := rows.Scan(&rule, &sev, &n); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("metrics: problems: %w", err)
+		}
+		gauge(c.openProblems, float64(n), rule, sev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("metrics: problems: %w", err)
 	}
 
 	// Certificates served, passively seen: the last connection per SBC,

@@ -81,7 +81,9 @@ type Message struct {
 	// message.
 	Repaired []string
 
-	// Raw is the message text, bounded by the configured limit.
+	// Raw is the message text, bounded by the configured limit. It is
+	// read-only: the string fields of a Message from the fast path share
+	// its memory.
 	Raw []byte
 }
 

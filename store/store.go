@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5"
@@ -122,6 +123,37 @@ func (s *Store) SchemaVersion(ctx context.Context) (int32, error) {
 		return 0, fmt.Errorf("store: schema version: %w", err)
 	}
 	return v, nil
+}
+
+// ErrNotMigrated is returned by CheckSchema when the database schema is
+// missing or older than this sbcwatch needs.
+var ErrNotMigrated = errors.New("run sbcwatch migrate")
+
+// LatestVersion is the schema version this sbcwatch needs: the number of
+// embedded migrations.
+func LatestVersion() int32 {
+	ents, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil {
+		return 0
+	}
+	return int32(len(ents))
+}
+
+// CheckSchema checks, without changing anything, that the schema is
+// migrated to LatestVersion. It returns an error wrapping ErrNotMigrated
+// when it is not, whose message is one line for an admin.
+func (s *Store) CheckSchema(ctx context.Context) error {
+	v, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if want := LatestVersion(); v < want {
+		if v == 0 {
+			return fmt.Errorf("store: the database has no sbcwatch schema: %w", ErrNotMigrated)
+		}
+		return fmt.Errorf("store: the database schema is at version %d, this sbcwatch needs %d: %w", v, want, ErrNotMigrated)
+	}
+	return nil
 }
 
 // inTx runs fn in a transaction on the pool, committing when fn returns

@@ -18,6 +18,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/sbcwatch/sbcwatch/internal/authctx"
+	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/store"
 )
 
@@ -37,6 +38,7 @@ var tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 	"callURL": CallPath,
 	"add":     func(a, b int) int { return a + b },
 	"sub":     func(a, b int) int { return a - b },
+	"span":    report.Span,
 }).ParseFS(templateFS, "templates/*.html"))
 
 // Options are the pages' dependencies.
@@ -78,6 +80,12 @@ func New(opts Options) *Pages {
 	m := http.NewServeMux()
 	handle := func(pattern string, h http.HandlerFunc) { m.HandleFunc(pattern, routed(h)) }
 	handle("GET /{$}", p.authed(p.handleIndex))
+	handle("GET /calls", p.authed(p.handleCalls))
+	handle("GET /calls.csv", p.authed(p.handleCallsCSV))
+	handle("GET /certificates", p.authed(p.handleCertificates))
+	handle("GET /tls", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/certificates", http.StatusMovedPermanently)
+	})
 	handle("GET /calls/{call_id}", p.authed(p.handleCall))
 	for _, f := range evidenceFormats {
 		handle("GET /calls/{call_id}/evidence."+f.ext, p.authed(p.handleEvidence(f)))
@@ -119,7 +127,11 @@ func routed(h http.HandlerFunc) http.HandlerFunc {
 // Owns reports whether path belongs to the pages (the API hands those
 // over from its not-found handler, so its route table stays /api/v1).
 func Owns(path string) bool {
-	return path == "/" || path == "/login" || path == "/logout" || strings.HasPrefix(path, "/calls/")
+	switch path {
+	case "/", "/login", "/logout", "/calls", "/calls.csv", "/certificates", "/tls":
+		return true
+	}
+	return strings.HasPrefix(path, "/calls/")
 }
 
 // CallPath is the page of a call: /calls/{call_id} with the Call-ID
@@ -485,11 +497,23 @@ func (p *Pages) handleCall(w http.ResponseWriter, r *http.Request, tok string) {
 	if sbc := r.URL.Query().Get("sbc"); sbc != "" {
 		path += "?sbc=" + url.QueryEscape(sbc)
 	}
-	var ev evidence
-	if err := p.apiGet(r.Context(), tok, path, &ev); err != nil {
+	var raw json.RawMessage
+	if err := p.apiGet(r.Context(), tok, path, &raw); err != nil {
 		p.apiFailed(w, err)
 		return
 	}
+	var ev evidence
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		p.apiFailed(w, fmt.Errorf("web: decode evidence: %w", err))
+		return
+	}
 	data := buildCallPage(&ev, p.opts.LadderSteps)
+	extras := findingExtras(raw)
+	for i := range data.Findings {
+		data.Findings[i].Advice = extras[data.Findings[i].ID].Advice
+	}
+	data.Partners = p.partnerLegs(r.Context(), ev.Call)
+	data.Leg = legRole(ev.Call)
+	data.Root = pickRootCause(&ev, extras, data.Partners)
 	p.render(w, http.StatusOK, "call.html", page{Title: "Call " + ev.Call.CallID, Authed: true, Data: data})
 }

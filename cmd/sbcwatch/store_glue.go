@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/sbcwatch/sbcwatch/report"
+	"github.com/sbcwatch/sbcwatch/store"
 )
 
-// storeReport writes an analysis to the database: it migrates first (a
-// no-op when the schema is current), then saves idempotently.
-func storeReport(ctx context.Context, dsnFlag, sbc, source string, r *report.Report, stderr io.Writer) int {
+// storeReport writes an analysis to a migrated database, idempotently,
+// and says how long the store keeps it (retentionDays, 0 for the
+// default).
+func storeReport(ctx context.Context, dsnFlag, sbc, source string, r *report.Report, retentionDays int, stderr io.Writer) int {
 	dsn, err := storeDSN(dsnFlag, os.Getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %v\n", err)
@@ -26,7 +29,7 @@ func storeReport(ctx context.Context, dsnFlag, sbc, source string, r *report.Rep
 		return exitUsage
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
+	if err := st.CheckSchema(ctx); err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
 		return exitUsage
 	}
@@ -37,5 +40,10 @@ func storeReport(ctx context.Context, dsnFlag, sbc, source string, r *report.Rep
 	}
 	fmt.Fprintf(stderr, "stored under SBC %q: %d new calls, %d SIP messages, %d TLS connections, %d certificates, %d findings, %d packets\n",
 		sbc, res.Calls, res.Messages, res.Connections, res.Certificates, res.Findings, res.Packets)
+	if retentionDays <= 0 {
+		retentionDays = store.DefaultRetentionDays
+	}
+	fmt.Fprintf(stderr, "kept for %d days from now (serve.retention_days), until at least %s, whatever the capture's own dates\n",
+		retentionDays, store.KeptUntil(time.Now().UTC(), retentionDays).Format("2006-01-02"))
 	return exitOK
 }

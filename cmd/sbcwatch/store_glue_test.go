@@ -12,9 +12,20 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// testDatabase creates a fresh database on the test server and returns
-// its URL; it is dropped when the test ends.
+// testDatabase creates a fresh, migrated database on the test server and
+// returns its URL; it is dropped when the test ends.
 func testDatabase(t *testing.T) string {
+	t.Helper()
+	dsn := emptyDatabase(t)
+	if code, _, errOut := runCLI("migrate", "--db", dsn); code != exitOK {
+		t.Fatalf("migrate: %s", errOut)
+	}
+	return dsn
+}
+
+// emptyDatabase creates a fresh database without the sbcwatch schema and
+// returns its URL; it is dropped when the test ends.
+func emptyDatabase(t *testing.T) string {
 	t.Helper()
 	base := os.Getenv("SBCWATCH_TEST_DB")
 	if base == "" {
@@ -60,7 +71,8 @@ func TestAnalyzeStoreIdempotent(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("first store: exit %d: %s", code, errOut)
 	}
-	if !strings.Contains(errOut, "stored under SBC \"lab\"") || strings.Contains(errOut, " 0 new calls") {
+	if !strings.Contains(errOut, "stored under SBC \"lab\"") || strings.Contains(errOut, " 0 new calls") ||
+		!strings.Contains(errOut, "kept for 30 days from now") {
 		t.Fatalf("first store: %s", errOut)
 	}
 	code, _, errOut = runCLI("analyze", "--config", cfg, "--store", "--db", dsn, "--sbc", "lab", sample)
