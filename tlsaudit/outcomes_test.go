@@ -473,6 +473,10 @@ func TestAlertLevels(t *testing.T) {
 		{"fatal", []step{
 			{dir: tap.ServerToClient, data: flight}, {dir: tap.ClientToServer, data: alert(2, 48)},
 		}, OutcomeAlert, "client", nil},
+		{"warning, then plaintext close_notify before Finished", []step{
+			{dir: tap.ServerToClient, data: alert(1, 112)}, {dir: tap.ServerToClient, data: flight},
+			{dir: tap.ClientToServer, data: alert(1, 0)}, {dir: tap.ClientToServer, ev: kind(tap.EventFIN)},
+		}, OutcomeAlert, "client", []string{"unrecognized_name (server)"}},
 		{"plaintext close_notify before Finished", []step{
 			{dir: tap.ServerToClient, data: flight}, {dir: tap.ClientToServer, data: alert(1, 0)},
 			{dir: tap.ClientToServer, ev: kind(tap.EventFIN)},
@@ -496,6 +500,9 @@ func TestAlertLevels(t *testing.T) {
 		failed := slices.ContainsFunc(fs, func(f *finding.Finding) bool { return f.Rule == finding.TLSHandshakeFailed })
 		if failed != (c.outcome != OutcomeEstablished) {
 			t.Errorf("%s: tls_handshake_failed %v", c.name, failed)
+		}
+		if c.outcome == OutcomeAlert && strings.Contains(conn.AlertSummary(), "unrecognized_name") {
+			t.Errorf("%s: the warning is named as what ended it: %s", c.name, conn.AlertSummary())
 		}
 	}
 }
