@@ -230,10 +230,12 @@ func embeddedReplaces(referTo string) string {
 	for _, kv := range strings.Split(hdrs, "&") {
 		k, v, _ := strings.Cut(kv, "=")
 		if strings.EqualFold(k, "Replaces") {
+			// Unescaped, the Call-ID in it may be any bytes: give it the
+			// form Message.CallID has (CallIDText), so both match.
 			if u, err := url.QueryUnescape(v); err == nil {
-				return u
+				return CallIDText(u)
 			}
-			return v
+			return CallIDText(v)
 		}
 	}
 	return ""
