@@ -230,12 +230,10 @@ func embeddedReplaces(referTo string) string {
 	for _, kv := range strings.Split(hdrs, "&") {
 		k, v, _ := strings.Cut(kv, "=")
 		if strings.EqualFold(k, "Replaces") {
-			// Unescaped, the Call-ID in it may be any bytes: give it the
-			// form Message.CallID has (CallIDText), so both match.
 			if u, err := url.QueryUnescape(v); err == nil {
-				return CallIDText(u)
+				return u
 			}
-			return CallIDText(v)
+			return v
 		}
 	}
 	return ""
