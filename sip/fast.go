@@ -107,7 +107,7 @@ func (p *Parser) fastParse(meta MessageMeta, b []byte) (m *Message, ok bool) {
 			if v == "" {
 				return nil, false
 			}
-			m.CallID = v
+			m.CallID = CallIDText(v) // as build: the text form (unchanged for printable ASCII)
 		case hCSeq:
 			nCSeq++
 			if !fastCSeq(m, v) {
@@ -192,6 +192,7 @@ func (p *Parser) fastParse(meta MessageMeta, b []byte) (m *Message, ok bool) {
 	if m.Replaces == "" {
 		m.Replaces = embeddedReplaces(m.ReferTo)
 	}
+	m.Replaces = CallIDText(m.Replaces) // as build: compared with Call-IDs
 	if len(reasons) > 0 {
 		m.ReasonHdr = strings.Join(reasons, ", ")
 		m.Q850Cause, m.ReasonText = q850(parseReasons(reasons))
