@@ -262,3 +262,20 @@ func gauge(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	t.Fatalf("no single series %s", name)
 	return 0
 }
+
+// A scrape waits at most QueryTimeout for the store: past it, store_up
+// is 0 and the scrape still answers.
+func TestStoreCollectorTimeout(t *testing.T) {
+	t.Parallel()
+	st, _ := storetest.New(t)
+	c := metrics.NewStoreCollector(st.Pool(), metrics.StoreOptions{Logger: quiet(), QueryTimeout: time.Nanosecond})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	start := time.Now()
+	if v := gauge(t, reg, "sbcwatch_store_up"); v != 0 {
+		t.Errorf("store_up = %v with a 1 ns budget", v)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the scrape took %s", d)
+	}
+}

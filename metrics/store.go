@@ -3,7 +3,6 @@ package metrics
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -349,8 +348,8 @@ order by sbc, scope, counter, time desc limit $2`, since, limit)
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("metrics: kpis: %w", err)
 	}
-	if ctx.Err() != nil {
-		return nil, fmt.Errorf("metrics: store queries: %w", errors.Join(ctx.Err()))
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("metrics: store queries: %w", err)
 	}
 	return out, nil
 }
