@@ -84,6 +84,8 @@ func New(opts Options) *Pages {
 	handle("GET /calls", p.authed(p.handleCalls))
 	handle("GET /calls.csv", p.authed(p.handleCallsCSV))
 	handle("GET /certificates", p.authed(p.handleCertificates))
+	handle("GET /audits", p.authed(p.handleAudits))
+	handle("GET /sbcs", p.authed(p.handleSBCs))
 	handle("GET /tls", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/certificates", http.StatusMovedPermanently)
 	})
@@ -129,7 +131,7 @@ func routed(h http.HandlerFunc) http.HandlerFunc {
 // over from its not-found handler, so its route table stays /api/v1).
 func Owns(path string) bool {
 	switch path {
-	case "/", "/login", "/logout", "/calls", "/calls.csv", "/certificates", "/tls":
+	case "/", "/login", "/logout", "/calls", "/calls.csv", "/certificates", "/tls", "/audits", "/sbcs":
 		return true
 	}
 	return strings.HasPrefix(path, "/calls/")
@@ -498,23 +500,15 @@ func (p *Pages) handleCall(w http.ResponseWriter, r *http.Request, tok string) {
 	if sbc := r.URL.Query().Get("sbc"); sbc != "" {
 		path += "?sbc=" + url.QueryEscape(sbc)
 	}
-	var raw json.RawMessage
-	if err := p.apiGet(r.Context(), tok, path, &raw); err != nil {
+	var ev evidence
+	if err := p.apiGet(r.Context(), tok, path, &ev); err != nil {
 		p.apiFailed(w, err)
 		return
 	}
-	var ev evidence
-	if err := json.Unmarshal(raw, &ev); err != nil {
-		p.apiFailed(w, fmt.Errorf("web: decode evidence: %w", err))
-		return
-	}
 	data := buildCallPage(&ev, p.opts.LadderSteps)
-	extras := findingExtras(raw)
-	for i := range data.Findings {
-		data.Findings[i].Advice = extras[data.Findings[i].ID].Advice
-	}
 	data.Partners = p.partnerLegs(r.Context(), ev.Call)
 	data.Leg = legRole(ev.Call)
-	data.Root = pickRootCause(&ev, extras, data.Partners)
+	data.Root = pickRootCause(&ev, data.Partners)
+	partnerVerdict(data.Verdict, data.Root)
 	p.render(w, http.StatusOK, "call.html", page{Title: "Call " + ev.Call.CallID, Authed: true, Data: data})
 }

@@ -160,7 +160,7 @@ Creates or updates the database schema. The database itself must exist:
 createdb sbcwatch (or CREATE DATABASE sbcwatch as a superuser).
 `
 
-const serveHelp = `usage: sbcwatch serve [--db DSN] [--listen ADDR] [--config FILE]
+const serveHelp = `usage: sbcwatch serve [--db DSN] [--migrate] [--listen ADDR] [--config FILE]
 
 Runs the daemon: the REST API and the pages (/calls, /certificates) over
 what is stored, and, when the configuration says so, capture, polls and
@@ -343,7 +343,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { serveRetention(ctx, st, keep, resolveAfter, log) })
+	st.SetResolveAfter(resolveAfter)
+	wg.Go(func() { serveRetention(ctx, st, keep, log) })
 	if cfg != nil {
 		for _, h := range serveHooks {
 			wg.Go(func() {
@@ -366,20 +367,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return exitOK
 }
 
-// serveRetention drops old partitions, resolves the problems not seen for
-// resolveAfter days (0: never) and creates the next days' partitions, at
-// start and then hourly.
-func serveRetention(ctx context.Context, st *store.Store, days, resolveAfter int, log *slog.Logger) {
+// serveRetention drops old partitions, resolves the problems not seen
+// again for serve.resolve_after_days (in DropOlderThan) and creates the
+// next days' partitions, at start and then hourly.
+func serveRetention(ctx context.Context, st *store.Store, days int, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
 		if _, err := st.DropOlderThan(ctx, days); err != nil && ctx.Err() == nil {
 			log.Warn("retention failed", "err", err)
-		}
-		if n, err := st.ResolveStale(ctx, resolveAfter); err != nil && ctx.Err() == nil {
-			log.Warn("resolving stale problems failed", "err", err)
-		} else if n > 0 {
-			log.Info("problems resolved after days without recurrence", "count", n, "days", resolveAfter)
 		}
 		if err := st.EnsureUpcoming(ctx, 2); err != nil && ctx.Err() == nil {
 			log.Warn("creating partitions ahead failed", "err", err)
