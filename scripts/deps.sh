@@ -8,7 +8,7 @@
 set -euo pipefail
 
 need=()
-for pair in tshark:tshark tcpdump:tcpdump openssl:openssl snmpd:snmpd snmpget:snmp psql:postgresql-client ip:iproute2 chromium:chromium promtool:prometheus systemd-analyze:systemd git:git; do
+for pair in curl:curl tshark:tshark tcpdump:tcpdump openssl:openssl snmpd:snmpd snmpget:snmp psql:postgresql-client ip:iproute2 chromium:chromium promtool:prometheus systemd-analyze:systemd git:git; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done

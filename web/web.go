@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -282,7 +283,7 @@ func (p *Pages) toLogin(w http.ResponseWriter, r *http.Request) {
 // ("/\t/evil.example" is "//evil.example" to Chromium, which strips tabs
 // and newlines and reads "\" as "/"). Anything else is "/".
 func safeNext(s string) string {
-	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || len(s) > 2048 {
+	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || len(s) > 2048 || !utf8.ValidString(s) {
 		return "/"
 	}
 	for _, c := range s {
