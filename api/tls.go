@@ -63,7 +63,7 @@ func watchReload(ctx context.Context, sig <-chan os.Signal, c *certReloader, log
 			return
 		case <-sig:
 			if c == nil {
-				log.Info("reload signal: nothing to reload (no TLS certificate configured)")
+				log.Debug("reload signal: no TLS certificate to reload")
 				continue
 			}
 			if err := c.reload(); err != nil {

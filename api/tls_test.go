@@ -163,7 +163,7 @@ func TestReloadWithoutTLS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var logs syncLog
-	log := slog.New(slog.NewTextHandler(&logs, nil))
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	sig := make(chan os.Signal, 1)
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
@@ -174,7 +174,7 @@ func TestReloadWithoutTLS(t *testing.T) {
 	}()
 	addr := <-addrc
 	sig <- os.Interrupt
-	waitTLS(t, func() bool { return strings.Contains(logs.String(), "nothing to reload") })
+	waitTLS(t, func() bool { return strings.Contains(logs.String(), "no TLS certificate to reload") })
 	res, err := http.Get("http://" + addr + "/")
 	if err != nil {
 		t.Fatal(err)
