@@ -180,7 +180,7 @@ func (c *StoreCollector) query(ctx context.Context, now time.Time) ([]prometheus
 			// Findings stored with a time in the last hour, per SBC, rule and
 			// severity.
 			rows, err := c.pool.Query(ctx, `select sbc, rule, severity, count(*)
-	from findings where time > $1 group by 1, 2, 3 order by 1, 2, 3 limit $2`, now.Add(-time.Hour).UTC(), limit)
+from findings where time > $1 group by 1, 2, 3 order by 1, 2, 3 limit $2`, now.Add(-time.Hour).UTC(), limit)
 			if err != nil {
 				return fmt.Errorf("metrics: findings: %w", err)
 			}
@@ -202,7 +202,7 @@ func (c *StoreCollector) query(ctx context.Context, now time.Time) ([]prometheus
 			// Problems: the open ones per SBC, rule and severity, and how many of
 			// them nobody acknowledged.
 			rows, err := c.pool.Query(ctx, `select sbc, rule, severity, count(*), count(*) filter (where not acknowledged)
-	from problems where state = 'open' group by 1, 2, 3 order by 1, 2, 3 limit $1`, limit)
+from problems where state = 'open' group by 1, 2, 3 order by 1, 2, 3 limit $1`, limit)
 			if err != nil {
 				return fmt.Errorf("metrics: problems: %w", err)
 			}
@@ -226,11 +226,11 @@ func (c *StoreCollector) query(ctx context.Context, now time.Time) ([]prometheus
 			// listener and SNI that carried a chain, and the earliest not_after
 			// in that chain.
 			rows, err := c.pool.Query(ctx, `select sbc, server, sni,
-	  (select extract(epoch from min(not_after))::float8 from certificates where fingerprint = any(l.chain) or fingerprint = l.fingerprint)
-	from (select distinct on (sbc, server, sni) sbc, server, sni, chain, fingerprint
-	      from tls_connections where first_seen > $1 and fingerprint <> ''
-	      order by sbc, server, sni, first_seen desc) l
-	order by 1, 2, 3 limit $2`, since, limit)
+  (select extract(epoch from min(not_after))::float8 from certificates where fingerprint = any(l.chain) or fingerprint = l.fingerprint)
+from (select distinct on (sbc, server, sni) sbc, server, sni, chain, fingerprint
+      from tls_connections where first_seen > $1 and fingerprint <> ''
+      order by sbc, server, sni, first_seen desc) l
+order by 1, 2, 3 limit $2`, since, limit)
 			if err != nil {
 				return fmt.Errorf("metrics: certificates: %w", err)
 			}
@@ -254,10 +254,10 @@ func (c *StoreCollector) query(ctx context.Context, now time.Time) ([]prometheus
 			// Audits: the last TLS audit per SBC and target, and the certificates
 			// it was served.
 			rows, err := c.pool.Query(ctx, `select distinct on (sbc, report->>'target') sbc, coalesce(report->>'target', ''), ok,
-	  extract(epoch from finished_at - started_at)::float8, extract(epoch from started_at)::float8,
-	  coalesce(report->'certificates', 'null'::jsonb)
-	from audits where kind = 'tls' and started_at > $1
-	order by sbc, report->>'target', started_at desc, id desc limit $2`, since, limit)
+  extract(epoch from finished_at - started_at)::float8, extract(epoch from started_at)::float8,
+  coalesce(report->'certificates', 'null'::jsonb)
+from audits where kind = 'tls' and started_at > $1
+order by sbc, report->>'target', started_at desc, id desc limit $2`, since, limit)
 			if err != nil {
 				return fmt.Errorf("metrics: audits: %w", err)
 			}
@@ -314,9 +314,9 @@ func (c *StoreCollector) query(ctx context.Context, now time.Time) ([]prometheus
 		{"polls", func(ctx context.Context, gauge func(d *prometheus.Desc, v float64, labels ...string)) error {
 			// Polls: the last poll_up sample per SBC, and the last one that was 1.
 			rows, err := c.pool.Query(ctx, `select sbc, (array_agg(value order by time desc))[1],
-	  extract(epoch from max(time) filter (where value = 1))::float8
-	from counter_samples where counter = 'poll_up' and scope = 'global' and time > $1
-	group by sbc order by sbc limit $2`, since, limit)
+  extract(epoch from max(time) filter (where value = 1))::float8
+from counter_samples where counter = 'poll_up' and scope = 'global' and time > $1
+group by sbc order by sbc limit $2`, since, limit)
 			if err != nil {
 				return fmt.Errorf("metrics: polls: %w", err)
 			}
@@ -341,9 +341,9 @@ func (c *StoreCollector) query(ctx context.Context, now time.Time) ([]prometheus
 		{"kpis", func(ctx context.Context, gauge func(d *prometheus.Desc, v float64, labels ...string)) error {
 			// KPIs: the last value of each derived counter per SBC and scope.
 			rows, err := c.pool.Query(ctx, `select distinct on (sbc, scope, counter) sbc, scope, counter, value
-	from counter_samples
-	where counter in ('ner_interval', 'average_call_duration_interval_s', 'short_call_ratio') and time > $1
-	order by sbc, scope, counter, time desc limit $2`, since, limit)
+from counter_samples
+where counter in ('ner_interval', 'average_call_duration_interval_s', 'short_call_ratio') and time > $1
+order by sbc, scope, counter, time desc limit $2`, since, limit)
 			if err != nil {
 				return fmt.Errorf("metrics: kpis: %w", err)
 			}
