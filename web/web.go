@@ -136,6 +136,21 @@ func Owns(path string) bool {
 	return strings.HasPrefix(path, "/calls/")
 }
 
+// OwnsRequest reports whether the pages answer r: their own paths
+// (Owns), and any other path outside /api/ that a browser asks for
+// (Accept: text/html), so that a mistyped address shows an HTML page
+// rather than the API's JSON error.
+func OwnsRequest(r *http.Request) bool {
+	if Owns(r.URL.Path) {
+		return true
+	}
+	p := r.URL.Path
+	if strings.HasPrefix(p, "/api/") || p == "/healthz" || p == "/readyz" || p == "/metrics" {
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
 // CallPath is the page of a call: /calls/{call_id} with the Call-ID
 // escaped as one path segment.
 func CallPath(callID, sbc string) string { return withSBC("/calls/"+segment(callID), sbc) }
