@@ -8,6 +8,8 @@ SAMPLECFG ?= testdata/lab/sbcwatch.yaml
 # "context deadline exceeded" as a failure when the clock runs out mid-run.
 FUZZTIME  ?= 20000x
 export SBCWATCH_CAPTURES ?= $(CAPTURES)
+# The browser tests keep their screenshots here (git-ignored).
+export SBCWATCH_ARTIFACTS ?= $(abspath artifacts)
 
 .PHONY: build test unit fuzz-short demo bench lint lab deps
 
