@@ -39,6 +39,12 @@ var tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 	"add":     func(a, b int) int { return a + b },
 	"sub":     func(a, b int) int { return a - b },
 	"span":    report.Span,
+	"ms": func(ms float64) string {
+		if ms >= 1000 {
+			return report.Span(ms / 1000)
+		}
+		return fmt.Sprintf("%.1f ms", ms)
+	},
 }).ParseFS(templateFS, "templates/*.html"))
 
 // Options are the pages' dependencies.
