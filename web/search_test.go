@@ -142,7 +142,7 @@ func TestCertificatesPage(t *testing.T) {
 	}
 	row := text[def:]
 	row = row[:strings.Index(row, "</tr>")]
-	for _, w := range []string{"untrusted (self-signed)", "does not cover sbc.contoso.example", `4 <span class="rel">(4 failed)</span>`} {
+	for _, w := range []string{"untrusted (self-signed)", "does not cover sbc.contoso.example", `4<br><span class="rel failed-count">4 failed</span>`} {
 		if !strings.Contains(row, w) {
 			t.Errorf("default certificate row lacks %q:\n%s", w, row)
 		}

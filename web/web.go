@@ -35,6 +35,7 @@ var templateFS embed.FS
 
 var tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 	"ts":      func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") },
+	"tsec":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
 	"callURL": CallPath,
 	"add":     func(a, b int) int { return a + b },
 	"sub":     func(a, b int) int { return a - b },
