@@ -40,9 +40,12 @@ var advice = map[string]string{
 	TLSCertInconsistent: "The same listener served different certificates: a second TLS context (often the " +
 		"default) answers some connections. On AudioCodes, check which SIP interfaces and proxy sets share the " +
 		"listener and give all of them the Teams TLS context.",
-	TLSCertExpired:  "Renew the certificate and load it, with its chain, into the Teams TLS context now.",
-	TLSCertExpiring: "Renew the certificate before it expires and load it, with its chain, into the Teams TLS context.",
-	TLSVersionWeak:  "Set the TLS context's minimum version to TLS 1.2; Microsoft refuses older versions.",
+	TLSCertExpired:     "Renew the certificate and load it, with its chain, into the Teams TLS context now.",
+	TLSCertExpiring:    "Renew the certificate before it expires and load it, with its chain, into the Teams TLS context.",
+	TLSCertNotYetValid: "The certificate is not valid yet at the time of the handshake: either it was loaded before its start date or the SBC's clock is wrong. Check the SBC's date, time and NTP server, and keep the previous certificate in the Teams TLS context until the new one's notBefore has passed.",
+	TLSSNIIPAddress:    "The client named an IP address in SNI, which RFC 6066 forbids, so the SBC cannot pick a TLS context by name. Make the peer connect to the SBC's FQDN (for Teams: the FQDN in the Direct Routing configuration); on AudioCodes, check which TLS context the SIP interface uses when no name matches.",
+	TLSSNIUnrecognized: "The SBC did not recognise the name the client asked for and fell back to another TLS context. On AudioCodes, make the Teams TLS context's certificate (and the SIP interface's TLS context) cover the FQDN Microsoft uses, so its SNI selects the public certificate.",
+	TLSVersionWeak:     "Set the TLS context's minimum version to TLS 1.2; Microsoft refuses older versions.",
 	TLSCertNoServerAuth: "Reissue the certificate with the Server Authentication extended key usage (and Client " +
 		"Authentication, since the SBC also connects out to Microsoft).",
 	ShortCallsSpike: "Many short calls at once usually mean transfers or media failing. Look at the findings for " +

@@ -14,10 +14,12 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/sbcwatch/sbcwatch/internal/authctx"
+	"github.com/sbcwatch/sbcwatch/internal/forwarded"
 	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/store"
 )
@@ -303,7 +305,7 @@ func (p *Pages) toLogin(w http.ResponseWriter, r *http.Request) {
 // ("/\t/evil.example" is "//evil.example" to Chromium, which strips tabs
 // and newlines and reads "\" as "/"). Anything else is "/".
 func safeNext(s string) string {
-	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || len(s) > 2048 {
+	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || len(s) > 2048 || !utf8.ValidString(s) {
 		return "/"
 	}
 	for _, c := range s {
@@ -375,7 +377,7 @@ func (p *Pages) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	p.log.Info("page sign-in", "token_name", t.Name, "scope", t.Scope)
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sid, Path: "/", MaxAge: int(sessionTTL / time.Second),
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: forwarded.Secure(r), SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
@@ -400,7 +402,7 @@ func (p *Pages) handleLogout(w http.ResponseWriter, r *http.Request) {
 
 func clearCookie(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: forwarded.Secure(r), SameSite: http.SameSiteStrictMode})
 }
 
 // apiError is an error answer of the API.
