@@ -7,9 +7,11 @@
 //   - /calls: a search form over every stored call (part of a number in
 //     any form, time range, SBC, kind, rule, severity, answered, talk
 //     time, final response), keyset paging, the query in the URL, and
-//     /calls.csv with the same query for the whole result;
+//     /calls.csv with the same query for the whole result (cells that a
+//     spreadsheet would read as a formula, "+49…" included, get a
+//     leading apostrophe);
 //   - /certificates (/tls redirects): every certificate each listener
-//     served per SNI, days to expiry, the trust verdict of its last
+//     served per SNI over the last 7 days (?window=1d|7d|30d|all), days to expiry, the trust verdict of its last
 //     check, how many connections got it, inconsistent listeners first;
 //   - /audits: per audited target the last result, the history and an
 //     SVG chart of handshake time per resolved address;
