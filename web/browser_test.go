@@ -97,6 +97,10 @@ func TestPagesInChromium(t *testing.T) {
 			}
 			fits("certificates")
 
+			// The list of calls with findings fits too.
+			b.open(srv.URL + "/")
+			fits("index")
+
 			// Audits and SBCs: charts drawn without JavaScript.
 			for _, pg := range []string{"audits", "sbcs"} {
 				b.open(srv.URL + "/" + pg)
