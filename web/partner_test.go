@@ -45,6 +45,9 @@ func TestPartnerLegs(t *testing.T) {
 	if !strings.Contains(text, `Root cause: <span class="mono">refer_delivery_failed</span> (critical)`) {
 		t.Errorf("Teams leg's root cause is not refer_delivery_failed:\n%s", text[strings.Index(text, `class="root"`):][:600])
 	}
+	if !strings.Contains(text, "+ 8 supporting findings and 1 more below.") {
+		t.Errorf("root cause does not count its supporting findings")
+	}
 	if !strings.Contains(text, "No finding: answered, 28.0 s talk, ended by the caller") {
 		t.Errorf("Teams leg does not say how the carrier leg ended")
 	}
