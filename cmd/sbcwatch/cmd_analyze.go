@@ -143,19 +143,11 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return f.streamReport(ctx, paths, opt, view, stdout, stderr)
 	}
 	rep, err := analyze.Files(ctx, paths, opt)
+	if err != nil {
+		return analyzeFailed(ctx, err, opt, stderr)
+	}
 	if opt.Progress != nil {
 		fmt.Fprint(stderr, "\r\033[K")
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "sbcwatch analyze: interrupted")
-			return exitInterrupted
-		}
-		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
-		if errors.Is(err, analyze.ErrInput) {
-			return exitUsage
-		}
-		return exitInternal
 	}
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(stderr, "sbcwatch analyze: warning: %s\n", w)
@@ -187,11 +179,7 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	case f.format == "csv":
 		err = rep.Filter(view).WriteCallsCSV(stdout)
 	default:
-		width := f.width
-		if width == 0 && stdout == io.Writer(os.Stdout) {
-			width = terminalWidth(os.Stdout)
-		}
-		err = rep.Filter(view).WriteTextWidth(stdout, width)
+		err = rep.Filter(view).WriteTextWidth(stdout, f.textWidth(stdout))
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: writing the report: %v\n", err)
@@ -205,20 +193,7 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // json and text, so memory does not grow with the input.
 func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt analyze.Options, view report.View, stdout, stderr io.Writer) int {
 	format := f.format
-	fail := func(err error) int {
-		if opt.Progress != nil {
-			fmt.Fprint(stderr, "\r\033[K")
-		}
-		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "sbcwatch analyze: interrupted")
-			return exitInterrupted
-		}
-		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
-		if errors.Is(err, analyze.ErrInput) {
-			return exitUsage
-		}
-		return exitInternal
-	}
+	fail := func(err error) int { return analyzeFailed(ctx, err, opt, stderr) }
 	opt.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	var sum analyze.Summary
 	var err error
@@ -249,11 +224,7 @@ func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt ana
 			if format == "csv" {
 				return rep.Filter(view).WriteCallsCSV(stdout)
 			}
-			width := f.width
-			if width == 0 && stdout == io.Writer(os.Stdout) {
-				width = terminalWidth(os.Stdout)
-			}
-			return rep.Filter(view).WriteTextWidth(stdout, width)
+			return rep.Filter(view).WriteTextWidth(stdout, f.textWidth(stdout))
 		}
 	}
 	if opt.Progress != nil {
@@ -267,6 +238,33 @@ func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt ana
 		return exitInternal
 	}
 	return exitOK
+}
+
+// analyzeFailed reports an analysis that ended in err on stderr (after
+// clearing the progress line) and returns the exit status: interrupted,
+// bad input (usage) or internal.
+func analyzeFailed(ctx context.Context, err error, opt analyze.Options, stderr io.Writer) int {
+	if opt.Progress != nil {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "sbcwatch analyze: interrupted")
+		return exitInterrupted
+	}
+	fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
+	if errors.Is(err, analyze.ErrInput) {
+		return exitUsage
+	}
+	return exitInternal
+}
+
+// textWidth is the width the text report wraps to: --width, else the
+// terminal's when stdout is one, else 0 (unlimited).
+func (f *analyzeFlags) textWidth(stdout io.Writer) int {
+	if f.width == 0 && stdout == io.Writer(os.Stdout) {
+		return terminalWidth(os.Stdout)
+	}
+	return f.width
 }
 
 // view is the report view the flags ask for.
