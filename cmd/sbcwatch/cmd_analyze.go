@@ -86,7 +86,7 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&f.since, "since", "", "text and csv: only what happened from this `time` on (2026-03-02 09:55, RFC 3339; UTC)")
 	fs.StringVar(&f.until, "until", "", "text and csv: only what happened before this `time`")
 	fs.IntVar(&f.limit, "limit", 0, "text: at most this many rows per table (0: all)")
-	fs.IntVar(&f.width, "width", 0, "text: wrap to this many columns (default: the terminal's width; unlimited when not a terminal)")
+	fs.IntVar(&f.width, "width", 0, "text and the --call ladder: wrap to this many columns (default: the terminal's width; unlimited when not a terminal)")
 	paths, code, ok := parseArgs(fs, args, true, analyzeHelp, stdout, stderr)
 	if !ok {
 		return code
@@ -170,7 +170,7 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			return exitUsage
 		}
 	case f.call != "":
-		if err := rep.WriteLadder(stdout, f.call); err != nil {
+		if err := rep.WriteLadderWidth(stdout, f.call, f.textWidth(stdout)); err != nil {
 			fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", err)
 			return exitUsage
 		}
