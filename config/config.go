@@ -191,15 +191,20 @@ type Limits struct {
 	MaxTLSConns int `yaml:"max_tls_conns"`
 }
 
-// Serve holds the daemon settings.
+// Serve holds the daemon settings (see serve.go for the parts of the
+// live inputs, spool and alerts).
 type Serve struct {
-	Listen       string   `yaml:"listen"`
-	Interfaces   []string `yaml:"interfaces"`
-	ACDRListen   string   `yaml:"acdr_listen"`
-	HEPListen    string   `yaml:"hep_listen"`
-	SyslogListen string   `yaml:"syslog_listen"`
-	Retention    int      `yaml:"retention_days"`
-	MaxPolls     int      `yaml:"max_concurrent_polls"`
+	Listen string `yaml:"listen"`
+	// Interfaces are captured with AF_PACKET (Linux, CAP_NET_RAW).
+	Interfaces []string `yaml:"interfaces"`
+	// ACDRListen, HEPListen and SyslogListen (host:port) each listen on
+	// UDP and TCP at that address.
+	ACDRListen   string `yaml:"acdr_listen"`
+	HEPListen    string `yaml:"hep_listen"`
+	SyslogListen string `yaml:"syslog_listen"`
+	Retention    int    `yaml:"retention_days"`
+	MaxPolls     int    `yaml:"max_concurrent_polls"`
+	ServeLive    `yaml:",inline"`
 }
 
 // Default returns a configuration with every default applied.
@@ -234,6 +239,7 @@ func (c *Config) ApplyDefaults() {
 	if c.Serve.Listen == "" {
 		c.Serve.Listen = "127.0.0.1:8080"
 	}
+	c.Serve.applyDefaults()
 	for i := range c.SBCs {
 		if p := c.SBCs[i].Poll; p != nil {
 			setDur(&p.Interval, time.Minute)
@@ -294,6 +300,10 @@ func Load(path string) (*Config, error) {
 			rel(&p.REST.PasswordFile)
 			rel(&p.REST.CAFile)
 		}
+	}
+	rel(&c.Serve.Spool.Dir)
+	for i := range c.Serve.Alerts.Webhooks {
+		rel(&c.Serve.Alerts.Webhooks[i].SecretFile)
 	}
 	return c, nil
 }
@@ -366,6 +376,7 @@ func (c *Config) Validate() error {
 	if c.ShortCall.D() < 0 || c.ReferWindow.D() < 0 || c.GiveUpWindow.D() < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
+	errs = append(errs, c.Serve.validate()...)
 	c.validated = true
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %w", errors.Join(errs...))

@@ -7,28 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
-	"github.com/sbcwatch/sbcwatch/api"
-	"github.com/sbcwatch/sbcwatch/config"
 	"github.com/sbcwatch/sbcwatch/store"
-)
-
-// Hooks through which the capture, poll and audit wiring joins `serve`
-// (set them from an init function in their own file of package main).
-var (
-	// serveHooks each run in their own goroutine under serve's context
-	// once the store is migrated, and must return when the context ends.
-	// An error is logged; it does not stop the API.
-	serveHooks []func(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error
-	// serveRunAudit, when set and a config is given, builds the function
-	// that answers POST /api/v1/audits/run.
-	serveRunAudit func(cfg *config.Config, st *store.Store, log *slog.Logger) func(context.Context, api.AuditRunRequest) (any, error)
 )
 
 // storeDSN returns --db, else DATABASE_URL.
@@ -194,120 +178,4 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		tw.Flush()
 	}
 	return exitOK
-}
-
-// cmdServe migrates and serves the API over what is stored, until ctx
-// ends: sbcwatch serve --db DSN [--listen ADDR] [--config FILE].
-func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs, db := storeFlagSet("sbcwatch serve", stderr)
-	listen := fs.String("listen", "", "API address (default serve.listen of the config, else 127.0.0.1:8080)")
-	cfgPath := fs.String("config", "", "configuration file (SBCs, retention; capture, polls and audits when wired)")
-	retention := fs.Int("retention-days", 0, "days of data to keep (default serve.retention_days of the config, else 30)")
-	if code, ok := storeParse(fs, args, stdout, stderr); !ok {
-		return code
-	}
-	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stderr, "sbcwatch serve: %s\n", fmt.Sprintf(format, a...))
-		return code
-	}
-	if fs.NArg() > 0 {
-		return fail(exitUsage, "unexpected argument %q", fs.Arg(0))
-	}
-	dsn, err := storeDSN(*db, storeGetenv)
-	if err != nil {
-		return fail(exitUsage, "%v", err)
-	}
-	var cfg *config.Config
-	if *cfgPath != "" {
-		if cfg, err = config.Load(*cfgPath); err != nil {
-			return fail(exitUsage, "%s", storeLine(err))
-		}
-	}
-	addr := *listen
-	keep := *retention
-	if cfg != nil {
-		if addr == "" {
-			addr = cfg.Serve.Listen
-		}
-		if keep == 0 {
-			keep = cfg.Serve.Retention
-		}
-	}
-	if addr == "" {
-		addr = "127.0.0.1:8080"
-	}
-	if keep < 0 {
-		return fail(exitUsage, "--retention-days must not be negative")
-	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return fail(exitUsage, "--listen %q: %v", addr, err)
-	}
-
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	st, err := storeOpen(ctx, dsn)
-	if err != nil {
-		return fail(exitUsage, "%s", storeLine(err))
-	}
-	defer st.Close()
-	st.SetLogger(log)
-	if err := st.Migrate(ctx); err != nil {
-		return fail(exitInternal, "%s", storeLine(err))
-	}
-	opts := api.Options{Logger: log, Version: version}
-	if cfg != nil {
-		for _, s := range cfg.SBCs {
-			if err := store.UpsertSBC(ctx, st.Pool(), store.SBC{Name: s.Name, FQDNs: s.FQDNs, Addresses: s.Addresses}); err != nil {
-				return fail(exitInternal, "%s", storeLine(err))
-			}
-		}
-		if serveRunAudit != nil {
-			opts.RunAudit = serveRunAudit(cfg, st, log)
-		}
-	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() { serveRetention(ctx, st, keep, log) })
-	if cfg != nil {
-		for _, h := range serveHooks {
-			wg.Go(func() {
-				if err := h(ctx, cfg, st, log); err != nil && ctx.Err() == nil {
-					log.Error("serve component stopped", "err", err)
-				}
-			})
-		}
-	}
-	if cfg == nil || len(serveHooks) == 0 {
-		log.Info("serving stored data only; nothing is captured, polled or audited by this process")
-	}
-	err = api.ListenAndServe(ctx, addr, api.NewServer(st, opts), log, func(a net.Addr) {
-		fmt.Fprintf(stdout, "listening on http://%s\n", a)
-	})
-	cancel()
-	if err != nil {
-		return fail(exitUsage, "%s", storeLine(err))
-	}
-	return exitOK
-}
-
-// serveRetention drops old partitions and creates the next days' ones,
-// at start and then hourly.
-func serveRetention(ctx context.Context, st *store.Store, days int, log *slog.Logger) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		if _, err := st.DropOlderThan(ctx, days); err != nil && ctx.Err() == nil {
-			log.Warn("retention failed", "err", err)
-		}
-		if err := st.EnsureUpcoming(ctx, 2); err != nil && ctx.Err() == nil {
-			log.Warn("creating partitions ahead failed", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -22,13 +22,6 @@ import (
 	"github.com/sbcwatch/sbcwatch/tlsaudit/audit"
 	"github.com/sbcwatch/sbcwatch/tlsaudit/certcheck"
 )
-
-// The daemon's pollers and scheduled audits join `serve` through its
-// hooks; each runs under serve's context and returns when it ends.
-func init() {
-	serveHooks = append(serveHooks, servePollers, serveAudits)
-	serveRunAudit = auditRunner
-}
 
 // pollSink stores poller samples as counter samples and poller findings
 // with the other findings.
@@ -55,7 +48,9 @@ func (p pollSink) Finding(ctx context.Context, f *finding.Finding) error {
 	return p.st.SaveReport(ctx, f.SBC, "poll", &report.Report{Findings: []*finding.Finding{f}})
 }
 
-func servePollers(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error {
+// runPollers runs the counter pollers of the SBCs that have one until
+// ctx ends.
+func runPollers(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error {
 	for _, s := range cfg.SBCs {
 		if s.Poll != nil {
 			return poll.NewScheduler(cfg, pollSink{st}, poll.WithLogger(log.With("component", "poll"))).Run(ctx)
@@ -64,11 +59,11 @@ func servePollers(ctx context.Context, cfg *config.Config, st *store.Store, log 
 	return nil
 }
 
-// serveAudits runs each SBC's TLS audit at its interval, first at start.
-func serveAudits(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error {
+// runScheduledAudits runs each SBC's TLS audit at its interval, first at start.
+func runScheduledAudits(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error {
 	roots, err := certcheck.LoadTrust(cfg.Trust, cfg.NoSystemRoots)
 	if err != nil {
-		return fmt.Errorf("audits: %w", err)
+		return fmt.Errorf("daemon: audits: %w", err)
 	}
 	log = log.With("component", "audit")
 	var wg sync.WaitGroup

@@ -1,0 +1,277 @@
+package daemon
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sbcwatch/sbcwatch/finding"
+	"github.com/sbcwatch/sbcwatch/report"
+	"github.com/sbcwatch/sbcwatch/sip"
+	"github.com/sbcwatch/sbcwatch/spool"
+	"github.com/sbcwatch/sbcwatch/store"
+	"github.com/sbcwatch/sbcwatch/tlsaudit"
+)
+
+// batch is what one write stores: it is also the spool's record.
+type batch struct {
+	SBC      string             `json:"sbc"`
+	Calls    []*sip.Call        `json:"calls,omitempty"`
+	Conns    []spoolConn        `json:"conns,omitempty"`
+	Findings []*finding.Finding `json:"findings,omitempty"`
+}
+
+func (b *batch) size() int { return len(b.Calls) + len(b.Conns) + len(b.Findings) }
+
+// spoolConn is a TLS connection with the fields its JSON form leaves out.
+type spoolConn struct {
+	*tlsaudit.Conn
+	XClient   netip.AddrPort `json:"x_client"`
+	XServer   netip.AddrPort `json:"x_server"`
+	XChain    [][]byte       `json:"x_chain,omitempty"`
+	XDuration time.Duration  `json:"x_duration"`
+}
+
+func toSpoolConn(c *tlsaudit.Conn) spoolConn {
+	sc := spoolConn{Conn: c, XClient: c.Client, XServer: c.Server, XDuration: c.Duration}
+	for _, cert := range c.Chain {
+		sc.XChain = append(sc.XChain, cert.Raw)
+	}
+	return sc
+}
+
+func (sc spoolConn) conn() *tlsaudit.Conn {
+	c := sc.Conn
+	if c == nil {
+		c = &tlsaudit.Conn{}
+	}
+	c.Client, c.Server, c.Duration = sc.XClient, sc.XServer, sc.XDuration
+	if len(c.Chain) == 0 {
+		for _, der := range sc.XChain {
+			if cert, err := x509.ParseCertificate(der); err == nil {
+				c.Chain = append(c.Chain, cert)
+			}
+		}
+	}
+	return c
+}
+
+// saveFunc writes one batch to the database; it must be idempotent.
+type saveFunc func(ctx context.Context, b *batch) error
+
+// storeSave writes a batch as a report of source "live".
+func storeSave(st *store.Store) saveFunc {
+	return func(ctx context.Context, b *batch) error {
+		conns := make([]*tlsaudit.Conn, 0, len(b.Conns))
+		for _, c := range b.Conns {
+			conns = append(conns, c.conn())
+		}
+		return st.SaveReport(ctx, b.SBC, "live", report.Build(b.Calls, conns, b.Findings))
+	}
+}
+
+// writer is the Sink side of the store: records are batched in memory
+// (bounded) and written by Run. When a write fails or times out (the
+// database is down or slow) the batch goes to the spool, and so does
+// every later batch while the spool holds anything, so that order is
+// kept; the spool is replayed, oldest first, as soon as writes succeed
+// again. Every row has an idempotent key, so a batch replayed after a
+// write that did commit stores nothing twice.
+type writer struct {
+	sbc        string
+	save       saveFunc
+	sp         *spool.Spool
+	log        *slog.Logger
+	maxPending int
+	batchSize  int
+	timeout    time.Duration
+
+	mu      sync.Mutex
+	pending batch
+	kick    chan struct{}
+	down    bool // the last write failed (logged once per outage)
+
+	written, spooled, replayed, dropped, failures atomic.Uint64
+	spoolDrops                                    atomic.Uint64
+}
+
+var _ Sink = (*writer)(nil)
+
+func newWriter(sbc string, save saveFunc, sp *spool.Spool, log *slog.Logger) *writer {
+	return &writer{sbc: sbc, save: save, sp: sp, log: log, maxPending: 100000, batchSize: 2000,
+		timeout: 10 * time.Second, kick: make(chan struct{}, 1), pending: batch{SBC: sbc}}
+}
+
+func (w *writer) add(f func(b *batch)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.pending.size() >= w.maxPending {
+		if w.dropped.Add(1) == 1 {
+			w.log.Error("writer: records dropped: the spool cannot keep up", "pending", w.pending.size())
+		}
+		return
+	}
+	f(&w.pending)
+	if w.pending.size() >= w.batchSize {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (w *writer) Call(c *sip.Call) { w.add(func(b *batch) { b.Calls = append(b.Calls, c) }) }
+func (w *writer) Conn(c *tlsaudit.Conn) {
+	w.add(func(b *batch) { b.Conns = append(b.Conns, toSpoolConn(c)) })
+}
+func (w *writer) Finding(f *finding.Finding) {
+	w.add(func(b *batch) { b.Findings = append(b.Findings, f) })
+}
+
+func (w *writer) take() *batch {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.pending.size() == 0 {
+		return nil
+	}
+	b := w.pending
+	w.pending = batch{SBC: w.sbc}
+	return &b
+}
+
+// Run writes every second (or when a batch is full) until ctx ends.
+func (w *writer) Run(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	backoff, next := time.Second, time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-w.kick:
+		}
+		w.cycle(ctx)
+		if time.Now().After(next) {
+			if err := w.replay(ctx); err != nil {
+				next = time.Now().Add(backoff)
+				backoff = min(2*backoff, 30*time.Second)
+			} else {
+				backoff = time.Second
+			}
+		}
+	}
+}
+
+// cycle writes what is pending, or spools it.
+func (w *writer) cycle(ctx context.Context) {
+	b := w.take()
+	if b == nil {
+		return
+	}
+	if !w.sp.Empty() {
+		w.toSpool(b)
+		return
+	}
+	if err := w.write(ctx, b); err != nil {
+		w.toSpool(b)
+	}
+}
+
+func (w *writer) write(ctx context.Context, b *batch) error {
+	wctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	err := w.save(wctx, b)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		w.failures.Add(1)
+		if !w.down {
+			w.down = true
+			w.log.Warn("writer: the database does not take writes; spooling until it does", "err", err)
+		}
+		return err
+	}
+	if w.down {
+		w.down = false
+		w.log.Info("writer: the database takes writes again")
+	}
+	w.written.Add(uint64(b.size()))
+	return nil
+}
+
+func (w *writer) toSpool(b *batch) {
+	rec, err := json.Marshal(b)
+	if err == nil {
+		err = w.sp.Append(rec)
+	}
+	if err != nil {
+		n := w.spoolDrops.Add(uint64(b.size()))
+		w.log.Error("writer: records dropped: the spool refused them", "records", b.size(), "dropped_total", n, "err", err)
+		return
+	}
+	w.spooled.Add(uint64(b.size()))
+}
+
+// replay writes the spool back, oldest segment first, until it is empty
+// or a write fails.
+func (w *writer) replay(ctx context.Context) error {
+	for ctx.Err() == nil {
+		seg, ok, err := w.sp.Oldest()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		for _, rec := range seg.Records {
+			var b batch
+			if err := json.Unmarshal(rec, &b); err != nil {
+				w.log.Error("writer: unreadable spool record skipped", "err", err)
+				continue
+			}
+			if err := w.write(ctx, &b); err != nil {
+				return err
+			}
+			w.replayed.Add(uint64(b.size()))
+		}
+		if err := w.sp.Remove(seg); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// Flush is the last write on shutdown, bounded by ctx: what is pending
+// goes to the database or, failing that, to the spool (kept for the next
+// start).
+func (w *writer) Flush(ctx context.Context) error {
+	w.cycle(ctx)
+	if err := w.replay(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		if st := w.sp.Stats(); st.Segments > 0 {
+			return fmt.Errorf("writer: %d spool segments (%d bytes) wait for the database: %w", st.Segments, st.Bytes, err)
+		}
+	}
+	return nil
+}
+
+// Counters for /metrics.
+func (w *writer) Counters() map[string]uint64 {
+	st := w.sp.Stats()
+	w.mu.Lock()
+	pending := w.pending.size()
+	w.mu.Unlock()
+	return map[string]uint64{
+		"written": w.written.Load(), "spooled": w.spooled.Load(), "replayed": w.replayed.Load(),
+		"dropped_pending": w.dropped.Load(), "dropped_spool_full": w.spoolDrops.Load(),
+		"write_failures": w.failures.Load(), "pending": uint64(pending),
+		"spool_segments": uint64(st.Segments), "spool_bytes": uint64(max(0, st.Bytes)), "spool_torn": st.Torn,
+	}
+}
