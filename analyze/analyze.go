@@ -15,15 +15,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sbcwatch/sbcwatch/audiocodes/syslog"
 	"github.com/sbcwatch/sbcwatch/config"
-	"github.com/sbcwatch/sbcwatch/correlate"
 	"github.com/sbcwatch/sbcwatch/finding"
+	"github.com/sbcwatch/sbcwatch/pipeline"
 	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/sip"
 	"github.com/sbcwatch/sbcwatch/tap"
 	"github.com/sbcwatch/sbcwatch/tlsaudit"
-	"github.com/sbcwatch/sbcwatch/tlsaudit/certcheck"
 )
 
 // ErrInput marks errors caused by the input (unreadable file, not a
@@ -42,9 +40,12 @@ type Options struct {
 	// the raw frames behind the calls in Report.Packets, within these
 	// limits (evidence for the store; see keepPackets).
 	KeepPackets *PacketLimits
+
+	// batch runs today's whole-input correlation (equivalence tests).
+	batch bool
 }
 
-// expireEvery is how many packets pass between dialog expiry sweeps.
+// expireEvery is how many packets pass between progress reports.
 const expireEvery = 4096
 
 // Files analyses capture files, AudioCodes SBC logs and directories of
@@ -62,22 +63,24 @@ func Files(ctx context.Context, paths []string, opt Options) (*report.Report, er
 	if len(captures) == 0 && len(logs) == 0 {
 		return nil, fmt.Errorf("%w: no files in %s", ErrInput, strings.Join(paths, ", "))
 	}
-	p, err := New(cfg)
+	p, err := newPipeline(cfg, opt.batch)
 	if err != nil {
 		return nil, err
 	}
 	var li *logInput
 	if len(logs) > 0 {
-		if li, err = readLogs(logs, cfg, p.parser); err != nil {
+		if li, err = readLogs(logs, cfg, p.eng.Parser()); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInput, err)
 		}
-		p.sockets = li.sockets
-		p.sipErrs += uint64(li.errs)
-		p.logLines = li.lines
+		for _, s := range li.sockets {
+			p.eng.Socket(s)
+		}
+		p.eng.SIPErrors(li.errs)
+		p.eng.LogLines(li.lines)
 	}
 	logMsgs := func(until time.Time, all bool) {
 		for li != nil && len(li.msgs) > 0 && (all || !li.msgs[0].Time.After(until)) {
-			p.observe(li.msgs[0])
+			p.eng.Message(li.msgs[0])
 			li.msgs = li.msgs[1:]
 		}
 	}
@@ -131,176 +134,92 @@ func Files(ctx context.Context, paths []string, opt Options) (*report.Report, er
 }
 
 // Pipeline is one analysis in progress: feed it packets, then Finish.
+// It drives a pipeline.Engine and collects what leaves it into a report.
 type Pipeline struct {
-	cfg      *config.Config
-	dec      *tap.Decoder
-	parser   *sip.Parser
-	tracker  *sip.Tracker
-	tls      *tlsaudit.Tracker
-	sipMsgs  uint64
-	sipErrs  uint64
-	tlsConns uint64
-	lastTime time.Time
-	packets  uint64
-	streams  []*dispatcher
-	sockets  []*syslog.Socket
-	logLines int
-	badTime  uint64
+	batch    bool
+	eng      *pipeline.Engine
+	col      *collector
 	warnings []string
 }
 
-// Capture times outside these bounds cannot be real (and cannot be
-// written as RFC 3339): such packets are counted as malformed.
-var (
-	minTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
-)
+// collector is the sink that builds the report.
+type collector struct {
+	calls    []*sip.Call
+	conns    []*tlsaudit.Conn
+	findings []*finding.Finding
+	seen     map[string]int // finding ID -> index: a repeat is an update
+}
+
+var _ pipeline.Sink = (*collector)(nil)
+
+func (c *collector) Call(x *sip.Call)         { c.calls = append(c.calls, x) }
+func (c *collector) TLSConn(x *tlsaudit.Conn) { c.conns = append(c.conns, x) }
+func (c *collector) Finding(f *finding.Finding) {
+	if c.seen == nil {
+		c.seen = map[string]int{}
+	}
+	if i, ok := c.seen[f.ID]; ok && f.ID != "" {
+		c.findings[i] = f
+		return
+	}
+	c.seen[f.ID] = len(c.findings)
+	c.findings = append(c.findings, f)
+}
 
 // New builds a pipeline from a validated configuration.
-func New(cfg *config.Config) (*Pipeline, error) {
-	roots, err := certcheck.LoadTrust(cfg.Trust, cfg.NoSystemRoots)
+func New(cfg *config.Config) (*Pipeline, error) { return newPipeline(cfg, false) }
+
+// newPipeline builds a streaming pipeline, or with batch today's
+// whole-input one (for the equivalence tests).
+func newPipeline(cfg *config.Config, batch bool) (*Pipeline, error) {
+	col := &collector{}
+	eng, err := pipeline.New(pipeline.Options{Config: cfg, Sink: col, Batch: batch})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInput, err)
 	}
-	p := &Pipeline{cfg: cfg}
-	p.parser = sip.NewParser(cfg.Limits.MaxSIPMessage)
-	p.tracker = sip.NewTracker(sip.TrackerOptions{
-		MaxDialogs:         cfg.Limits.MaxDialogs,
-		MaxMessagesPerCall: cfg.Limits.MaxMessagesPerCall,
-		MaxKeptMessages:    cfg.Limits.MaxKeptMessages,
-		DialogTimeout:      cfg.DialogTimeout.D(),
-		MaxRawBytes:        cfg.Limits.MaxSIPMessage,
-		IsMicrosoft:        cfg.IsMicrosoft,
-		IsMicrosoftHost:    cfg.IsMicrosoftHost,
-		IsSBC:              cfg.IsSBCAddr,
-	})
-	warn := cfg.ExpiryWarning.D()
-	p.tls = tlsaudit.NewTracker(tlsaudit.Options{
-		IsMicrosoft: cfg.IsMicrosoft,
-		SBCNames:    cfg.SBCFQDNs(),
-		MaxConns:    cfg.Limits.MaxTLSConns,
-		Check:       tlsaudit.CertChecker(roots, warn),
-	})
-	p.dec = tap.NewDecoder(p, tap.Options{
-		MaxBufferedPagesPerConn: cfg.Limits.MaxBufferedPagesPerConn,
-		MaxBufferedPagesTotal:   cfg.Limits.MaxBufferedPagesTotal,
-	})
-	return p, nil
+	return &Pipeline{eng: eng, col: col, batch: batch}, nil
 }
 
 // Packet decodes one captured packet.
-func (p *Pipeline) Packet(pkt tap.Packet) {
-	if t := pkt.Info.Timestamp; t.Before(minTime) || t.After(maxTime) {
-		p.badTime++
-		return
-	}
-	p.dec.Decode(pkt)
-	p.packets++
-	if t := pkt.Info.Timestamp; t.After(p.lastTime) {
-		p.lastTime = t
-	}
-	if p.packets%expireEvery == 0 {
-		p.tracker.Expire(p.lastTime)
-	}
-}
-
-// Datagram implements tap.Handler: one UDP/SCTP payload or exported copy.
-func (p *Pipeline) Datagram(m tap.Meta, payload []byte) {
-	if !sip.LooksLikeSIP(payload) {
-		return
-	}
-	msg, err := p.parser.ParseDatagram(metaOf(m), payload)
-	if err != nil {
-		p.sipErrs++
-		return
-	}
-	p.observe(msg)
-}
-
-func (p *Pipeline) observe(m *sip.Message) {
-	p.sipMsgs++
-	p.tracker.Observe(m)
-}
-
-func metaOf(m tap.Meta) sip.MessageMeta {
-	return sip.MessageMeta{
-		Time:      m.Time,
-		Frame:     m.Frame,
-		Src:       m.Src,
-		Dst:       m.Dst,
-		Transport: m.Transport.String(),
-		Origin:    m.Origin.String(),
-	}
-}
-
-// Stream implements tap.Handler: a TCP connection whose protocol is
-// decided by its first bytes.
-func (p *Pipeline) Stream(c tap.ConnInfo) tap.StreamConsumer {
-	d := &dispatcher{p: p, info: c}
-	return d
-}
+func (p *Pipeline) Packet(pkt tap.Packet) { p.eng.Packet(pkt) }
 
 // Finish ends the capture: flushes streams, closes dialogs, runs the
 // rules and returns the report.
 func (p *Pipeline) Finish() *report.Report {
-	p.dec.Close()
-	p.tls.Flush() // streams the tap never closed end as incomplete
-	for _, d := range p.streams {
-		p.sipErrs += d.errors()
+	st, hints := p.eng.Close()
+	fs := p.col.findings
+	if !p.batch {
+		// Decided in stream order: the report lists them most severe
+		// first and numbers them in that order.
+		sortFindings(fs)
+		report.Renumber(fs)
 	}
-	calls := p.tracker.Close()
-	conns := p.tls.Conns()
-	tlsFindings := tlsaudit.Findings(conns, tlsaudit.FindingOptions{})
-	sortFindings(tlsFindings)
-	for i, f := range tlsFindings {
-		f.ID = fmt.Sprintf("F%d", i+1)
-	}
-	in := correlate.Input{
-		Calls:          calls,
-		Conns:          conns,
-		TLSFindings:    tlsFindings,
-		Config:         p.cfg,
-		SBCSockets:     p.sockets,
-		TeamsContextID: p.cfg.TeamsTLSContextID,
-	}
-	callFindings := correlate.Run(in)
-	all := append(append([]*finding.Finding{}, tlsFindings...), callFindings...)
-	sortFindings(all)
-
-	st := p.dec.Stats()
-	r := report.Build(calls, conns, all)
-	r.Stats.Packets = st.Packets
-	r.Stats.Bytes = st.Bytes
-	r.Stats.SIPMessages = p.sipMsgs
-	r.Stats.SIPErrors = p.sipErrs
-	r.Stats.Malformed = st.Malformed + p.badTime
+	r := report.Build(p.col.calls, p.col.conns, fs)
+	dst := st.Decoder
+	r.Stats.Packets = dst.Packets
+	r.Stats.Bytes = dst.Bytes
+	r.Stats.SIPMessages = st.SIPMessages
+	r.Stats.SIPErrors = st.SIPErrors
+	r.Stats.Malformed = dst.Malformed + st.BadTime
 	r.Warnings = p.warnings
-	r.Stats.TCPDropped = st.TCPDropped
-	if !st.First.IsZero() && !st.Last.IsZero() {
-		r.Stats.Seconds = st.Last.Sub(st.First).Seconds()
+	r.Stats.TCPDropped = dst.TCPDropped
+	if !dst.First.IsZero() && !dst.Last.IsZero() {
+		r.Stats.Seconds = dst.Last.Sub(dst.First).Seconds()
 	}
-	for _, c := range conns {
-		if c.Hello != nil {
-			r.Stats.TLSHandshakes++
-		}
-	}
+	r.Stats.TLSHandshakes = st.TLSHandshakes
 	r.Stats.Extra = map[string]uint64{
-		"unknown_link":  st.UnknownLink,
-		"fragments":     st.Fragments,
-		"reassembled":   st.Reassembled,
-		"frag_dropped":  st.FragDropped,
-		"tcp_conns":     st.TCPConns,
-		"udp_datagrams": st.UDPDatagrams,
-		"hep_packets":   st.HEPPackets,
-		"acdr_packets":  st.ACDRPackets,
-		"tunneled":      st.Tunnels,
-		"log_lines":     uint64(p.logLines),
+		"unknown_link":  dst.UnknownLink,
+		"fragments":     dst.Fragments,
+		"reassembled":   dst.Reassembled,
+		"frag_dropped":  dst.FragDropped,
+		"tcp_conns":     dst.TCPConns,
+		"udp_datagrams": dst.UDPDatagrams,
+		"hep_packets":   dst.HEPPackets,
+		"acdr_packets":  dst.ACDRPackets,
+		"tunneled":      dst.Tunnels,
+		"log_lines":     st.LogLines,
 	}
-	r.Hints = append(r.Hints, correlate.Hints(in)...)
-	if len(calls) == 0 && len(conns) > 0 {
-		r.Hints = append(r.Hints, "This capture holds TLS connections but no SIP: the signaling is encrypted. "+
-			"Export the SBC's SIP as AudioCodes debug recording (ACDR) or HEP to the capture point to see the dialogs.")
-	}
+	r.Hints = append(r.Hints, hints...)
 	return r
 }
 

@@ -189,6 +189,15 @@ type Limits struct {
 	MaxKeptMessages int `yaml:"max_kept_messages"`
 	// MaxTLSConns bounds tracked TLS connections (default 200000).
 	MaxTLSConns int `yaml:"max_tls_conns"`
+	// MaxWindowCalls, MaxWindowConns and MaxWindowEvents bound what the
+	// streaming correlation holds while its windows pass: calls let go
+	// by the tracker and not yet judged or still needed as context
+	// (default 100000), ended TLS connections (default 100000), and
+	// INVITEs, REFERs and SBC log sockets (default 200000 each). Records
+	// dropped early are counted in the report's stats.
+	MaxWindowCalls  int `yaml:"max_window_calls"`
+	MaxWindowConns  int `yaml:"max_window_conns"`
+	MaxWindowEvents int `yaml:"max_window_events"`
 }
 
 // Serve holds the daemon settings (see serve.go for the parts of the
@@ -234,6 +243,9 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.Limits.MaxMessagesPerCall, 500)
 	setInt(&c.Limits.MaxKeptMessages, 200000)
 	setInt(&c.Limits.MaxTLSConns, 200000)
+	setInt(&c.Limits.MaxWindowCalls, 100000)
+	setInt(&c.Limits.MaxWindowConns, 100000)
+	setInt(&c.Limits.MaxWindowEvents, 200000)
 	setInt(&c.Serve.Retention, 30)
 	setInt(&c.Serve.MaxPolls, 8)
 	if c.Serve.Listen == "" {

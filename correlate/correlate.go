@@ -114,6 +114,13 @@ type analysis struct {
 	// handshakes, per server address, in first-seen order.
 	certsByServer map[netip.Addr][]servedCert
 	servers       []netip.Addr // keys of certsByServer, sorted
+	// ctxCount, when set, counts the TLS contexts chosen for Microsoft
+	// peers that matched a proxy set (the stream's seen-so-far tally);
+	// nil means count a.sockets.
+	ctxCount map[int]int
+	// open, when set, returns the calls still tracked (the stream's),
+	// which callsUp counts besides calls.
+	open func() []*sip.Call
 }
 
 // referAt is one REFER request: when, and to which address.
@@ -223,30 +230,43 @@ func newAnalysis(in Input) *analysis {
 			a.byClient[c.Client] = append(a.byClient[c.Client], c)
 		}
 	}
-	slices.SortStableFunc(a.conns, func(x, y *tlsaudit.Conn) int {
-		return cmp.Or(x.FirstSeen.Compare(y.FirstSeen), cmp.Compare(x.ID, y.ID))
-	})
+	slices.SortStableFunc(a.conns, compareConns)
 	a.certsByServer = map[netip.Addr][]servedCert{}
 	for _, c := range a.conns {
 		a.see(c.FirstSeen, c.LastSeen)
 		if a.failedInbound(c) {
 			a.failed = append(a.failed, c)
 		}
-		if !c.Established || !c.Server.IsValid() {
-			continue
-		}
-		sc, ok := certOf(c)
-		srv := c.Server.Addr().Unmap()
-		if !ok || slices.ContainsFunc(a.certsByServer[srv], func(x servedCert) bool { return x.fingerprint == sc.fingerprint }) {
-			continue
-		}
-		if _, known := a.certsByServer[srv]; !known {
-			a.servers = append(a.servers, srv)
-		}
-		a.certsByServer[srv] = append(a.certsByServer[srv], sc)
+		a.servedBy(c, 0)
 	}
 	slices.SortFunc(a.servers, netip.Addr.Compare)
 	return a
+}
+
+func compareConns(x, y *tlsaudit.Conn) int {
+	return cmp.Or(x.FirstSeen.Compare(y.FirstSeen), cmp.Compare(x.ID, y.ID))
+}
+
+// servedBy records the certificate an established connection served, at
+// most limit distinct ones per server (0: no limit); it reports whether
+// a new certificate was recorded. Servers are appended unsorted.
+func (a *analysis) servedBy(c *tlsaudit.Conn, limit int) bool {
+	if !c.Established || !c.Server.IsValid() {
+		return false
+	}
+	sc, ok := certOf(c)
+	srv := c.Server.Addr().Unmap()
+	if !ok || slices.ContainsFunc(a.certsByServer[srv], func(x servedCert) bool { return x.fingerprint == sc.fingerprint }) {
+		return false
+	}
+	if limit > 0 && len(a.certsByServer[srv]) >= limit {
+		return false
+	}
+	if _, known := a.certsByServer[srv]; !known {
+		a.servers = append(a.servers, srv)
+	}
+	a.certsByServer[srv] = append(a.certsByServer[srv], sc)
+	return true
 }
 
 // see moves "now" forward.

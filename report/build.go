@@ -2,6 +2,8 @@ package report
 
 import (
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/finding"
@@ -123,4 +125,45 @@ func ConnView(c *tlsaudit.Conn) TLSJSON {
 
 func roundMS(d time.Duration) float64 {
 	return float64(d.Milliseconds()) / 1000
+}
+
+// Renumber gives findings the IDs "F1".."Fn" in the order given and
+// rewrites the references between them (Cites, evidence "explained_by"
+// and "possibly_explained_by") to the new IDs.
+func Renumber(fs []*finding.Finding) {
+	ids := make(map[string]string, len(fs))
+	for i, f := range fs {
+		n := "F" + strconv.Itoa(i+1)
+		if f.ID != "" {
+			ids[f.ID] = n
+		}
+		f.ID = n
+	}
+	for _, f := range fs {
+		for i, c := range f.Cites {
+			if n, ok := ids[c]; ok {
+				f.Cites[i] = n
+			}
+		}
+		sort.SliceStable(f.Cites, func(i, j int) bool { return idLess(f.Cites[i], f.Cites[j]) })
+		for _, k := range []string{"explained_by", "possibly_explained_by"} {
+			if v, ok := f.Evidence[k].(string); ok {
+				if n, ok := ids[v]; ok {
+					f.Evidence[k] = n
+					// transfer_missing names its cause: "… F9 (refer_delivery_failed) says why."
+					f.Summary = strings.Replace(f.Summary, " "+v+" (", " "+n+" (", 1)
+				}
+			}
+		}
+	}
+}
+
+// idLess orders "F2" before "F10".
+func idLess(x, y string) bool {
+	nx, ex := strconv.Atoi(strings.TrimPrefix(x, "F"))
+	ny, ey := strconv.Atoi(strings.TrimPrefix(y, "F"))
+	if ex == nil && ey == nil {
+		return nx < ny
+	}
+	return x < y
 }

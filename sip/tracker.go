@@ -124,6 +124,16 @@ func NewTracker(o TrackerOptions) *Tracker {
 // Active is the number of Call-IDs currently tracked.
 func (t *Tracker) Active() int { return len(t.active) }
 
+// Open returns the calls still tracked (open or lingering after their
+// end), in no order. They are still the tracker's: read, do not keep.
+func (t *Tracker) Open() []*Call {
+	out := make([]*Call, 0, len(t.active))
+	for _, cs := range t.active {
+		out = append(out, cs.c)
+	}
+	return out
+}
+
 // Observe takes the next message in capture order.
 func (t *Tracker) Observe(m *Message) {
 	if m == nil || m.CallID == "" {

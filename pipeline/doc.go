@@ -1,0 +1,47 @@
+// Package pipeline is sbcwatch's one streaming engine, run by `analyze`
+// (captures and SBC logs, offline) and by every `serve` source (ACDR and
+// HEP copies, live). It owns the front half — content dispatch of TCP
+// streams (SIP, TLS, SIP over WebSocket, by their first bytes), SIP
+// parsing and the dialog tracker, the TLS handshake tracker, the SBC's
+// log events — and the correlation that turns calls and connections into
+// findings. Results leave through a Sink as they are decided.
+//
+// # API
+//
+//	eng, err := pipeline.New(pipeline.Options{Config: cfg, Sink: sink})
+//	eng.Packet(pkt)                  // offline: a captured frame (capture clock)
+//	eng.ACDR(exporter, payload, t)   // live: an ACDR datagram received at t
+//	eng.HEP(exporter, payload, t)    // live: HEP v3 datagram(s) received at t
+//	eng.Message(msg)                 // a SIP message from an SBC log
+//	eng.Socket(sock)                 // a TLS socket from an SBC log
+//	eng.Advance(now)                 // live: move the watermark on a timer
+//	stats, hints := eng.Close()      // end of input: every remaining decision
+//
+// Sink has three methods, called from the feeding goroutine:
+// Call(*sip.Call) when the tracker lets a call go, TLSConn(*tlsaudit.Conn)
+// when a connection ends, and Finding(*finding.Finding) when a finding is
+// decided. A Finding with a Key already sent is an update of that finding
+// (the store keeps one row per key).
+//
+// # Clock
+//
+// The engine has one clock, the watermark: the latest capture time seen
+// offline (packets and log lines merged in time order by the caller), or
+// the receive time of each datagram and of Advance live (set
+// Options.ReceiveClock so messages are dated by it, not by the
+// exporter). Dialog timeouts, the linger of ended calls and the rules'
+// windows are measured against it; nothing reads the wall clock.
+//
+// # Bounds
+//
+// The tracker, the TLS tracker and the TCP reassembly are bounded by the
+// config's limits; what they let go early is counted in Stats. The
+// engine is not safe for concurrent use: one goroutine feeds it.
+//
+// # Errors
+//
+// Malformed bytes are counted and skipped by the decoders (tap, sip,
+// tlsaudit). A panic after the bytes were decoded — in the tracker, the
+// correlation or a Sink — is a bug: it is counted in Stats.Panics and the
+// first one is logged with its stack.
+package pipeline
