@@ -56,10 +56,11 @@ func Files(ctx context.Context, paths []string, opt Options) (*report.Report, er
 	if cfg == nil {
 		cfg = config.Default()
 	}
-	captures, logs, err := classify(paths)
+	in, err := classify(paths)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInput, err)
 	}
+	captures, logs := in.captures, in.logs
 	if len(captures) == 0 && len(logs) == 0 {
 		return nil, fmt.Errorf("%w: no files in %s", ErrInput, strings.Join(paths, ", "))
 	}
@@ -67,11 +68,13 @@ func Files(ctx context.Context, paths []string, opt Options) (*report.Report, er
 	if err != nil {
 		return nil, err
 	}
+	p.warnings = append(p.warnings, in.warnings...)
 	var li *logInput
 	if len(logs) > 0 {
-		if li, err = readLogs(logs, cfg, p.eng.Parser()); err != nil {
+		if li, err = readLogs(in, cfg, p.eng.Parser()); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInput, err)
 		}
+		p.warnings = append(p.warnings, li.warnings...)
 		for _, s := range li.sockets {
 			p.eng.Socket(s)
 		}
@@ -85,8 +88,11 @@ func Files(ctx context.Context, paths []string, opt Options) (*report.Report, er
 		}
 	}
 	if len(captures) == 0 {
+		if li == nil || li.lines == 0 {
+			return nil, fmt.Errorf("%w: no capture or SBC log in %s (%s)", ErrInput, strings.Join(paths, ", "), strings.Join(p.warnings, "; "))
+		}
 		logMsgs(time.Time{}, true)
-		return p.Finish(), nil
+		return noteInputs(p.Finish(), li, nil), nil
 	}
 	src, err := tap.Open(captures...)
 	if err != nil {
@@ -108,13 +114,7 @@ func Files(ctx context.Context, paths []string, opt Options) (*report.Report, er
 			break
 		}
 		if err != nil {
-			if n == 0 {
-				return nil, fmt.Errorf("%w: %w", ErrInput, err)
-			}
-			// A record damaged mid-file: report what came before it, as
-			// tshark does, and say so.
-			p.warnings = append(p.warnings, fmt.Sprintf("the capture is damaged after %d packets (%v); the report covers the packets before it", n, err))
-			break
+			return nil, fmt.Errorf("%w: %w", ErrInput, err)
 		}
 		logMsgs(pkt.Info.Timestamp, false)
 		p.Packet(pkt)
@@ -124,7 +124,12 @@ func Files(ctx context.Context, paths []string, opt Options) (*report.Report, er
 	if opt.Progress != nil {
 		opt.Progress(src.Progress())
 	}
-	r := p.Finish()
+	// A file that ended early is a warning (the report covers what came
+	// before the damage); captures that gave nothing at all are an error.
+	if err := damage(p, src.Warnings(), n, li); err != nil {
+		return nil, err
+	}
+	r := noteInputs(p.Finish(), li, src.Warnings())
 	if opt.KeepPackets != nil {
 		if r.Packets, err = keepPackets(ctx, captures, r, *opt.KeepPackets); err != nil {
 			return nil, err

@@ -477,7 +477,7 @@ func TestFindingsAckAndAudits(t *testing.T) {
 	}
 	id := page.Items[0].ID
 	checkError(t, b.do(t, "POST", "/api/v1/findings/"+id+"/ack", b.read, nil), 403, "forbidden")
-	got = b.do(t, "POST", "/api/v1/findings/"+id+"/ack", b.admin, strings.NewReader(`{"by":"alice"}`))
+	got = b.do(t, "POST", "/api/v1/findings/"+id+"/ack", b.admin, strings.NewReader(`{"by":"alice"}`), "Content-Type", "application/json")
 	var f store.Finding
 	got.json(t, &f)
 	if got.status != 200 || !f.Acknowledged || f.AcknowledgedBy != "alice" {
@@ -489,7 +489,7 @@ func TestFindingsAckAndAudits(t *testing.T) {
 		t.Errorf("acknowledged findings: %s", got.body)
 	}
 	checkError(t, b.do(t, "POST", "/api/v1/findings/nope/ack", b.admin, nil), 404, "not_found")
-	checkError(t, b.do(t, "POST", "/api/v1/findings/"+id+"/ack", b.admin, strings.NewReader(`{"who":1}`)), 400, "bad_request")
+	checkError(t, b.do(t, "POST", "/api/v1/findings/"+id+"/ack", b.admin, strings.NewReader(`{"who":1}`), "Content-Type", "application/json"), 400, "bad_request")
 	checkError(t, b.do(t, "POST", "/api/v1/findings/"+id+"/ack", b.admin, strings.NewReader(`{"by":"`+strings.Repeat("x", 2<<20)+`"}`)), 413, "payload_too_large")
 	checkError(t, b.do(t, "GET", "/api/v1/findings?severity=bad", b.read, nil), 400, "bad_request")
 
@@ -499,7 +499,7 @@ func TestFindingsAckAndAudits(t *testing.T) {
 		ran++
 		return map[string]string{"sbc": req.SBC, "status": "done"}, nil
 	}})
-	got = b2.do(t, "POST", "/api/v1/audits/run", b2.admin, strings.NewReader(`{"sbc":"sbc1"}`))
+	got = b2.do(t, "POST", "/api/v1/audits/run", b2.admin, strings.NewReader(`{"sbc":"sbc1"}`), "Content-Type", "application/json")
 	if got.status != 200 || ran != 1 || !strings.Contains(string(got.body), `"sbc1"`) {
 		t.Fatalf("run audit: %d %s", got.status, got.body)
 	}
@@ -558,11 +558,16 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 	m := string(got.body)
 	for _, want := range []string{
-		`sbcwatch_http_requests_total{route="/api/v1/calls",method="GET",status="200"} 1`,
-		`sbcwatch_http_requests_total{route="/api/v1/calls",method="GET",status="401"} 1`,
-		`sbcwatch_http_requests_total{route="unmatched",method="GET",status="404"} 1`,
-		`sbcwatch_build_info{version="1.2.3",goversion="go`,
+		`sbcwatch_http_request_duration_seconds_count{code="200",method="GET",route="/api/v1/calls"} 1`,
+		`sbcwatch_http_request_duration_seconds_count{code="401",method="GET",route="/api/v1/calls"} 1`,
+		`sbcwatch_http_request_duration_seconds_count{code="404",method="GET",route="unmatched"} 1`,
+		`sbcwatch_http_request_duration_seconds_bucket{code="200",method="GET",route="/api/v1/calls",le="+Inf"} 1`,
+		`sbcwatch_build_info{build_date="",goversion="go`,
+		`version="1.2.3"} 1`,
 		"# TYPE sbcwatch_db_pool_total_conns gauge",
+		"# TYPE go_goroutines gauge",
+		"# TYPE process_cpu_seconds_total counter",
+		"sbcwatch_store_up 1",
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q:\n%s", want, m)

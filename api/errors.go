@@ -54,6 +54,9 @@ type errorDetail struct {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	var mbe *http.MaxBytesError
+	if ctxErr := r.Context().Err(); ctxErr != nil && !errors.As(err, &e) {
+		err = ctxErr // whatever the database said, the request timed out or its client left
+	}
 	switch {
 	case errors.As(err, &e):
 	case errors.As(err, &mbe):

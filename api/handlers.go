@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -264,6 +264,9 @@ type AckRequest struct {
 	By string `json:"by"`
 }
 
+// maxAckBy bounds who acknowledged a finding (a name, not a document).
+const maxAckBy = 200
+
 func (s *Server) handleAckFinding(w http.ResponseWriter, r *http.Request) {
 	id, err := pathParam(r, "id")
 	if err != nil {
@@ -278,6 +281,10 @@ func (s *Server) handleAckFinding(w http.ResponseWriter, r *http.Request) {
 	if req.By == "" {
 		req.By = tokenFrom(r.Context()).Name
 	}
+	if n := utf8.RuneCountInString(req.By); n > maxAckBy {
+		s.writeError(w, r, badRequest("by: %d characters; at most %d", n, maxAckBy))
+		return
+	}
 	f, err := store.AckFinding(r.Context(), s.st.Pool(), id, req.By)
 	if errors.Is(err, store.ErrNotFound) {
 		s.writeError(w, r, notFound("no finding with id %q", id))
@@ -288,28 +295,6 @@ func (s *Server) handleAckFinding(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, f)
-}
-
-// decodeOptionalJSON decodes a JSON body into v when there is one,
-// rejecting unknown fields.
-func decodeOptionalJSON(r *http.Request, v any) error {
-	if r.Body == nil {
-		return nil
-	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if errors.Is(err, io.EOF) {
-		return nil
-	}
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return err
-	}
-	if err != nil {
-		return badRequest("invalid JSON body: %v", err)
-	}
-	return nil
 }
 
 func (s *Server) handleListTLS(w http.ResponseWriter, r *http.Request) {

@@ -13,7 +13,7 @@ import (
 // methods; TestOpenAPIMatchesRoutes keeps the two equal.
 func (s *Server) routes() *chi.Mux {
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer, middleware.RequestID, s.instrument, s.recoverJSON)
+	r.Use(middleware.Recoverer, middleware.RequestID, s.instrument, s.recoverJSON, s.checkInput)
 	// The HTML pages (package web: /, /login, /calls/{call_id}) read this
 	// router in process; mounted here rather than routed so this table
 	// and openapi.json stay /api/v1.
@@ -33,7 +33,7 @@ func (s *Server) routes() *chi.Mux {
 	// Public.
 	r.Get("/healthz", s.handleHealthz)
 	r.Get("/readyz", s.handleReadyz)
-	r.Get("/metrics", s.handleMetrics)
+	r.Method(http.MethodGet, "/metrics", s.metrics.Handler(s.log))
 	r.Get("/api/v1/openapi.json", s.handleOpenAPI)
 
 	// Bearer token: read can GET, admin can also POST.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sbcwatch/sbcwatch/internal/authctx"
+	"github.com/sbcwatch/sbcwatch/metrics"
 	"github.com/sbcwatch/sbcwatch/store"
 )
 
@@ -26,8 +28,12 @@ type AuditRunRequest struct {
 type Options struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// Version is reported by /metrics (sbcwatch_build_info).
-	Version string
+	// Version, Revision and BuildDate label sbcwatch_build_info when
+	// Metrics is nil.
+	Version, Revision, BuildDate string
+	// Metrics is the registry /metrics serves; the server adds its HTTP
+	// histograms and a store collector. Nil makes one of its own.
+	Metrics *metrics.Registry
 	// RunAudit runs an audit now for POST /api/v1/audits/run and returns
 	// what to answer (for example the stored audit). Nil answers 501.
 	RunAudit func(ctx context.Context, req AuditRunRequest) (any, error)
@@ -44,7 +50,7 @@ type Server struct {
 	st      *store.Store
 	opts    Options
 	log     *slog.Logger
-	metrics *metrics
+	metrics *metrics.Registry
 }
 
 // NewServer returns the HTTP handler of the whole API.
@@ -64,7 +70,8 @@ func NewServer(st *store.Store, opts Options) http.Handler {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	s := &Server{st: st, opts: opts, log: opts.Logger.With("component", "api"), metrics: newMetrics()}
+	s := &Server{st: st, opts: opts, log: opts.Logger.With("component", "api")}
+	s.metrics = newMetrics(st, opts, s.log)
 	return s.routes()
 }
 
@@ -96,7 +103,7 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler, log *slog.
 		ready(ln.Addr())
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(jsonErrorListener{ln}) }()
 	if log != nil {
 		log.Info("api listening", "addr", ln.Addr().String())
 	}
@@ -126,6 +133,15 @@ const tokenKey ctxKey = 1
 // logged.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// An in-process read by the pages for a signed-in session.
+		if t, ok := authctx.From(r.Context()); ok && r.Header.Get("Authorization") == "" {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				s.writeError(w, r, &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "pages only read"})
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey, t)))
+			return
+		}
 		h := r.Header.Get("Authorization")
 		scheme, tok, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
@@ -139,6 +155,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sbcwatch", error="invalid_token"`)
 			s.writeError(w, r, &Error{Status: http.StatusUnauthorized, Code: "unauthorized",
 				Message: "the token is unknown or revoked"})
+			return
+		}
+		if err != nil && r.Context().Err() != nil {
+			s.writeError(w, r, r.Context().Err()) // the client left, or the request timed out
 			return
 		}
 		if err != nil {

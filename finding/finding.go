@@ -62,6 +62,19 @@ const (
 	AuditPassesLiveFails = "audit_passes_live_fails"
 )
 
+// TLS rules about what the handshake shows besides the certificate chain.
+const (
+	// TLSCertNotYetValid: the served certificate's notBefore is after
+	// the handshake.
+	TLSCertNotYetValid = "tls_cert_not_yet_valid"
+	// TLSSNIIPAddress: the client sent an IP address as SNI (RFC 6066
+	// forbids it); the certificate is checked against the SBC's names.
+	TLSSNIIPAddress = "tls_sni_ip_address"
+	// TLSSNIUnrecognized: the server answered the SNI with a warning
+	// unrecognized_name alert and carried on.
+	TLSSNIUnrecognized = "tls_sni_unrecognized"
+)
+
 // Source says which part of sbcwatch produced a finding.
 const (
 	SourcePassive = "passive" // seen on the wire or in exported copies
@@ -120,6 +133,7 @@ var rulePriority = map[string]int{
 	TLSCertNameMismatch: 5,
 	TLSCertInconsistent: 6,
 	TLSCertExpired:      7,
+	TLSCertNotYetValid:  7,
 	TLSHandshakeFailed:  8,
 	ShortCallsSpike:     9,
 	TransferMissing:     10,

@@ -93,6 +93,8 @@ func ConnView(c *tlsaudit.Conn) TLSJSON {
 		CertRequested: c.CertRequested,
 		BytesC2S:      c.BytesC2S,
 		BytesS2C:      c.BytesS2C,
+		Warnings:      c.Warnings,
+		HelloRetry:    c.HelloRetry,
 	}
 	if c.Hello != nil {
 		v.JA3 = c.Hello.JA3Hash

@@ -90,6 +90,11 @@ type TLSJSON struct {
 	JA4             string       `json:"ja4,omitempty"`
 	BytesC2S        uint64       `json:"bytes_client_to_server"`
 	BytesS2C        uint64       `json:"bytes_server_to_client"`
+	// Warnings are the warning alerts the peers carried on after, e.g.
+	// "unrecognized_name (server)"; HelloRetry: a TLS 1.3
+	// HelloRetryRequest came first.
+	Warnings   []string `json:"warnings,omitempty"`
+	HelloRetry bool     `json:"hello_retry,omitempty"`
 }
 
 // Stats is the "stats" member.

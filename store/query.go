@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -52,14 +53,20 @@ func decodeCursor(s string) (*cursor, error) {
 		return nil, nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
+	if err != nil || !utf8.Valid(b) {
 		return nil, ErrBadCursor
 	}
 	var c cursor
-	if err := json.Unmarshal(b, &c); err != nil || c.T.IsZero() {
+	if err := json.Unmarshal(b, &c); err != nil || c.T.IsZero() || strings.ContainsRune(c.K, 0) {
 		return nil, ErrBadCursor
 	}
 	return &c, nil
+}
+
+// likeEscape makes s match itself in a LIKE pattern (escape character
+// backslash): a user's "%" or "_" is not a wildcard.
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(s)
 }
 
 // pageArgs checks a page request's limit and decodes its cursor.
@@ -555,7 +562,7 @@ func ListTLS(ctx context.Context, db DBTX, q TLSQuery) (Page[TLSConn], error) {
 		w.add("fingerprint = ?", strings.ToLower(q.Fingerprint))
 	}
 	if q.Peer != "" {
-		w.add("(client = ? or server = ? or client like ? or server like ?)", q.Peer, q.Peer, q.Peer+":%", q.Peer+":%")
+		w.add(`(client = ? or server = ? or client like ? escape '\' or server like ? escape '\')`, q.Peer, q.Peer, likeEscape(q.Peer)+":%", likeEscape(q.Peer)+":%")
 	}
 	if cur != nil {
 		w.add("(first_seen, id) < (?, ?)", cur.T, cur.K)
@@ -630,7 +637,7 @@ func ListCertificates(ctx context.Context, db DBTX, q CertQuery) (Page[Certifica
 		w.add("not_after < ?", q.ExpiresBefore)
 	}
 	if q.Subject != "" {
-		w.add("subject ilike ?", "%"+q.Subject+"%")
+		w.add(`subject ilike ? escape '\'`, "%"+likeEscape(q.Subject)+"%")
 	}
 	if cur != nil {
 		w.add("(not_after, fingerprint) > (?, ?)", cur.T, cur.K)

@@ -33,18 +33,27 @@ type Source interface {
 	Next() (Packet, error)
 	// Progress returns the bytes read of all files and their total size.
 	Progress() (done, total int64)
+	// Warnings returns one line per file that ended early (truncated,
+	// corrupt record, broken gzip stream), in the order they ended.
+	Warnings() []string
 	Close() error
 }
+
+var _ Source = (*merger)(nil)
 
 // ErrNotCapture is wrapped by Open for a file that is not a capture.
 var ErrNotCapture = errors.New("not a pcap or pcapng capture")
 
 // Open opens capture files and directories (every regular file inside,
-// non-recursive, in name order) and merges their packets into one stream
-// in timestamp order: a k-way merge holding one packet per file, each file
-// read as a stream. The format is found by magic number: pcap (both byte
-// orders, micro- and nanosecond), pcapng (several interfaces and link
-// types, several sections), and either of them gzip-compressed.
+// symbolic links followed, non-recursive, in name order) and merges their
+// packets into one stream in timestamp order: a k-way merge holding one
+// packet per file, each file read as a stream. A file that ends early (a
+// record cut short, a corrupt record or block length, a truncated or
+// corrupt gzip stream, a damaged file header) keeps the packets before the
+// damage and adds a line to Warnings; Next never fails for it. The format
+// is found by magic number: pcap (both byte orders, micro- and
+// nanosecond), pcapng (several interfaces and link types, several
+// sections), and either of them gzip-compressed.
 func Open(paths ...string) (Source, error) {
 	var files []string
 	for _, p := range paths {
@@ -62,8 +71,15 @@ func Open(paths ...string) (Source, error) {
 		}
 		var names []string
 		for _, e := range ents {
+			name := filepath.Join(p, e.Name())
+			if e.Type()&os.ModeSymlink != 0 { // followed, as a named file is
+				if st, err := os.Stat(name); err == nil && st.Mode().IsRegular() {
+					names = append(names, name)
+				}
+				continue
+			}
 			if e.Type().IsRegular() {
-				names = append(names, filepath.Join(p, e.Name()))
+				names = append(names, name)
 			}
 		}
 		sort.Strings(names)
@@ -75,6 +91,11 @@ func Open(paths ...string) (Source, error) {
 	m := &merger{}
 	for i, f := range files {
 		r, err := openFile(f, i)
+		var he *headerError
+		if errors.As(err, &he) {
+			m.warnings = append(m.warnings, he.Error()+"; no packet could be read from it")
+			continue
+		}
 		if err != nil {
 			m.Close()
 			return nil, err
@@ -83,12 +104,11 @@ func Open(paths ...string) (Source, error) {
 		m.total += r.size
 	}
 	for _, r := range m.files {
-		if err := r.advance(); err != nil {
-			m.Close()
-			return nil, err
-		}
+		r.advance()
 		if r.ok {
 			heap.Push(&m.h, r)
+		} else if r.warning != "" {
+			m.warnings = append(m.warnings, r.warning)
 		}
 	}
 	return m, nil
@@ -124,9 +144,18 @@ type fileReader struct {
 	ng   *pcapgo.NgReader
 	rd   packetReader
 
+	// raw counts the uncompressed bytes handed to a pcap reader; want is
+	// where the records read so far end (header included).
+	raw  *countingReader
+	want int64
+
 	// head is the next packet of this file.
 	head Packet
 	ok   bool
+	// packets is how many packets the file gave; warning is set when it
+	// ended early.
+	packets uint64
+	warning string
 }
 
 func openFile(name string, index int) (*fileReader, error) {
@@ -148,7 +177,7 @@ func openFile(name string, index int) (*fileReader, error) {
 		gz, err := gzip.NewReader(br)
 		if err != nil {
 			f.Close()
-			return nil, fmt.Errorf("tap: %s: gzip: %w", base, err)
+			return nil, &headerError{name: base, err: fmt.Errorf("gzip: %w", err)}
 		}
 		r.gz = gz
 		br = bufio.NewReaderSize(gz, 64<<10)
@@ -159,14 +188,18 @@ func openFile(name string, index int) (*fileReader, error) {
 		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
 		if err != nil {
 			r.close()
-			return nil, fmt.Errorf("tap: %s: %w", base, err)
+			return nil, &headerError{name: base, err: err}
 		}
 		r.ng, r.rd = ng, ng
 	case len(magic) == 4 && isPcapMagic(magic):
-		pr, err := pcapgo.NewReader(br)
+		// pcapgo reports a file cut right after a record header as a
+		// clean end; counting the bytes it takes lets advance tell.
+		r.raw = &countingReader{r: br}
+		r.want = 24
+		pr, err := pcapgo.NewReader(r.raw)
 		if err != nil {
 			r.close()
-			return nil, fmt.Errorf("tap: %s: %w", base, err)
+			return nil, &headerError{name: base, err: err}
 		}
 		r.pcap, r.rd = pr, pr
 	default:
@@ -176,6 +209,19 @@ func openFile(name string, index int) (*fileReader, error) {
 	return r, nil
 }
 
+// headerError is a capture whose magic number is right but whose file
+// header (or gzip header) is damaged: Open makes it a warning.
+type headerError struct {
+	name string
+	err  error
+}
+
+func (e *headerError) Error() string {
+	return fmt.Sprintf("%s: damaged file header (%v)", e.name, e.err)
+}
+
+func (e *headerError) Unwrap() error { return e.err }
+
 func isPcapMagic(m []byte) bool {
 	switch string(m) {
 	case "\xa1\xb2\xc3\xd4", "\xd4\xc3\xb2\xa1", "\xa1\xb2\x3c\x4d", "\x4d\x3c\xb2\xa1":
@@ -184,24 +230,23 @@ func isPcapMagic(m []byte) bool {
 	return false
 }
 
-// advance reads the next packet of the file into head.
-func (r *fileReader) advance() error {
+// advance reads the next packet of the file into head. A file that ends
+// early is ended with a warning, never an error.
+func (r *fileReader) advance() {
 	r.ok = false
 	data, ci, err := r.rd.ReadPacketData()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil
+			r.checkEnd()
+			return
 		}
-		// A truncated last record is how captures cut short end: treat
-		// it as the end of the file, as tshark does (with a warning).
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil
-		}
-		return fmt.Errorf("tap: %s: %w", r.name, err)
+		r.damaged(err)
+		return
 	}
 	lt := layers.LinkTypeNull
 	if r.pcap != nil {
 		lt = r.pcap.LinkType()
+		r.want += 16 + int64(len(data))
 	} else if len(ci.AncillaryData) > 0 {
 		if l, ok := ci.AncillaryData[0].(layers.LinkType); ok {
 			lt = l
@@ -210,7 +255,37 @@ func (r *fileReader) advance() error {
 	}
 	r.head = Packet{Data: data, Info: ci, LinkType: lt}
 	r.ok = true
-	return nil
+	r.packets++
+}
+
+// checkEnd looks behind a clean end of the capture format: a pcap whose
+// last record header has no data, or a gzip stream without its trailer.
+func (r *fileReader) checkEnd() {
+	if r.raw != nil && r.raw.n != r.want {
+		r.damaged(io.ErrUnexpectedEOF)
+		return
+	}
+	if r.gz != nil {
+		var b [1]byte
+		if _, err := r.gz.Read(b[:]); err != nil && !errors.Is(err, io.EOF) {
+			r.damaged(fmt.Errorf("gzip: %w", err))
+		}
+	}
+}
+
+// damaged ends the file with a warning naming what was lost.
+func (r *fileReader) damaged(err error) {
+	what := fmt.Sprintf("%s: damaged after %d packets (%v)", r.name, r.packets, err)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) && r.gz != nil:
+		what = fmt.Sprintf("%s: the gzip stream ends early after %d packets (file cut short)", r.name, r.packets)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		what = fmt.Sprintf("%s: ends inside a record after %d packets (file cut short, or a corrupt record length)", r.name, r.packets)
+	}
+	r.warning = what + "; the rest of the file is not read"
+	if r.packets == 0 {
+		r.warning = what + "; no packet could be read from it"
+	}
 }
 
 func (r *fileReader) close() {
@@ -242,46 +317,34 @@ func (h *fileHeap) Pop() any {
 }
 
 type merger struct {
-	files []*fileReader
-	h     fileHeap
-	total int64
-	frame uint64
-	err   error
-	// damaged is the first read error of a file, returned once the
-	// others are done.
-	damaged error
+	files    []*fileReader
+	h        fileHeap
+	total    int64
+	frame    uint64
+	warnings []string
 }
 
 func (m *merger) Next() (Packet, error) {
-	if m.err != nil {
-		return Packet{}, m.err
-	}
 	if len(m.h) == 0 {
-		if m.damaged != nil {
-			m.err = m.damaged
-			return Packet{}, m.err
-		}
 		return Packet{}, io.EOF
 	}
 	r := m.h[0]
 	p := r.head
-	if err := r.advance(); err != nil {
-		// A damaged record ends its file; the packet already read and the
-		// other files still come out, and the error is returned last.
-		if m.damaged == nil {
-			m.damaged = err
-		}
-		r.ok = false
-	}
+	r.advance()
 	if r.ok {
 		heap.Fix(&m.h, 0)
 	} else {
 		heap.Pop(&m.h)
+		if r.warning != "" {
+			m.warnings = append(m.warnings, r.warning)
+		}
 	}
 	m.frame++
 	p.Frame = m.frame
 	return p, nil
 }
+
+func (m *merger) Warnings() []string { return m.warnings }
 
 func (m *merger) Progress() (done, total int64) {
 	for _, r := range m.files {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -314,4 +315,17 @@ func TestOpenTruncatedLastRecord(t *testing.T) {
 	os.WriteFile(p, b[:len(b)-5], 0o644)
 	got := readAll(t, p)
 	checkSame(t, got, pk[:2])
+	src, err := Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	for {
+		if _, err := src.Next(); err != nil {
+			break
+		}
+	}
+	if w := src.Warnings(); len(w) != 1 || !strings.Contains(w[0], "cut.pcap: ends inside a record after 2 packets") {
+		t.Fatalf("warnings %q", w)
+	}
 }

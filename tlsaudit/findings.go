@@ -2,6 +2,7 @@ package tlsaudit
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -24,7 +25,7 @@ type FindingOptions struct {
 //     correlation can cite each failed attempt. Critical when the client
 //     (the peer that gave up) is Microsoft, else warning.
 //   - tls_cert_untrusted, tls_cert_name_mismatch, tls_cert_expired,
-//     tls_cert_expiring, tls_cert_no_server_auth: one per (rule, server
+//     tls_cert_not_yet_valid, tls_cert_expiring, tls_cert_no_server_auth: one per (rule, server
 //     listener ip:port, leaf fingerprint, name checked), from Conn.Check
 //     via certcheck.Result.Problems. Connection is the first connection
 //     that showed it; evidence "connections" counts them all and
@@ -33,6 +34,11 @@ type FindingOptions struct {
 //   - tls_cert_inconsistent: one per (listener, SNI) that served more
 //     than one leaf fingerprint; evidence "fingerprints" lists each with
 //     its count, most frequent first.
+//   - tls_sni_ip_address (info): one per (listener, SNI) where the SNI
+//     was an IP address; the certificate was checked against SBCNames.
+//   - tls_sni_unrecognized (info): one per (listener, SNI) the server
+//     answered with a warning unrecognized_name (Conn.Warnings) before
+//     carrying on; the connection itself may well have succeeded.
 //
 // Findings are ordered by time, then rule, then connection; IDs are left
 // for the caller to assign.
@@ -77,6 +83,35 @@ func Findings(conns []*Conn, o FindingOptions) []*finding.Finding {
 	for _, c := range conns {
 		if c.Failed() {
 			out = append(out, handshakeFailed(c))
+		}
+		if c.SNI != "" && SNIIsIP(c.SNI) {
+			key := strings.Join([]string{finding.TLSSNIIPAddress, c.Server.String(), c.SNI}, "|")
+			group(key, c, func() *finding.Finding {
+				f := finding.New(finding.TLSSNIIPAddress, finding.Info, c.FirstSeen,
+					"%s received the IP address %s as SNI from %s (RFC 6066 allows host names only); the certificate is checked against the configured SBC names instead",
+					c.Server, c.SNI, c.Client.Addr())
+				f.Evidence["sni"] = c.SNI
+				return f
+			})
+		}
+		if slices.Contains(c.Warnings, "unrecognized_name (server)") {
+			key := strings.Join([]string{finding.TLSSNIUnrecognized, c.Server.String(), c.SNI}, "|")
+			group(key, c, func() *finding.Finding {
+				sni := c.SNI
+				if sni == "" {
+					sni = "(no SNI)"
+				}
+				f := finding.New(finding.TLSSNIUnrecognized, finding.Info, c.FirstSeen,
+					"%s answered SNI %s from %s with a warning unrecognized_name and carried on: no configured name (TLS context) matches it",
+					c.Server, sni, c.Client.Addr())
+				f.Evidence["sni"] = c.SNI
+				f.Evidence["outcome"] = c.Outcome
+				if leaf := c.Leaf(); leaf != nil {
+					f.Evidence["cert_subject"] = leaf.Subject.String()
+					f.Evidence["cert_fingerprint_sha256"] = certcheck.Fingerprint(leaf)
+				}
+				return f
+			})
 		}
 		if c.VersionCode != 0 && c.VersionCode < 0x0303 {
 			key := strings.Join([]string{finding.TLSVersionWeak, c.Server.String(), c.Version}, "|")
@@ -222,10 +257,17 @@ func handshakeFailed(c *Conn) *finding.Finding {
 		sni = "no SNI"
 	}
 	what := "before the certificate"
-	if leaf := c.Leaf(); leaf != nil {
+	switch leaf := c.Leaf(); {
+	case leaf != nil:
 		what = "after certificate " + leaf.Subject.String()
-	} else if c.CertEncrypted {
+	case c.CertMessageTooLarge > 0:
+		what = fmt.Sprintf("after a certificate message of %d bytes that exceeds the limit (%d bytes, not reassembled)",
+			c.CertMessageTooLarge, MaxHandshakeBuffer)
+	case c.CertEncrypted:
 		what = "(TLS 1.3, certificate encrypted)"
+	}
+	if len(c.Warnings) > 0 && c.Outcome != OutcomeAlert {
+		how += " after warning " + strings.Join(c.Warnings, ", ")
 	}
 	f := finding.New(finding.TLSHandshakeFailed, sev, c.FirstSeen,
 		"TLS handshake %s (%s) failed %s: %s after %s ms", c.ID, sni, what, how, msText(c.DurationMS()))
@@ -242,6 +284,12 @@ func handshakeFailed(c *Conn) *finding.Finding {
 	ev["from_microsoft"] = c.FromMicrosoft
 	ev["version"] = c.Version
 	ev["cert_encrypted"] = c.CertEncrypted
+	if c.CertMessageTooLarge > 0 {
+		ev["cert_message_bytes"] = c.CertMessageTooLarge
+	}
+	if len(c.Warnings) > 0 {
+		ev["warnings"] = c.Warnings
+	}
 	ev["first_seen"] = c.FirstSeen.UTC().Format(time.RFC3339Nano)
 	if leaf := c.Leaf(); leaf != nil {
 		ev["cert_subject"] = leaf.Subject.String()

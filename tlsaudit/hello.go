@@ -387,38 +387,48 @@ var helloRetryRandom = []byte{
 	0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 }
 
-func parseServerHello(body []byte) (serverHello, error) {
+// parseServerHello reads a ServerHello (or HelloRetryRequest) body. It
+// reads the way tshark does: the version is supported_versions when that
+// extension is present, else the legacy version, whatever its value;
+// extensions are read while they fit, so stray bytes after the last
+// whole extension or after the extension block leave version and cipher
+// known. Such leftovers are described in warn; err is set only when the
+// fixed part (up to the compression method) is short.
+func parseServerHello(body []byte) (sh serverHello, warn string, err error) {
 	s := cryptobyte.String(body)
-	var sh serverHello
 	var random, sessionID cryptobyte.String
 	var comp uint8
 	if !s.ReadUint16(&sh.version) || !s.ReadBytes((*[]byte)(&random), 32) ||
 		!s.ReadUint8LengthPrefixed(&sessionID) || !s.ReadUint16(&sh.cipher) || !s.ReadUint8(&comp) {
-		return sh, fmt.Errorf("server hello: %w", errShort)
+		return sh, "", fmt.Errorf("server hello: %w", errShort)
 	}
 	sh.hrr = string(random) == string(helloRetryRandom)
 	if s.Empty() {
-		return sh, nil
+		return sh, "", nil
 	}
 	var exts cryptobyte.String
 	if !s.ReadUint16LengthPrefixed(&exts) {
-		return sh, fmt.Errorf("server hello extensions: %w", errShort)
+		return sh, fmt.Sprintf("server hello: %d bytes after the compression method are not an extension block", len(s)), nil
 	}
 	for !exts.Empty() {
 		var typ uint16
 		var data cryptobyte.String
-		if !exts.ReadUint16(&typ) || !exts.ReadUint16LengthPrefixed(&data) {
-			return sh, fmt.Errorf("server hello extension: %w", errShort)
+		if rest := len(exts); !exts.ReadUint16(&typ) || !exts.ReadUint16LengthPrefixed(&data) {
+			return sh, fmt.Sprintf("server hello: %d trailing bytes in the extension block", rest), nil
 		}
 		if typ == extSupportedVersions {
 			var v uint16
 			if !data.ReadUint16(&v) {
-				return sh, errors.New("server hello supported_versions: malformed")
+				warn = "server hello: malformed supported_versions"
+				continue
 			}
 			sh.version = v
 		}
 	}
-	return sh, nil
+	if !s.Empty() {
+		warn = fmt.Sprintf("server hello: %d trailing bytes after the extensions", len(s))
+	}
+	return sh, warn, nil
 }
 
 // parseCertificateList splits a TLS 1.0-1.2 Certificate message body into

@@ -244,7 +244,8 @@ func TestOracleTshark(t *testing.T) {
 		t.Logf("shared captures not found at %s: comparing our own captures only", dir)
 	}
 	own, _ := filepath.Glob("testdata/*.pcap")
-	files = append(files, own...)
+	gz, _ := filepath.Glob("testdata/*.pcap.gz")
+	files = append(append(files, own...), gz...)
 	var totalHellos, totalSH, totalCerts, totalAlerts atomic.Int32
 	t.Run("files", func(t *testing.T) {
 		for _, path := range files {

@@ -415,7 +415,11 @@ func TestSharedCaptures(t *testing.T) {
 		{file: "nDPI/ja3_lots_of_cipher_suites.pcap", version: "TLS 1.2", outcome: "reset", closedBy: "client", chain: 2},
 		{file: "nDPI/tls_alert.pcap", sni: "www.google-analytics.com", outcome: "alert", closedBy: "server", alert: "fatal protocol_version (70) from server"},
 		{file: "suricata-verify/tls-extra-alert--input.pcap", outcome: "alert", closedBy: "server", alert: "fatal handshake_failure (40) from server"},
-		{file: "nDPI/ssl-cert-name-mismatch.pcap", sni: "wrong.host.badssl.com", version: "TLS 1.2", outcome: "alert", closedBy: "client", alert: "encrypted alert from client", chain: 2, established: true},
+		// The client completed the handshake and closed with an encrypted
+		// alert before any data (a post-handshake name check, or a plain
+		// close_notify: the bytes cannot tell): established, closed by the
+		// client; the certificate findings carry the name mismatch.
+		{file: "nDPI/ssl-cert-name-mismatch.pcap", sni: "wrong.host.badssl.com", version: "TLS 1.2", outcome: "established", closedBy: "client", alert: "encrypted alert from client", chain: 2, established: true},
 		// The server's FIN came first; the client's close_notify followed.
 		{file: "nDPI/selfsigned.pcap", sni: "localhost", version: "TLS 1.2", outcome: "established", closedBy: "server", alert: "encrypted alert from client", chain: 1, established: true, appData: true},
 		{file: "suricata-verify/ja4-tls--input.pcap", version: "TLS 1.2", outcome: "established", closedBy: "client", chain: 1, established: true, ja4: "t12i1810s1_27d4652c4487_06a4338d0495"},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/tap"
@@ -205,9 +206,14 @@ type stream struct {
 	rolesKnown bool
 	d          [2]dirState
 
-	hello        *ClientHello
-	sh           serverHello
-	shSeen       bool // a (non-HRR) ServerHello was parsed
+	hello  *ClientHello
+	sh     serverHello
+	shSeen bool // a (non-HRR) ServerHello was parsed
+	hrr    bool // a HelloRetryRequest was parsed
+	hrrSH  serverHello
+	// certTooLarge is the length of a server Certificate message too
+	// large to reassemble (0 when none).
+	certTooLarge int
 	tls13        bool
 	chain        []*x509.Certificate
 	certReq      bool
@@ -448,11 +454,18 @@ func (s *stream) alert(dir tap.Dir, a Alert, t time.Time) {
 		s.alertsCapped = true
 		s.anomaly("more than %d alerts; later ones not recorded", MaxAlerts)
 	}
-	// An encrypted alert ends the connection only when it is the closing
-	// act (no FIN/RST before it): a close_notify answering the peer's FIN
-	// is not a failure.
-	ending := a.Level == 2 || (!a.Encrypted && !s.established) || (a.Encrypted && !s.appData && !s.finRstSet)
-	if a.Encrypted || a.Level == 2 {
+	// What ends a handshake (see README, Outcome rules): a fatal alert; a
+	// plaintext close_notify, user_canceled or alert of unknown level
+	// before it completed; an encrypted alert before it completed, when it
+	// is the closing act (no FIN/RST before it). A warning such as
+	// unrecognized_name does not: the peers carry on. An encrypted alert
+	// after both Finished is how a completed connection closes (most
+	// likely close_notify: probes and health checks close without data).
+	fatal := !a.Encrypted && a.Level != 1
+	closeWarning := !a.Encrypted && a.Level == 1 && (a.Description == 0 || a.Description == 90)
+	ending := fatal || (closeWarning && !s.established) ||
+		(a.Encrypted && !s.established && !s.appData && !s.finRstSet)
+	if a.Encrypted || fatal {
 		s.closing(dir, "alert")
 		if s.alertTime.IsZero() {
 			s.alertTime = t
@@ -486,6 +499,9 @@ func (s *stream) handshakeBytes(dir tap.Dir, b []byte, t time.Time) {
 		return
 	}
 	if len(d.hs)+len(b) > MaxHandshakeBuffer {
+		if len(d.hs) >= 4 {
+			s.tooLarge(dir, d.hs[0], int(d.hs[1])<<16|int(d.hs[2])<<8|int(d.hs[3]))
+		}
 		s.anomaly("%s handshake exceeds %d buffered bytes; not parsed further", s.role(dir), MaxHandshakeBuffer)
 		d.hsDead, d.hs = true, nil
 		return
@@ -496,6 +512,7 @@ func (s *stream) handshakeBytes(dir tap.Dir, b []byte, t time.Time) {
 		typ := d.hs[0]
 		n := int(d.hs[1])<<16 | int(d.hs[2])<<8 | int(d.hs[3])
 		if n > MaxHandshakeBuffer {
+			s.tooLarge(dir, typ, n)
 			s.anomaly("%s handshake message type %d claims %d bytes; not parsed further", s.role(dir), typ, n)
 			d.hsDead, d.hs = true, nil
 			return
@@ -517,6 +534,14 @@ func (s *stream) handshakeBytes(dir tap.Dir, b []byte, t time.Time) {
 	}
 }
 
+// tooLarge notes a handshake message of n bytes that will not be
+// reassembled; a server Certificate is reported (Conn.CertMessageTooLarge).
+func (s *stream) tooLarge(dir tap.Dir, typ uint8, n int) {
+	if typ == hsCertificate && !s.isClient(dir) && !s.tls13 && s.certTooLarge == 0 {
+		s.certTooLarge = n
+	}
+}
+
 // message handles one plaintext handshake message.
 func (s *stream) message(dir tap.Dir, typ uint8, body []byte, t time.Time) {
 	switch typ {
@@ -533,13 +558,26 @@ func (s *stream) message(dir tap.Dir, typ uint8, body []byte, t time.Time) {
 		s.hello, s.helloTime = h, t
 	case hsServerHello:
 		s.fixRoles(dir, false, "ServerHello")
-		sh, err := parseServerHello(body)
+		sh, warn, err := parseServerHello(body)
 		if err != nil {
 			s.anomaly("%v", err)
 			return
 		}
+		if warn != "" {
+			s.anomaly("%s", warn)
+		}
 		if sh.hrr {
-			s.anomaly("HelloRetryRequest")
+			// TLS 1.3 from here on: the client's compatibility CCS before
+			// its second ClientHello must not count as a key change.
+			// Version and cipher come from the second ServerHello; the
+			// HelloRetryRequest's stand in when that one is missing (a
+			// capture that ends, or holds it before the retry).
+			s.hrr, s.hrrSH = true, sh
+			s.tls13 = s.tls13 || isTLS13Family(sh.version)
+			return
+		}
+		if s.shSeen {
+			s.anomaly("second ServerHello ignored")
 			return
 		}
 		s.sh, s.shSeen = sh, true
@@ -632,6 +670,13 @@ func (s *stream) Close(t time.Time, reason tap.CloseReason) {
 	s.finish()
 }
 
+// SNIIsIP reports whether an SNI value is an IP address literal (with
+// or without brackets), which RFC 6066 section 3 forbids.
+func SNIIsIP(sni string) bool {
+	_, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(sni, "["), "]"))
+	return err == nil
+}
+
 // finish builds the Conn record and hands it to the tracker.
 func (s *stream) finish() {
 	if s.done {
@@ -670,6 +715,11 @@ func (s *stream) finish() {
 	if s.hello != nil {
 		c.SNI = s.hello.SNI
 	}
+	c.HelloRetry = s.hrr
+	c.CertMessageTooLarge = s.certTooLarge
+	if !s.shSeen && s.hrr {
+		s.sh, s.shSeen = s.hrrSH, true
+	}
 	if s.shSeen {
 		c.VersionCode = s.sh.version
 		c.Version = VersionName(s.sh.version)
@@ -683,6 +733,9 @@ func (s *stream) finish() {
 	for _, a := range s.alerts {
 		a.a.From = s.role(a.dir)
 		c.Alerts = append(c.Alerts, a.a)
+		if !a.a.Encrypted && a.a.Level == 1 && a.a.Description != 0 && a.a.Description != 90 {
+			c.Warnings = append(c.Warnings, a.a.Name+" ("+a.a.From+")")
+		}
 	}
 	switch {
 	case s.endingAlert:
@@ -721,8 +774,10 @@ func (s *stream) finish() {
 		c.ToMicrosoft = f(server.Addr().Unmap())
 	}
 	if s.t.o.Check != nil && len(c.Chain) > 0 {
+		// An IP address in the SNI (RFC 6066 allows host names only) is
+		// not a name to check: the SBC's names are, as without SNI.
 		names := s.t.o.SBCNames
-		if c.SNI != "" {
+		if c.SNI != "" && !SNIIsIP(c.SNI) {
 			names = []string{c.SNI}
 		}
 		at := s.certTime

@@ -12,10 +12,14 @@
 //
 // Outcome rules, in order (README.md has the details, including the
 // TLS 1.3 heuristic): "alert" when an alert ended the handshake (a fatal
-// plaintext alert, any plaintext alert before the handshake completed, or
-// an encrypted alert before any application data and before any FIN/RST);
+// plaintext alert, a plaintext close_notify before the handshake
+// completed, or an encrypted alert before it completed, before any
+// application data and before any FIN/RST; warnings such as
+// unrecognized_name end nothing and are listed in Conn.Warnings);
 // "established" when both Finished were seen (TLS <= 1.2) or the client
-// answered the server's encrypted flight (TLS 1.3); "reset" when the first
+// answered the server's encrypted flight (TLS 1.3), also when the
+// connection was then closed with an encrypted alert (close_notify)
+// without any data, as probes do; "reset" when the first
 // closing act was a RST; "closed" when it was a FIN; "incomplete" when the
 // capture ended or the connection went idle mid-handshake.
 package tlsaudit
@@ -90,16 +94,28 @@ type Conn struct {
 	// CertEncrypted is set for TLS 1.3, where the certificate cannot be
 	// seen passively.
 	CertEncrypted bool `json:"cert_encrypted"`
+	// CertMessageTooLarge is the length in bytes of a server Certificate
+	// message too large to reassemble (over MaxHandshakeBuffer); Chain is
+	// then empty. 0 when there was none.
+	CertMessageTooLarge int `json:"cert_message_too_large,omitempty"`
+	// HelloRetry: the server answered with a TLS 1.3 HelloRetryRequest
+	// (the client's key share did not suit it) before its ServerHello.
+	HelloRetry bool `json:"hello_retry"`
 	// CertRequested: the server sent CertificateRequest.
 	CertRequested bool `json:"cert_requested"`
 	// ClientCertSent: the client answered with a non-empty Certificate.
 	ClientCertSent bool `json:"client_cert_sent"`
 
-	Alerts         []Alert `json:"alerts,omitempty"`
-	ClientCCS      bool    `json:"client_ccs"`
-	ServerCCS      bool    `json:"server_ccs"`
-	ClientFinished bool    `json:"client_finished"`
-	ServerFinished bool    `json:"server_finished"`
+	Alerts []Alert `json:"alerts,omitempty"`
+	// Warnings lists the warning-level alerts that did not end the
+	// connection, as "name (side)", e.g. "unrecognized_name (server)":
+	// the peers carried on after them. close_notify and user_canceled are
+	// left out (they close).
+	Warnings       []string `json:"warnings,omitempty"`
+	ClientCCS      bool     `json:"client_ccs"`
+	ServerCCS      bool     `json:"server_ccs"`
+	ClientFinished bool     `json:"client_finished"`
+	ServerFinished bool     `json:"server_finished"`
 	// Established: both sides finished the handshake.
 	Established bool `json:"established"`
 	// AppData: application data records flowed (either way).

@@ -24,8 +24,14 @@
 // (route="/calls/{call_id}"): the pages record the ServeMux pattern they
 // matched in chi's routing context, which the API's metrics read.
 //
-// Authentication is the API's bearer token, sent either as
-// "Authorization: Bearer" or as the HttpOnly, SameSite=Strict cookie
-// sbcwatch_token that POST /login sets after checking the pasted token
-// against the store. Tokens are never logged.
+// Authentication is the API's bearer token as "Authorization: Bearer",
+// or a browser session: POST /login checks the pasted token against the
+// store and sets the HttpOnly, SameSite=Strict cookie sbcwatch_session,
+// which holds a random session id, never the token. The store keeps the
+// id's hash (table web_sessions); the session ends after 12 hours, at
+// POST /logout (revoked in the store, so a copied cookie dies too), or
+// when its token is revoked. Sign-in and sign-out are refused from any
+// other origin, a sibling subdomain included (Sec-Fetch-Site, Origin),
+// and the post-login target must be a path on this origin. Tokens are
+// never logged.
 package web

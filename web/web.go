@@ -13,17 +13,21 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/sbcwatch/sbcwatch/internal/authctx"
 	"github.com/sbcwatch/sbcwatch/store"
 )
 
-// CookieName is the cookie that carries the token for browsers.
-const CookieName = "sbcwatch_token"
+// CookieName is the cookie that carries a browser's session id (never the
+// API token: the session lives in the store, ends after sessionTTL, at
+// sign-out, or when its token is revoked).
+const CookieName = "sbcwatch_session"
 
-// cookieMaxAge bounds how long a browser keeps the token.
-const cookieMaxAge = 12 * time.Hour
+// sessionTTL is how long a session lasts from sign-in.
+const sessionTTL = 12 * time.Hour
 
 //go:embed templates/*.html
 var templateFS embed.FS
@@ -171,7 +175,7 @@ func (p *Pages) renderError(w http.ResponseWriter, status int, msg string) {
 	}{status, msg}})
 }
 
-// token returns the request's token: the bearer header first, else the
+// token returns the request's bearer token, or its session id from the
 // cookie.
 func token(r *http.Request) (tok string, viaHeader bool) {
 	if h := r.Header.Get("Authorization"); h != "" {
@@ -187,8 +191,10 @@ func token(r *http.Request) (tok string, viaHeader bool) {
 	return "", false
 }
 
-// authed runs h with a live token (any scope: pages only read). Without
-// one, a browser is sent to /login; a wrong bearer header gets 401.
+// authed runs h with a live bearer token or session (any scope: pages
+// only read). Without one, a browser is sent to /login; a wrong bearer
+// header gets 401. For a session, h gets no token: the request's context
+// carries the session's token (authctx) for the in-process API reads.
 func (p *Pages) authed(h func(w http.ResponseWriter, r *http.Request, tok string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, viaHeader := token(r)
@@ -196,7 +202,13 @@ func (p *Pages) authed(h func(w http.ResponseWriter, r *http.Request, tok string
 			p.toLogin(w, r)
 			return
 		}
-		_, err := p.lookup(r.Context(), tok)
+		var t store.Token
+		var err error
+		if viaHeader {
+			t, err = p.lookup(r.Context(), tok)
+		} else {
+			t, err = p.session(r.Context(), tok)
+		}
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			if viaHeader {
@@ -207,13 +219,32 @@ func (p *Pages) authed(h func(w http.ResponseWriter, r *http.Request, tok string
 			clearCookie(w, r)
 			p.toLogin(w, r)
 			return
+		case err != nil && r.Context().Err() != nil:
+			p.renderError(w, http.StatusGatewayTimeout, "The request was canceled or took too long.")
+			return
 		case err != nil:
 			p.log.Error("check token", "err", err)
 			p.renderError(w, http.StatusServiceUnavailable, "Cannot check the token: the database does not answer.")
 			return
 		}
+		if !viaHeader {
+			r = r.WithContext(authctx.With(r.Context(), t))
+			tok = ""
+		}
 		h(w, r, tok)
 	}
+}
+
+// session returns the token behind a session id.
+func (p *Pages) session(ctx context.Context, id string) (store.Token, error) {
+	if p.opts.Store == nil {
+		return store.Token{}, errors.New("web: no store")
+	}
+	t, err := store.LookupSession(ctx, p.opts.Store.Pool(), id)
+	if err != nil {
+		return t, fmt.Errorf("web: session: %w", err)
+	}
+	return t, nil
 }
 
 func (p *Pages) lookup(ctx context.Context, tok string) (store.Token, error) {
@@ -231,21 +262,33 @@ func (p *Pages) toLogin(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 }
 
-// safeNext keeps a post-login target on this site: a path, not "//host"
-// or "/\host".
+// safeNext keeps a post-login target on this site: an absolute path
+// with no scheme, host or user, and no byte a browser would drop or bend
+// ("/\t/evil.example" is "//evil.example" to Chromium, which strips tabs
+// and newlines and reads "\" as "/"). Anything else is "/".
 func safeNext(s string) string {
-	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/\\") ||
-		strings.ContainsAny(s, "\r\n") {
+	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || len(s) > 2048 {
+		return "/"
+	}
+	for _, c := range s {
+		if c <= 0x20 || c == 0x7f || c == '\\' || !unicode.IsPrint(c) {
+			return "/"
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		!strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
 		return "/"
 	}
 	return s
 }
 
-// crossSite reports a form posted from another site (login CSRF): by
-// Sec-Fetch-Site, else by an Origin naming another host. ("null" is what
-// a same-site form sends under Referrer-Policy: no-referrer.)
+// crossSite reports a form posted from anywhere but this origin (login
+// and logout CSRF, a sibling subdomain included): Sec-Fetch-Site other
+// than same-origin or none, or an Origin naming another host. ("null" is
+// what this site's own form sends under Referrer-Policy: no-referrer.)
 func crossSite(r *http.Request) bool {
-	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
 		return true
 	}
 	if o := r.Header.Get("Origin"); o != "" && o != "null" {
@@ -288,13 +331,33 @@ func (p *Pages) handleLogin(w http.ResponseWriter, r *http.Request) {
 		p.renderError(w, http.StatusServiceUnavailable, "Cannot check the token: the database does not answer.")
 		return
 	}
+	sid, err := store.CreateSession(r.Context(), p.opts.Store.Pool(), t.ID, sessionTTL)
+	if err != nil {
+		p.log.Error("page sign-in", "err", err)
+		p.renderError(w, http.StatusServiceUnavailable, "Cannot start a session: the database does not answer.")
+		return
+	}
 	p.log.Info("page sign-in", "token_name", t.Name, "scope", t.Scope)
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: tok, Path: "/", MaxAge: int(cookieMaxAge / time.Second),
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sid, Path: "/", MaxAge: int(sessionTTL / time.Second),
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
+// handleLogout ends the session in the store (the cookie alone is no
+// longer worth anything) and clears the cookie. From another site it is
+// refused: signing someone out is an attack too.
 func (p *Pages) handleLogout(w http.ResponseWriter, r *http.Request) {
+	if crossSite(r) {
+		p.renderError(w, http.StatusForbidden, "Sign out from this site's own pages.")
+		return
+	}
+	if c, err := r.Cookie(CookieName); err == nil && p.opts.Store != nil {
+		if err := store.RevokeSession(r.Context(), p.opts.Store.Pool(), c.Value); err != nil {
+			p.log.Error("page sign-out", "err", err)
+			p.renderError(w, http.StatusServiceUnavailable, "Cannot end the session: the database does not answer.")
+			return
+		}
+	}
 	clearCookie(w, r)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
@@ -347,7 +410,9 @@ func (p *Pages) apiRequest(ctx context.Context, tok, path, accept string) (*http
 		return nil, fmt.Errorf("web: api request: %w", err)
 	}
 	req.RemoteAddr = "127.0.0.1:0"
-	req.Header.Set("Authorization", "Bearer "+tok)
+	if tok != "" { // else ctx carries the session's token (authctx)
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	req.Header.Set("Accept", accept)
 	return req, nil
 }

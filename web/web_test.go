@@ -339,21 +339,21 @@ func TestPageReadsTheAPIOnce(t *testing.T) {
 	}
 	m := e.get(t, "/metrics").body
 	for _, want := range []string{
-		`{route="/api/v1/calls/{call_id}/evidence",method="GET",status="200"} 3`,
-		`{route="/api/v1/calls/{call_id}/evidence",method="GET",status="404"} 1`,
-		`{route="/calls/{call_id}",method="GET",status="200"} 2`,
-		`{route="/calls/{call_id}",method="GET",status="404"} 1`,
-		`{route="/calls/{call_id}",method="GET",status="303"} 1`,
-		`{route="/calls/{call_id}/evidence.txt",method="GET",status="200"} 1`,
-		`{route="/",method="GET",status="200"} 1`,
-		`{route="/login",method="GET",status="200"} 1`,
-		`{route="unmatched",method="GET",status="404"} 1`,
+		`{code="200",method="GET",route="/api/v1/calls/{call_id}/evidence"} 3`,
+		`{code="404",method="GET",route="/api/v1/calls/{call_id}/evidence"} 1`,
+		`{code="200",method="GET",route="/calls/{call_id}"} 2`,
+		`{code="404",method="GET",route="/calls/{call_id}"} 1`,
+		`{code="303",method="GET",route="/calls/{call_id}"} 1`,
+		`{code="200",method="GET",route="/calls/{call_id}/evidence.txt"} 1`,
+		`{code="200",method="GET",route="/"} 1`,
+		`{code="200",method="GET",route="/login"} 1`,
+		`{code="404",method="GET",route="unmatched"} 1`,
 	} {
-		if !strings.Contains(m, "sbcwatch_http_requests_total"+want+"\n") {
+		if !strings.Contains(m, "sbcwatch_http_request_duration_seconds_count"+want+"\n") {
 			t.Errorf("metrics lack %s:\n%s", want, m)
 		}
 	}
-	if strings.Contains(m, `route="unmatched",method="GET",status="200"`) || strings.Contains(m, "metrics-") {
+	if strings.Contains(m, `code="200",method="GET",route="unmatched"`) || strings.Contains(m, "metrics-") {
 		t.Errorf("a page is counted as unmatched or by its Call-ID:\n%s", m)
 	}
 }

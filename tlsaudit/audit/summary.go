@@ -391,7 +391,7 @@ func probeRank(p string) int {
 
 var ruleOrder = []string{
 	finding.TLSCertInconsistent, finding.TLSCertUntrusted, finding.TLSCertNameMismatch,
-	finding.TLSCertExpired, finding.TLSHandshakeFailed, finding.SBCUnreachable,
+	finding.TLSCertExpired, finding.TLSCertNotYetValid, finding.TLSHandshakeFailed, finding.SBCUnreachable,
 	finding.TLSCertExpiring, finding.TLSVersionWeak, finding.TLSCertNoServerAuth,
 }
 

@@ -134,7 +134,7 @@ func TestCheck(t *testing.T) {
 			if !r.NotYetValid || r.Expired || !strings.Contains(r.VerifyError, "not valid before") {
 				t.Errorf("notyet=%v err=%q", r.NotYetValid, r.VerifyError)
 			}
-		}, []string{finding.TLSCertExpired}},
+		}, []string{finding.TLSCertNotYetValid}},
 		{"expiring default window", expiring.Served(), opt("soon.example.com"), func(t *testing.T, r *certcheck.Result) {
 			if !r.Expiring || r.DaysLeft != 10 {
 				t.Errorf("expiring=%v days=%d", r.Expiring, r.DaysLeft)

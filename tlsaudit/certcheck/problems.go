@@ -20,7 +20,8 @@ import (
 //
 //	tls_cert_untrusted       verify_error, self_signed
 //	tls_cert_name_mismatch   name (the SNI or FQDN checked), cert_names (SANs, or the CN when there are none)
-//	tls_cert_expired         days_left (negative) — or not_before, not_yet_valid for a future certificate
+//	tls_cert_expired         days_left (negative)
+//	tls_cert_not_yet_valid   not_before (RFC 3339), days_left
 //	tls_cert_expiring        days_left
 //	tls_cert_no_server_auth  (nothing more)
 //
@@ -36,7 +37,7 @@ type Problem struct {
 }
 
 // Problems lists the tls_cert_* problems of a Result, most severe first,
-// in this order: untrusted, name mismatch, expired (or not yet valid),
+// in this order: untrusted, name mismatch, expired or not yet valid,
 // expiring, no server auth. A Result with no certificate gives none.
 //
 // An expired certificate that chains to a trusted root apart from its
@@ -97,10 +98,9 @@ func (r *Result) Problems() []Problem {
 	case r.NotYetValid:
 		ev := base()
 		ev["not_before"] = r.NotBefore.UTC().Format(time.RFC3339)
-		ev["not_yet_valid"] = true
 		ev["days_left"] = r.DaysLeft
 		out = append(out, Problem{
-			Rule: finding.TLSCertExpired, Severity: finding.Critical, Evidence: ev,
+			Rule: finding.TLSCertNotYetValid, Severity: finding.Critical, Evidence: ev,
 			Summary: fmt.Sprintf("certificate %s is not valid before %s", r.Subject, r.NotBefore.UTC().Format(time.RFC3339)),
 		})
 	case r.Expiring:

@@ -149,8 +149,13 @@ func pause() { time.Sleep(150 * time.Millisecond) }
 
 func main() {
 	certDir := flag.String("certs", "certs", "directory for the certificate PEM files")
+	set := flag.String("set", "peers", "scenario set: peers (peers.pcap) or outcomes (outcomes.pcap.gz)")
 	flag.Parse()
 	must(os.MkdirAll(*certDir, 0o755), "mkdir")
+	if *set == "outcomes" {
+		outcomes(*certDir)
+		return
+	}
 
 	// The CA predates the expired leaf, so that leaf's chain is sound
 	// apart from its dates.
