@@ -48,9 +48,9 @@ func (p pollSink) Finding(ctx context.Context, f *finding.Finding) error {
 	return p.st.SaveReport(ctx, f.SBC, "poll", &report.Report{Findings: []*finding.Finding{f}})
 }
 
-// runPollers runs the counter pollers of the SBCs that have one until
+// RunPollers runs the counter pollers of the SBCs that have one until
 // ctx ends.
-func runPollers(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error {
+func RunPollers(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error {
 	for _, s := range cfg.SBCs {
 		if s.Poll != nil {
 			return poll.NewScheduler(cfg, pollSink{st}, poll.WithLogger(log.With("component", "poll"))).Run(ctx)

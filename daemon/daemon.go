@@ -43,6 +43,7 @@ import (
 	"github.com/sbcwatch/sbcwatch/config"
 	"github.com/sbcwatch/sbcwatch/finding"
 	"github.com/sbcwatch/sbcwatch/live"
+	"github.com/sbcwatch/sbcwatch/metrics"
 	"github.com/sbcwatch/sbcwatch/sip"
 	"github.com/sbcwatch/sbcwatch/spool"
 	"github.com/sbcwatch/sbcwatch/store"
@@ -78,6 +79,9 @@ type Options struct {
 	// Reload, when set, is called on a reload request (SIGHUP) and
 	// returns the new configuration; see Daemon.Reload.
 	Reload func() (*config.Config, error)
+	// Metrics is the registry /metrics serves (default: a new one); the
+	// sources report through it.
+	Metrics *metrics.Registry
 }
 
 // Daemon is one serve process.
@@ -93,15 +97,20 @@ type Daemon struct {
 	engMu  sync.Mutex
 	sp     *spool.Spool
 	spTmp  string
-	state  sync.Map // component name → error string ("" running)
 	reload chan struct{}
+
+	spoolRep *metrics.Source
 }
 
 // sourceRun is a source with its queue and state.
 type sourceRun struct {
 	src   live.Source
+	kind  string // the metrics kind: acdr, hep, syslog, pcap
 	q     *live.Queue
 	state atomic.Value // string: starting, running, stopped, failed: ...
+	rep   *metrics.Source
+
+	lastMalformed uint64
 }
 
 // New builds the daemon and starts (binds) every source; a source that
@@ -116,7 +125,13 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 	if o.Tick <= 0 {
 		o.Tick = time.Second
 	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New(o.Version, "", "")
+	}
 	d := &Daemon{o: o, log: o.Logger, reload: make(chan struct{}, 1)}
+	if err := o.Metrics.Register(newLiveCollector(d)); err != nil {
+		return nil, fmt.Errorf("daemon: metrics: %w", err)
+	}
 	cfg := o.Config
 	if cfg == nil {
 		return d, nil
@@ -127,7 +142,10 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 		return nil, err
 	}
 	for _, s := range srcs {
-		d.srcs = append(d.srcs, &sourceRun{src: s, q: live.NewQueue(cfg.Serve.QueueSize, 0)})
+		r := &sourceRun{src: s, q: live.NewQueue(cfg.Serve.QueueSize, 0), kind: metricsKind(s)}
+		r.rep = o.Metrics.Source(r.kind, s.Name())
+		r.q.ReportTo(r.rep)
+		d.srcs = append(d.srcs, r)
 	}
 	for i, r := range d.srcs {
 		r.state.Store("starting")
@@ -152,6 +170,7 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 		d.release(d.srcs)
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
+	d.spoolRep = o.Metrics.Source("spool", "writer")
 	if st := d.sp.Stats(); st.Segments > 0 {
 		d.log.Info("spool: writes left by the last run will be replayed", "segments", st.Segments, "bytes", st.Bytes)
 	}
@@ -168,7 +187,7 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 		Instance: cfg.Serve.Instance, Logger: d.log.With("component", "alert")}))
 	d.writer = newWriter(LiveSBCName(cfg), storeSave(o.Store), d.sp, d.log.With("component", "writer"))
 	d.opts = newOptionsWatch(cfg, cfg.Serve.OptionsMissingAfter.D())
-	eng, err := newTrackerEngine(cfg, fanout{d}, d.opts)
+	eng, err := newLiveEngine(cfg, fanout{d}, d.opts, d.log.With("component", "engine"))
 	if err != nil {
 		d.release(d.srcs)
 		return nil, fmt.Errorf("daemon: engine: %w", err)
@@ -185,6 +204,16 @@ func (d *Daemon) release(rs []*sourceRun) {
 	for _, r := range rs {
 		_ = r.src.Run(done, r.q)
 	}
+}
+
+// metricsKind is the registry's kind of a source.
+func metricsKind(s live.Source) string {
+	n := s.Name()
+	if strings.HasPrefix(n, "capture-") {
+		return "pcap"
+	}
+	k, _, _ := strings.Cut(n, "-")
+	return k
 }
 
 // LiveSBCName is the SBC name live records are stored under: the
@@ -247,8 +276,8 @@ func CaptureFilter(cfg *config.Config) live.Filter {
 // to the alerts.
 type fanout struct{ d *Daemon }
 
-func (f fanout) Call(c *sip.Call)      { f.d.writer.Call(c) }
-func (f fanout) Conn(c *tlsaudit.Conn) { f.d.writer.Conn(c) }
+func (f fanout) Call(c *sip.Call)         { f.d.writer.Call(c) }
+func (f fanout) TLSConn(c *tlsaudit.Conn) { f.d.writer.TLSConn(c) }
 func (f fanout) Finding(x *finding.Finding) {
 	f.d.writer.Finding(x)
 	f.d.alerts.Load().Notify(FindingKey(x), x)
@@ -272,7 +301,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if cfg := d.cfg.Load(); cfg != nil {
 		st := d.o.Store
 		comps = append(comps,
-			fn("poll", func(ctx context.Context) error { return runPollers(ctx, cfg, st, d.log) }),
+			fn("poll", func(ctx context.Context) error { return RunPollers(ctx, cfg, st, d.log) }),
 			fn("audit", func(ctx context.Context) error { return runScheduledAudits(ctx, cfg, st, d.log) }),
 		)
 	}
@@ -383,6 +412,7 @@ func (d *Daemon) runLive(ctx context.Context) error {
 				d.engMu.Lock()
 				d.engine.Advance(d.o.Now())
 				d.engMu.Unlock()
+				d.report()
 			}
 		}
 	}()
@@ -424,7 +454,7 @@ func (d *Daemon) statsAttrs() []any {
 }
 
 func (d *Daemon) runAPI(ctx context.Context) error {
-	opts := api.Options{Logger: d.log, Version: d.o.Version}
+	opts := api.Options{Logger: d.log, Version: d.o.Version, Metrics: d.o.Metrics}
 	if cfg := d.cfg.Load(); cfg != nil {
 		opts.RunAudit = auditRunner(cfg, d.o.Store, d.log)
 	}
@@ -467,26 +497,14 @@ func (d *Daemon) Ready() (map[string]string, bool) {
 	return out, ok
 }
 
-// wrap adds the sources to /readyz and the live counters to /metrics.
+// wrap adds the sources to /readyz.
 func (d *Daemon) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/readyz":
+		if r.URL.Path == "/readyz" {
 			d.serveReady(w, r, h)
-		case "/metrics":
-			rec := &captureWriter{header: http.Header{}}
-			h.ServeHTTP(rec, r)
-			for k, v := range rec.header {
-				w.Header()[k] = v
-			}
-			w.WriteHeader(rec.code())
-			_, _ = w.Write(rec.body.Bytes())
-			if rec.code() == http.StatusOK {
-				d.writeMetrics(w)
-			}
-		default:
-			h.ServeHTTP(w, r)
+			return
 		}
+		h.ServeHTTP(w, r)
 	})
 }
 

@@ -1,100 +1,109 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"maps"
-	"net/http"
 	"reflect"
 	"slices"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sbcwatch/sbcwatch/alert"
 	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/metrics"
 )
 
-// captureWriter records a handler's answer so /metrics can be extended.
-type captureWriter struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
+// liveCollector exports, at scrape time, what the registry's per-source
+// reporters do not carry: whether each source runs, its own counters
+// (connections, framing errors, kernel packets and queue freezes), the
+// engine's counters, the writer's (spool included) and the alerts'.
+type liveCollector struct {
+	d                                   *Daemon
+	up, counter, engine, writer, alerts *prometheus.Desc
 }
 
-func (c *captureWriter) Header() http.Header         { return c.header }
-func (c *captureWriter) Write(b []byte) (int, error) { return c.body.Write(b) }
-func (c *captureWriter) WriteHeader(code int)        { c.status = code }
-func (c *captureWriter) code() int {
-	if c.status == 0 {
-		return http.StatusOK
+var _ prometheus.Collector = (*liveCollector)(nil)
+
+func newLiveCollector(d *Daemon) *liveCollector {
+	n := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(metrics.Namespace+"_"+name, help, labels, nil)
 	}
-	return c.status
+	return &liveCollector{d: d,
+		up:      n("source_up", "1 while a live source runs, 0 once it stopped or failed.", "kind", "source"),
+		counter: n("source_events_total", "A live source's own counters: connections, framing errors, kernel packets and queue freezes of a capture.", "kind", "source", "counter"),
+		engine:  n("engine_events", "The live engine's counters (messages, calls, connections, findings, evictions, internal errors).", "counter"),
+		writer:  n("writer_events", "The store writer's counters: records written, spooled, replayed and dropped; spool size.", "counter"),
+		alerts:  n("alert_deliveries_total", "Webhook deliveries by result.", "webhook", "result"),
+	}
 }
 
-// writeMetrics appends the live counters in the Prometheus text format:
-// per source (queue and source-specific counters, kernel drops of a
-// capture among them), the engine, the writer and spool, the alerts.
-func (d *Daemon) writeMetrics(w io.Writer) {
-	if len(d.srcs) == 0 {
-		return
+func (c *liveCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.up, c.counter, c.engine, c.writer, c.alerts} {
+		ch <- d
 	}
-	fmt.Fprintln(w, "# HELP sbcwatch_source_items_total Items a live source received, dropped (queue full) and handled.")
-	fmt.Fprintln(w, "# TYPE sbcwatch_source_items_total counter")
-	for _, r := range d.srcs {
-		s := r.q.Stats()
-		n := r.src.Name()
-		fmt.Fprintf(w, "sbcwatch_source_items_total{source=%q,state=\"received\"} %d\n", n, s.Received)
-		fmt.Fprintf(w, "sbcwatch_source_items_total{source=%q,state=\"dropped\"} %d\n", n, s.Dropped)
-		fmt.Fprintf(w, "sbcwatch_source_items_total{source=%q,state=\"handled\"} %d\n", n, s.Handled)
-	}
-	fmt.Fprintln(w, "# HELP sbcwatch_source_queued Items waiting in a source's queue.")
-	fmt.Fprintln(w, "# TYPE sbcwatch_source_queued gauge")
-	for _, r := range d.srcs {
-		fmt.Fprintf(w, "sbcwatch_source_queued{source=%q} %d\n", r.src.Name(), r.q.Stats().Queued)
-	}
-	fmt.Fprintln(w, "# HELP sbcwatch_source_up 1 while a source runs.")
-	fmt.Fprintln(w, "# TYPE sbcwatch_source_up gauge")
+}
+
+func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
+	d := c.d
 	for _, r := range d.srcs {
 		s, _ := r.state.Load().(string)
-		up := 0
+		up := 0.0
 		if s == "running" {
 			up = 1
 		}
-		fmt.Fprintf(w, "sbcwatch_source_up{source=%q} %d\n", r.src.Name(), up)
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, r.kind, r.src.Name())
+		cs := r.src.Counters()
+		for _, k := range slices.Sorted(maps.Keys(cs)) {
+			ch <- prometheus.MustNewConstMetric(c.counter, prometheus.CounterValue, float64(cs[k]), r.kind, r.src.Name(), k)
+		}
 	}
-	fmt.Fprintln(w, "# HELP sbcwatch_source_counter Source-specific counters (connections, framing errors, kernel packets and drops of a capture).")
-	fmt.Fprintln(w, "# TYPE sbcwatch_source_counter counter")
+	if d.engine != nil {
+		d.engMu.Lock()
+		ec := d.engine.Counters()
+		d.engMu.Unlock()
+		for _, k := range slices.Sorted(maps.Keys(ec)) {
+			ch <- prometheus.MustNewConstMetric(c.engine, prometheus.GaugeValue, float64(ec[k]), k)
+		}
+	}
+	if d.writer != nil {
+		wc := d.writer.Counters()
+		for _, k := range slices.Sorted(maps.Keys(wc)) {
+			ch <- prometheus.MustNewConstMetric(c.writer, prometheus.GaugeValue, float64(wc[k]), k)
+		}
+	}
+	if n := d.notifier(); n != nil {
+		as := n.Stats()
+		for _, name := range slices.Sorted(maps.Keys(as)) {
+			s := as[name]
+			for _, kv := range []struct {
+				k string
+				v uint64
+			}{{"delivered", s.Delivered}, {"failed", s.Failed}, {"dropped", s.Dropped}, {"retried", s.Retries}} {
+				ch <- prometheus.MustNewConstMetric(c.alerts, prometheus.CounterValue, float64(kv.v), name, kv.k)
+			}
+		}
+	}
+}
+
+// report updates the registry's per-source gauges: queue depth, the
+// kernel's drops of a capture, framing errors as malformed, the spool.
+func (d *Daemon) report() {
 	for _, r := range d.srcs {
-		c := r.src.Counters()
-		for _, k := range slices.Sorted(maps.Keys(c)) {
-			fmt.Fprintf(w, "sbcwatch_source_counter{source=%q,counter=%q} %d\n", r.src.Name(), k, c[k])
+		if r.rep == nil {
+			continue
+		}
+		r.rep.QueueDepth(r.q.Stats().Queued)
+		cs := r.src.Counters()
+		if v, ok := cs["kernel_drops"]; ok {
+			r.rep.KernelDrops(v)
+		}
+		if v := cs["framing_errors"]; v > r.lastMalformed {
+			r.rep.Malformed(int(v - r.lastMalformed))
+			r.lastMalformed = v
 		}
 	}
-	d.engMu.Lock()
-	ec := d.engine.Counters()
-	d.engMu.Unlock()
-	fmt.Fprintln(w, "# HELP sbcwatch_engine_counter The live engine's counters.")
-	fmt.Fprintln(w, "# TYPE sbcwatch_engine_counter gauge")
-	for _, k := range slices.Sorted(maps.Keys(ec)) {
-		fmt.Fprintf(w, "sbcwatch_engine_counter{counter=%q} %d\n", k, ec[k])
-	}
-	wc := d.writer.Counters()
-	fmt.Fprintln(w, "# HELP sbcwatch_writer_counter Store writes, spool and drops.")
-	fmt.Fprintln(w, "# TYPE sbcwatch_writer_counter gauge")
-	for _, k := range slices.Sorted(maps.Keys(wc)) {
-		fmt.Fprintf(w, "sbcwatch_writer_counter{counter=%q} %d\n", k, wc[k])
-	}
-	as := d.notifier().Stats()
-	fmt.Fprintln(w, "# HELP sbcwatch_alerts_total Webhook deliveries.")
-	fmt.Fprintln(w, "# TYPE sbcwatch_alerts_total counter")
-	for _, name := range slices.Sorted(maps.Keys(as)) {
-		s := as[name]
-		for _, kv := range []struct {
-			k string
-			v uint64
-		}{{"delivered", s.Delivered}, {"failed", s.Failed}, {"dropped", s.Dropped}, {"retried", s.Retries}} {
-			fmt.Fprintf(w, "sbcwatch_alerts_total{webhook=%q,result=%q} %d\n", name, kv.k, kv.v)
-		}
+	if d.spoolRep != nil && d.sp != nil {
+		d.spoolRep.SpoolBytes(d.sp.Stats().Bytes)
 	}
 }
 
@@ -140,15 +149,12 @@ func (d *Daemon) runReload(ctx context.Context, startAlerts func(*alert.Notifier
 		d.engMu.Lock()
 		d.cfg.Store(cfg)
 		d.alerts.Store(n)
-		if e, ok := d.engine.(*trackerEngine); ok {
-			e.cfg = cfg
-		}
 		if d.opts != nil {
 			d.opts.setAfter(cfg.Serve.OptionsMissingAfter.D())
 		}
 		d.engMu.Unlock()
 		startAlerts(n)
-		d.log.Info("reload: configuration applied (rules, expect_transfer, alerts, options_missing_after)")
+		d.log.Info("reload: configuration applied (alerts, options_missing_after)")
 	}
 }
 
@@ -166,6 +172,9 @@ func restartNeeded(old, cfg *config.Config) []string {
 		{"serve.spool", a.Spool, b.Spool}, {"serve.instance", a.Instance, b.Instance},
 		{"serve.queue_size", a.QueueSize, b.QueueSize}, {"limits", old.Limits, cfg.Limits},
 		{"sbcs", old.SBCs, cfg.SBCs}, {"trust", old.Trust, cfg.Trust},
+		{"expect_transfer", old.ExpectTransfer, cfg.ExpectTransfer},
+		{"rule windows and thresholds", [5]config.Duration{old.ShortCall, old.ReferWindow, old.GiveUpWindow, old.ExpiryWarning, old.DialogTimeout},
+			[5]config.Duration{cfg.ShortCall, cfg.ReferWindow, cfg.GiveUpWindow, cfg.ExpiryWarning, cfg.DialogTimeout}},
 	} {
 		if !reflect.DeepEqual(c.x, c.y) {
 			out = append(out, c.name)

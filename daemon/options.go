@@ -53,13 +53,18 @@ func (w *optionsWatch) setAfter(d time.Duration) {
 	w.mu.Unlock()
 }
 
-// observe notes an OPTIONS request or response between the SBC and a
-// Microsoft address.
-func (w *optionsWatch) observe(m *sip.Message) {
-	if m.Method != "OPTIONS" && m.CSeqMethod != "OPTIONS" {
+// observeCall notes an OPTIONS transaction the tracker let go (kind
+// "options") between the SBC and a Microsoft address, at its last
+// message.
+func (w *optionsWatch) observeCall(c *sip.Call) {
+	if c.Kind != "options" {
 		return
 	}
-	src, dst := m.Src.Addr().Unmap(), m.Dst.Addr().Unmap()
+	w.observe(c.Caller.Addr().Unmap(), c.Callee.Addr().Unmap(), c.Last)
+}
+
+// observe notes an OPTIONS between src and dst at t.
+func (w *optionsWatch) observe(src, dst netip.Addr, t time.Time) {
 	var p optPair
 	switch {
 	case w.cfg.IsMicrosoft(src) && !w.cfg.IsMicrosoft(dst):
@@ -82,9 +87,10 @@ func (w *optionsWatch) observe(m *sip.Message) {
 		s = &optState{}
 		w.pairs[p] = s
 	}
-	if m.Time.After(s.last) {
-		s.last = m.Time
+	if !t.After(s.last) {
+		return // an older ping handed over late changes nothing
 	}
+	s.last = t
 	s.raised = false // pings are back (or never stopped)
 }
 

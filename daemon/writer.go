@@ -128,7 +128,7 @@ func (w *writer) add(f func(b *batch)) {
 }
 
 func (w *writer) Call(c *sip.Call) { w.add(func(b *batch) { b.Calls = append(b.Calls, c) }) }
-func (w *writer) Conn(c *tlsaudit.Conn) {
+func (w *writer) TLSConn(c *tlsaudit.Conn) {
 	w.add(func(b *batch) { b.Conns = append(b.Conns, toSpoolConn(c)) })
 }
 func (w *writer) Finding(f *finding.Finding) {

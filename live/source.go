@@ -88,7 +88,19 @@ type Queue struct {
 	bytes    atomic.Int64
 
 	received, dropped, taken atomic.Uint64
+	report                   Reporter
 }
+
+// Reporter receives a queue's counts as they happen (the metrics
+// registry's per-source reporter).
+type Reporter interface {
+	Received(n int)
+	Dropped(n int)
+}
+
+// ReportTo makes the queue report its received and dropped items to r;
+// call it before the queue is used.
+func (q *Queue) ReportTo(r Reporter) { q.report = r }
 
 // NewQueue returns a queue of capacity n items and maxBytes bytes
 // (defaults 4096 and 32 MiB when not positive).
@@ -106,10 +118,13 @@ func NewQueue(n int, maxBytes int64) *Queue {
 // reports whether it was queued.
 func (q *Queue) Offer(it Item) bool {
 	q.received.Add(1)
+	if q.report != nil {
+		q.report.Received(1)
+	}
 	n := int64(len(it.Data))
 	if q.bytes.Add(n) > q.maxBytes {
 		q.bytes.Add(-n)
-		q.dropped.Add(1)
+		q.drop()
 		return false
 	}
 	select {
@@ -117,8 +132,15 @@ func (q *Queue) Offer(it Item) bool {
 		return true
 	default:
 		q.bytes.Add(-n)
-		q.dropped.Add(1)
+		q.drop()
 		return false
+	}
+}
+
+func (q *Queue) drop() {
+	q.dropped.Add(1)
+	if q.report != nil {
+		q.report.Dropped(1)
 	}
 }
 
