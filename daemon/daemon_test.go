@@ -1,0 +1,238 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/finding"
+	"github.com/sbcwatch/sbcwatch/live"
+	"github.com/sbcwatch/sbcwatch/sip"
+	"github.com/sbcwatch/sbcwatch/spool"
+	"github.com/sbcwatch/sbcwatch/tlsaudit"
+)
+
+type collect struct {
+	mu    sync.Mutex
+	calls []*sip.Call
+	conns []*tlsaudit.Conn
+	finds []*finding.Finding
+}
+
+func (c *collect) Call(x *sip.Call)           { c.mu.Lock(); c.calls = append(c.calls, x); c.mu.Unlock() }
+func (c *collect) TLSConn(x *tlsaudit.Conn)   { c.mu.Lock(); c.conns = append(c.conns, x); c.mu.Unlock() }
+func (c *collect) Finding(x *finding.Finding) { c.mu.Lock(); c.finds = append(c.finds, x); c.mu.Unlock() }
+
+func (c *collect) rules() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{}
+	for _, f := range c.finds {
+		out[f.Rule]++
+	}
+	return out
+}
+
+// TestSyslogFieldCase: the field case's log lines, received as syslog
+// messages (RFC 5424 framing taken off by the source), give
+// tls_context_wrong for Microsoft's address once the watermark passes.
+func TestSyslogFieldCase(t *testing.T) {
+	cfg := config.Default()
+	sink := &collect{}
+	e, err := newLiveEngine(cfg, sink, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open("../audiocodes/syslog/testdata/field-evidence.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	from := netip.MustParseAddrPort("192.0.2.10:514")
+	now := time.Date(2026, 4, 1, 9, 55, 5, 0, time.UTC)
+	sc := bufio.NewScanner(f)
+	n := 0
+	for sc.Scan() {
+		raw := fmt.Sprintf(`<134>1 2026-04-01T09:55:05Z sbc sbc - - [timeQuality tzKnown="1"] %s`, sc.Text())
+		for _, b := range live.SyslogBodies([]byte(raw)) {
+			e.Feed(live.Item{Kind: live.KindSyslog, Time: now, From: from, Data: b})
+			n++
+		}
+	}
+	if n != 19 {
+		t.Fatalf("%d lines", n)
+	}
+	e.Advance(now.Add(10 * time.Minute))
+	got := sink.rules()
+	if got[finding.TLSContextWrong] != 1 {
+		e.Close()
+		t.Fatalf("before Close: findings %v, want one tls_context_wrong", sink.rules())
+	}
+	e.Close()
+	if c := e.Counters(); c["log_lines"] != 19 || c["log_sockets"] != 1 {
+		t.Fatalf("counters %v", c)
+	}
+	for _, f := range sink.finds {
+		if f.Rule == finding.TLSContextWrong && f.Evidence["peer"] == nil && f.Summary == "" {
+			t.Errorf("finding without evidence: %+v", f)
+		}
+	}
+}
+
+// TestOptionsMissingOnAControlledClock: OPTIONS every minute keep the
+// pair quiet; 3 minutes of silence raise options_missing once; pings
+// back clear it; a new silence raises a new finding.
+func TestOptionsMissingOnAControlledClock(t *testing.T) {
+	cfg := config.Default()
+	cfg.SBCs = []config.SBC{{Name: "fra", Addresses: []string{"192.0.2.10"}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	w := newOptionsWatch(cfg, 3*time.Minute)
+	sbc := netip.MustParseAddrPort("192.0.2.10:5061")
+	ms := netip.MustParseAddrPort("52.114.75.24:5061")
+	t0 := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	ping := func(at time.Time) {
+		w.observeCall(&sip.Call{Kind: "options", Caller: ms, Callee: sbc, Start: at, Last: at.Add(20 * time.Millisecond)})
+	}
+	// An INVITE between them is not a ping.
+	w.observeCall(&sip.Call{Kind: "invite", Caller: ms, Callee: sbc, Start: t0, Last: t0})
+	if fs := w.check(t0.Add(time.Hour)); len(fs) != 0 {
+		t.Fatalf("a pair never pinged raised %v", fs)
+	}
+	for i := range 5 {
+		ping(t0.Add(time.Duration(i) * time.Minute))
+		if fs := w.check(t0.Add(time.Duration(i)*time.Minute + 30*time.Second)); len(fs) != 0 {
+			t.Fatalf("raised while pinging: %v", fs[0].Summary)
+		}
+	}
+	last := t0.Add(4*time.Minute + 20*time.Millisecond)
+	if fs := w.check(last.Add(3 * time.Minute)); len(fs) != 0 {
+		t.Fatal("raised at exactly the threshold")
+	}
+	fs := w.check(last.Add(3*time.Minute + time.Second))
+	if len(fs) != 1 || fs[0].Rule != finding.OptionsMissing || fs[0].Severity != finding.Warning || fs[0].SBC != "fra" ||
+		!fs[0].Time.Equal(last.Add(3*time.Minute)) || fs[0].Evidence["microsoft_address"] != "52.114.75.24" {
+		t.Fatalf("raised %+v", fs)
+	}
+	if fs := w.check(last.Add(10 * time.Minute)); len(fs) != 0 {
+		t.Fatal("raised twice for one silence")
+	}
+	if r := w.Raised(); len(r) != 1 {
+		t.Fatalf("raised pairs %v", r)
+	}
+	// A ping handed over late (older than the last) changes nothing.
+	ping(t0)
+	if len(w.Raised()) != 1 {
+		t.Fatal("an old ping cleared the finding")
+	}
+	ping(last.Add(11 * time.Minute))
+	if r := w.Raised(); len(r) != 0 {
+		t.Fatalf("not cleared by the pings returning: %v", r)
+	}
+	if fs := w.check(last.Add(11*time.Minute + 4*time.Minute)); len(fs) != 1 {
+		t.Fatal("a second silence did not raise a new finding")
+	}
+}
+
+// TestWriterSpoolsAndReplaysInOrder: while the database refuses writes
+// the batches go to the spool; when it takes them again they are written
+// in order and nothing is written twice (the database's keys make a
+// replayed batch a no-op).
+func TestWriterSpoolsAndReplaysInOrder(t *testing.T) {
+	sp, err := spool.Open(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	down := true
+	var order []string
+	stored := map[string]int{}
+	save := func(ctx context.Context, b *batch) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return errors.New("connection refused")
+		}
+		for _, c := range b.Calls {
+			if stored[c.CallID] == 0 {
+				order = append(order, c.CallID)
+			}
+			stored[c.CallID]++
+		}
+		return nil
+	}
+	w := newWriter("fra", save, sp, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	for i := range 5 {
+		w.Call(&sip.Call{CallID: fmt.Sprintf("c%d", i)})
+		w.cycle(ctx)
+	}
+	if st := sp.Stats(); st.Segments == 0 || w.Counters()["spooled"] != 5 {
+		t.Fatalf("not spooled: %+v %v", st, w.Counters())
+	}
+	// Still down: a new record goes behind the spooled ones.
+	w.Call(&sip.Call{CallID: "c5"})
+	w.cycle(ctx)
+	if err := w.replay(ctx); err == nil {
+		t.Fatal("replay succeeded while down")
+	}
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	w.Call(&sip.Call{CallID: "c6"})
+	w.cycle(ctx) // the spool is not empty: c6 goes behind
+	if err := w.replay(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(order) != "[c0 c1 c2 c3 c4 c5 c6]" {
+		t.Fatalf("order %v", order)
+	}
+	for id, n := range stored {
+		if n != 1 {
+			t.Errorf("%s written %d times", id, n)
+		}
+	}
+	if !sp.Empty() || w.Counters()["replayed"] != 7 {
+		t.Fatalf("after replay: %+v %v", sp.Stats(), w.Counters())
+	}
+	// A full spool drops and counts, never blocks.
+	small, _ := spool.Open(t.TempDir(), 64)
+	w2 := newWriter("fra", func(context.Context, *batch) error { return errors.New("down") }, small, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for i := range 20 {
+		w2.Call(&sip.Call{CallID: fmt.Sprintf("x%d", i)})
+		w2.cycle(ctx)
+	}
+	if c := w2.Counters(); c["dropped_spool_full"] == 0 {
+		t.Fatalf("no drop counted: %v", c)
+	}
+}
+
+// TestSpoolConnRoundTrip: a TLS connection keeps its addresses, chain
+// and duration through the spool's JSON.
+func TestSpoolConnRoundTrip(t *testing.T) {
+	c := &tlsaudit.Conn{ID: "a->b", Client: netip.MustParseAddrPort("52.114.75.24:8576"),
+		Server: netip.MustParseAddrPort("192.0.2.10:5061"), Duration: 15 * time.Millisecond, Outcome: "reset"}
+	raw, err := json.Marshal(batch{Conns: []spoolConn{toSpoolConn(c)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b batch
+	if err := json.Unmarshal(raw, &b); err != nil || len(b.Conns) != 1 {
+		t.Fatal(err)
+	}
+	back := b.Conns[0].conn()
+	if back.Client != c.Client || back.Server != c.Server || back.Duration != c.Duration || back.Outcome != "reset" {
+		t.Fatalf("round trip %+v", back)
+	}
+}
