@@ -29,9 +29,13 @@ type collect struct {
 	finds []*finding.Finding
 }
 
-func (c *collect) Call(x *sip.Call)           { c.mu.Lock(); c.calls = append(c.calls, x); c.mu.Unlock() }
-func (c *collect) TLSConn(x *tlsaudit.Conn)   { c.mu.Lock(); c.conns = append(c.conns, x); c.mu.Unlock() }
-func (c *collect) Finding(x *finding.Finding) { c.mu.Lock(); c.finds = append(c.finds, x); c.mu.Unlock() }
+func (c *collect) Call(x *sip.Call)         { c.mu.Lock(); c.calls = append(c.calls, x); c.mu.Unlock() }
+func (c *collect) TLSConn(x *tlsaudit.Conn) { c.mu.Lock(); c.conns = append(c.conns, x); c.mu.Unlock() }
+func (c *collect) Finding(x *finding.Finding) {
+	c.mu.Lock()
+	c.finds = append(c.finds, x)
+	c.mu.Unlock()
+}
 
 func (c *collect) rules() map[string]int {
 	c.mu.Lock()
