@@ -295,7 +295,12 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	dir := filepath.Dir(path)
+	c.resolvePaths(filepath.Dir(path))
+	return c, nil
+}
+
+// resolvePaths makes the relative file paths of c relative to dir.
+func (c *Config) resolvePaths(dir string) {
 	rel := func(p *string) {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
@@ -317,7 +322,6 @@ func Load(path string) (*Config, error) {
 	for i := range c.Serve.Alerts.Webhooks {
 		rel(&c.Serve.Alerts.Webhooks[i].SecretFile)
 	}
-	return c, nil
 }
 
 // Parse decodes YAML strictly, applies defaults and validates.

@@ -1,14 +1,42 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
+
+// LoadAll reads a file like Load but also returns a configuration that
+// does not validate, with every problem in the error, so that flags can
+// be applied over it and `serve --check-config` can list every problem at
+// once. A file that is not valid YAML (or names unknown keys) returns no
+// configuration.
+func LoadAll(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, errIOEOF) {
+		return nil, fmt.Errorf("%s: config: %w", path, err)
+	}
+	c.ApplyDefaults()
+	c.resolvePaths(filepath.Dir(path))
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
 
 // ServeLive holds serve's settings for its live inputs, the spool that
 // keeps writes while the database is away, and the alerts.

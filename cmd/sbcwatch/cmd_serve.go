@@ -59,8 +59,9 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 func loadServeConfig(f *serveFlags) (*config.Config, error) {
 	cfg := config.Default()
 	if *f.cfgPath != "" {
-		c, err := config.Load(*f.cfgPath)
-		if err != nil {
+		// Validation problems are listed again below, after the flags.
+		c, err := config.LoadAll(*f.cfgPath)
+		if c == nil {
 			return nil, err
 		}
 		cfg = c
@@ -107,6 +108,9 @@ func loadServeConfig(f *serveFlags) (*config.Config, error) {
 	}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
+		if *f.cfgPath != "" {
+			err = fmt.Errorf("%s: %w", *f.cfgPath, err)
+		}
 		errs = append(errs, err)
 	}
 	// What Validate cannot see from the file alone.
