@@ -19,6 +19,8 @@ import (
 	"github.com/sbcwatch/sbcwatch/live"
 	"github.com/sbcwatch/sbcwatch/sip"
 	"github.com/sbcwatch/sbcwatch/spool"
+	"github.com/sbcwatch/sbcwatch/store"
+	"github.com/sbcwatch/sbcwatch/store/storetest"
 	"github.com/sbcwatch/sbcwatch/tlsaudit"
 )
 
@@ -238,5 +240,62 @@ func TestSpoolConnRoundTrip(t *testing.T) {
 	back := b.Conns[0].conn()
 	if back.Client != c.Client || back.Server != c.Server || back.Duration != c.Duration || back.Outcome != "reset" {
 		t.Fatalf("round trip %+v", back)
+	}
+}
+
+// TestInstanceNamesEveryRow: a store opened with InstanceDSN stores rows
+// that name the instance; migrations run concurrently from two
+// instances apply once (tern's advisory lock).
+func TestInstanceNamesEveryRow(t *testing.T) {
+	dsn := storetest.Schema(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	stores := make([]*store.Store, 2)
+	for i, name := range []string{"fra-1", "ams-1"} {
+		idsn, err := InstanceDSN(dsn, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := store.Open(ctx, idsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		stores[i] = st
+		wg.Go(func() { errs[i] = st.Migrate(ctx) })
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("concurrent migrations: %v / %v", errs[0], errs[1])
+	}
+	t0 := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	for i, st := range stores {
+		if err := store.UpsertSBC(ctx, st.Pool(), store.SBC{Name: "fra"}); err != nil {
+			t.Fatal(err)
+		}
+		w := newWriter("fra", storeSave(st), nil, slog.New(slog.DiscardHandler))
+		b := &batch{SBC: "fra", Calls: []*sip.Call{storetest.PlainCall(t0, fmt.Sprintf("call-%d", i), "+4930123", "+4969456")}}
+		if err := w.save(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := stores[0].Pool().Query(ctx, "select call_id, instance from calls order by call_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var id, inst string
+		if err := rows.Scan(&id, &inst); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, id+"="+inst)
+	}
+	if fmt.Sprint(got) != "[call-0=fra-1 call-1=ams-1]" {
+		t.Fatalf("rows %v", got)
+	}
+	if kv, _ := InstanceDSN("host=db user=x", "o'brien"); kv != `host=db user=x sbcwatch.instance='o\'brien'` {
+		t.Fatalf("keyword/value DSN %q", kv)
 	}
 }

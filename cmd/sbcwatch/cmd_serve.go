@@ -175,6 +175,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
+	// Every row this instance stores names it (serve.instance).
+	if dsn, err = daemon.InstanceDSN(dsn, cfg.Serve.Instance); err != nil {
+		return fail(exitUsage, "%v", err)
+	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	st, err := storeOpen(ctx, dsn)

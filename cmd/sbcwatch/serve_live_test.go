@@ -181,7 +181,7 @@ func TestServeStoresOpenLiveCallsAtShutdown(t *testing.T) {
 	dsn := testDatabase(t)
 	udp := freeUDPAddr(t)
 	cfg := filepath.Join(t.TempDir(), "sbcwatch.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("serve:\n  acdr_listen: %q\n", udp)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("serve:\n  acdr_listen: %q\n  instance: site-b\n", udp)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -221,15 +221,15 @@ func TestServeStoresOpenLiveCallsAtShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close(context.Background())
-	var sbc, endedBy string
+	var sbc, endedBy, instance string
 	var n int
 	var answered bool
 	if err := db.QueryRow(context.Background(),
-		"select sbc, message_count, answered, coalesce(ended_by, '') from calls where call_id = $1", callID).Scan(&sbc, &n, &answered, &endedBy); err != nil {
+		"select sbc, message_count, answered, coalesce(ended_by, ''), instance from calls where call_id = $1", callID).Scan(&sbc, &n, &answered, &endedBy, &instance); err != nil {
 		t.Fatalf("open call not stored at shutdown: %v; daemon said: %s", err, out.String())
 	}
-	if sbc != "live" || n != 2 || answered || endedBy != "" {
-		t.Fatalf("stored open call: sbc %q messages %d answered %v ended_by %q", sbc, n, answered, endedBy)
+	if sbc != "live" || n != 2 || answered || endedBy != "" || instance != "site-b" {
+		t.Fatalf("stored open call: sbc %q messages %d answered %v ended_by %q instance %q", sbc, n, answered, endedBy, instance)
 	}
 }
 
