@@ -8,12 +8,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sbcwatch/sbcwatch/alert"
 	"github.com/sbcwatch/sbcwatch/config"
 	"github.com/sbcwatch/sbcwatch/finding"
 	"github.com/sbcwatch/sbcwatch/live"
@@ -297,5 +301,113 @@ func TestInstanceNamesEveryRow(t *testing.T) {
 	}
 	if kv, _ := InstanceDSN("host=db user=x", "o'brien"); kv != `host=db user=x sbcwatch.instance='o\'brien'` {
 		t.Fatalf("keyword/value DSN %q", kv)
+	}
+}
+
+// TestSyslogSplitMessageAndGap: a SIP message split over consecutive
+// datagrams of one session ([SID=], [S=n], [S=n+1]) is reassembled and
+// reaches the engine; a missing [S=] number is counted as lost.
+func TestSyslogSplitMessageAndGap(t *testing.T) {
+	cfg := config.Default()
+	sink := &collect{}
+	e, err := newLiveEngine(cfg, sink, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := netip.MustParseAddrPort("192.0.2.10:514")
+	now := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	feed := func(s string) {
+		for _, b := range live.SyslogBodies([]byte(s)) {
+			e.Feed(live.Item{Kind: live.KindSyslog, Time: now, From: from, Data: b})
+		}
+	}
+	const sid = "[SID=11:22:33]"
+	feed(`<134>[S=100] ` + sid + ` (N 5001) ---- Incoming SIP Message from 52.114.75.24:5061 to SIPInterface #0 (Teams) TLS TO(#12) SocketID(7535) ---- #012OPTIONS sip:sbc.contoso.example:5061 SIP/2.0#015#012Via: SIP/2.0/TLS 52.114.75.24:5061;branch=z9hG4bK1#015#012From: <sip:sip.pstnhub.microsoft.com>;tag=a#015#012 [Time:06-12@03:00:00.000]`)
+	feed(`<134>[S=101] ` + sid + ` To: <sip:sbc.contoso.example>#015#012Call-ID: split-1#015#012CSeq: 1 OPTIONS#015#012Content-Length: 0#015#012#015#012 [Time:06-12@03:00:00.001]`)
+	if c := e.Counters(); c["sip_messages"] != 1 || c["log_lost_datagrams"] != 0 {
+		t.Fatalf("after the two halves: %v", c)
+	}
+	feed(`<134>[S=104] [BID=1] (N 5002) something else [Time:06-12@03:00:00.002]`)
+	if c := e.Counters(); c["log_lost_datagrams"] != 2 {
+		t.Fatalf("gap S=102,103: %v", c)
+	}
+	e.Close()
+	found := false
+	for _, c := range sink.calls {
+		if c.CallID == "split-1" && c.Kind == "options" && c.MessageCount == 1 {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("the reassembled OPTIONS is not a call: %d calls", len(sink.calls))
+	}
+}
+
+// TestReadyzNamesSourcesNotRunning: /readyz passes to the API while
+// every source runs and answers 503 naming a source that stopped.
+func TestReadyzNamesSourcesNotRunning(t *testing.T) {
+	d := &Daemon{}
+	ok := &sourceRun{src: live.NewUDP(live.KindACDR, "127.0.0.1:0")}
+	ok.state.Store("running")
+	bad := &sourceRun{src: live.NewTCP(live.KindHEP, "127.0.0.1:0")}
+	bad.state.Store("running")
+	d.srcs = []*sourceRun{ok, bad}
+	h := d.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) }))
+	get := func() (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, _ := get(); code != 200 {
+		t.Fatalf("all running: %d", code)
+	}
+	bad.state.Store("failed: live: hep-tcp: accept: too many open files")
+	code, body := get()
+	if code != 503 || !strings.Contains(body, "hep-tcp") || strings.Contains(body, "acdr-udp") {
+		t.Fatalf("one failed: %d %s", code, body)
+	}
+}
+
+// TestReloadSwapsWebhooks: a reload applies the new webhooks and the
+// options_missing threshold, keeps the running configuration on an
+// invalid one, and names what needs a restart.
+func TestReloadSwapsWebhooks(t *testing.T) {
+	old := config.Default()
+	next := config.Default()
+	next.Serve.Alerts.Webhooks = []config.Webhook{{Name: "new", Kind: "teams", URL: "https://t.example/h"}}
+	next.Serve.OptionsMissingAfter = config.Duration(5 * time.Minute)
+	next.Serve.Listen = "127.0.0.1:9999"
+	var bad bool
+	d := &Daemon{log: slog.New(slog.DiscardHandler), reload: make(chan struct{}, 1), opts: newOptionsWatch(old, 0)}
+	d.o.Reload = func() (*config.Config, error) {
+		if bad {
+			return nil, errors.New("broken")
+		}
+		return next, nil
+	}
+	d.cfg.Store(old)
+	d.alerts.Store(alert.New(nil, alert.Options{}))
+	started := make(chan *alert.Notifier, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.runReload(ctx, func(n *alert.Notifier) { started <- n }); close(done) }()
+	d.Reload()
+	n := <-started
+	if _, ok := n.Stats()["new"]; !ok || d.alerts.Load() != n || d.cfg.Load() != next {
+		t.Fatalf("not applied: %v", n.Stats())
+	}
+	if d.opts.after != 5*time.Minute {
+		t.Fatalf("options threshold %v", d.opts.after)
+	}
+	bad = true
+	d.Reload()
+	time.Sleep(50 * time.Millisecond)
+	if d.cfg.Load() != next {
+		t.Fatal("an invalid configuration replaced the running one")
+	}
+	cancel()
+	<-done
+	if r := restartNeeded(old, next); fmt.Sprint(r) != "[serve.listen]" {
+		t.Fatalf("restart needed for %v", r)
 	}
 }

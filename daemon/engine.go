@@ -141,12 +141,14 @@ func (e *liveEngine) syslog(it live.Item) {
 		e.logs[it.From.Addr()] = p
 		e.logSources++
 	}
+	gaps := p.Gaps()
 	n := 0
 	for line := range strings.SplitSeq(string(bytes.TrimRight(it.Data, "\n")), "\n") {
 		n++
 		p.Line(line)
 	}
 	e.logLines += uint64(n)
+	e.logGaps += uint64(p.Gaps() - gaps)
 	e.eng.LogLines(n)
 	e.takeLog(p, false)
 }
@@ -195,7 +197,7 @@ func (e *liveEngine) Counters() map[string]uint64 {
 		"packets": st.Decoder.Packets, "malformed": st.Decoder.Malformed, "acdr_packets": st.Decoder.ACDRPackets,
 		"hep_packets": st.Decoder.HEPPackets, "sip_messages": st.SIPMessages, "sip_errors": st.SIPErrors,
 		"tls_conns": st.TLSConns, "calls": st.Calls, "conns": st.Conns, "findings": st.Findings,
-		"panics": st.Panics, "log_lines": e.logLines, "log_sockets": st.LogSockets, "log_sources": e.logSources,
+		"panics": st.Panics, "log_lines": e.logLines, "log_lost_datagrams": e.logGaps, "log_sockets": st.LogSockets, "log_sources": e.logSources,
 		"evicted_calls": st.Correlate.EvictedCalls, "evicted_conns": st.Correlate.EvictedConns,
 		"evicted_sockets": st.Correlate.EvictedSockets,
 	}

@@ -38,3 +38,7 @@ func (p *Parser) Flush() {
 		p.flush(k)
 	}
 }
+
+// Gaps returns the [S=] numbers found missing so far: datagrams lost
+// between the device and this reader.
+func (p *Parser) Gaps() int { return p.res.Gaps }
