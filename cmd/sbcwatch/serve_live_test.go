@@ -242,3 +242,47 @@ func waitListening(t *testing.T, out *syncBuffer) {
 		}
 	}
 }
+
+// TestServeACDROverTCP: the same exported dialog sent over TCP
+// (ACDR with a 16-bit length before each packet) is stored like the UDP
+// one.
+func TestServeACDROverTCP(t *testing.T) {
+	dsn := testDatabase(t)
+	la := freeUDPTCPPort(t)
+	cfg := filepath.Join(t.TempDir(), "sbcwatch.yaml")
+	if err := os.WriteFile(cfg, []byte("dialog_timeout: 2s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := startServe(t, "--db", dsn, "--listen", freeAddr(t), "--config", cfg, "--acdr-listen", la)
+	waitListening(t, out)
+	conn, err := net.Dial("tcp", la)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callID = "live-tcp-1@ms"
+	for _, p := range liveDialog(t, callID) {
+		if _, err := conn.Write(append([]byte{byte(len(p) >> 8), byte(len(p))}, p...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close()
+	db, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var n int
+		var endedBy string
+		err := db.QueryRow(context.Background(), "select message_count, coalesce(ended_by, '') from calls where call_id = $1", callID).Scan(&n, &endedBy)
+		if err == nil {
+			if n != 6 || endedBy != "callee" {
+				t.Fatalf("stored call: %d messages, ended by %q", n, endedBy)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("call over TCP not stored: %v\n%s", err, out.String())
+		}
+	}
+}
