@@ -71,7 +71,10 @@ func Files(ctx context.Context, paths []string, opt Options) (*report.Report, er
 	p.warnings = append(p.warnings, in.warnings...)
 	var li *logInput
 	if len(logs) > 0 {
-		if li, err = readLogs(in, cfg, p.eng.Parser()); err != nil {
+		if li, err = readLogs(ctx, in, cfg, p.eng.Parser()); err != nil {
+			if ctx.Err() != nil {
+				return nil, err // interrupted
+			}
 			return nil, fmt.Errorf("%w: %w", ErrInput, err)
 		}
 		p.warnings = append(p.warnings, li.warnings...)

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // LoadAll reads a file like Load but also returns a configuration that
@@ -28,7 +28,7 @@ func LoadAll(path string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, errIOEOF) {
-		return nil, fmt.Errorf("%s: config: %w", path, err)
+		return nil, fmt.Errorf("%s: config: %w", path, explainYAML(b, err))
 	}
 	c.ApplyDefaults()
 	c.resolvePaths(filepath.Dir(path))
@@ -36,30 +36,6 @@ func LoadAll(path string) (*Config, error) {
 		return c, fmt.Errorf("%s: %w", path, err)
 	}
 	return c, nil
-}
-
-// ServeLive holds serve's settings for its live inputs, the spool that
-// keeps writes while the database is away, and the alerts.
-type ServeLive struct {
-	// Instance names this serve process in every row it stores, so that
-	// several instances (one per site or SBC pair) can share a database
-	// (default: the host name).
-	Instance string `yaml:"instance"`
-	// Capture tunes packet capture on serve.interfaces.
-	Capture Capture `yaml:"capture"`
-	// QueueSize bounds the items waiting from each source (default
-	// 4096); past it, items are dropped and counted.
-	QueueSize int `yaml:"queue_size"`
-	// OptionsMissingAfter is how long the SBC and a Microsoft proxy may go
-	// without OPTIONS before options_missing fires (default 3m).
-	OptionsMissingAfter Duration `yaml:"options_missing_after"`
-	// Spool keeps pending writes on disk while the database is down or
-	// slow.
-	Spool Spool `yaml:"spool"`
-	// ShutdownTimeout bounds the last writes on SIGTERM (default 10s).
-	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
-	// Alerts sends new critical and warning findings to webhooks.
-	Alerts Alerts `yaml:"alerts"`
 }
 
 // Capture tunes AF_PACKET capture.

@@ -42,6 +42,7 @@ import (
 	"github.com/sbcwatch/sbcwatch/api"
 	"github.com/sbcwatch/sbcwatch/config"
 	"github.com/sbcwatch/sbcwatch/finding"
+	"github.com/sbcwatch/sbcwatch/internal/forwarded"
 	"github.com/sbcwatch/sbcwatch/live"
 	"github.com/sbcwatch/sbcwatch/metrics"
 	"github.com/sbcwatch/sbcwatch/sip"
@@ -82,6 +83,9 @@ type Options struct {
 	// Metrics is the registry /metrics serves (default: a new one); the
 	// sources report through it.
 	Metrics *metrics.Registry
+	// TrustedProxies and ServeOptions (HTTPS) go to the API.
+	TrustedProxies forwarded.Trusted
+	ServeOptions   []api.ServeOption
 }
 
 // Daemon is one serve process.
@@ -454,12 +458,12 @@ func (d *Daemon) statsAttrs() []any {
 }
 
 func (d *Daemon) runAPI(ctx context.Context) error {
-	opts := api.Options{Logger: d.log, Version: d.o.Version, Metrics: d.o.Metrics}
+	opts := api.Options{Logger: d.log, Metrics: d.o.Metrics, TrustedProxies: d.o.TrustedProxies}
 	if cfg := d.cfg.Load(); cfg != nil {
 		opts.RunAudit = auditRunner(cfg, d.o.Store, d.log)
 	}
 	h := d.wrap(api.NewServer(d.o.Store, opts))
-	return api.ListenAndServe(ctx, d.o.Listen, h, d.log, d.o.OnListening)
+	return api.ListenAndServe(ctx, d.o.Listen, h, d.log, d.o.OnListening, d.o.ServeOptions...)
 }
 
 // runRetention drops old partitions and creates the next days' ones, at

@@ -8,7 +8,7 @@ import (
 
 // InstanceDSN returns dsn with the session setting sbcwatch.instance set
 // to name, so that every row this process stores names it (the column
-// default of migration 004 reads the setting). Both DSN forms are
+// default of migration 006 reads the setting). Both DSN forms are
 // handled: a postgres:// URL gets a query parameter, a keyword/value
 // string one more pair.
 func InstanceDSN(dsn, name string) (string, error) {

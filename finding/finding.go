@@ -108,6 +108,13 @@ type Finding struct {
 	Cites []string `json:"cites,omitempty"`
 	// Source is passive, audit or poll.
 	Source string `json:"source,omitempty"`
+	// CausedBy is the ID of the root-cause finding that explains this one
+	// (set by Fold); Explains lists the IDs a root cause explains.
+	CausedBy string   `json:"caused_by,omitempty"`
+	Explains []string `json:"explains,omitempty"`
+	// Advice is what to check or change on the SBC (Advice of the rule,
+	// set by Fold).
+	Advice string `json:"advice,omitempty"`
 }
 
 // New returns a finding with an empty evidence map.

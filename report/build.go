@@ -12,7 +12,8 @@ import (
 )
 
 // Build assembles a report from finished records. Findings are kept in
-// the order given; calls by start time; TLS connections by first packet.
+// the order given, with their root-cause references and advice set
+// (finding.Fold); calls by start time; TLS connections by first packet.
 func Build(calls []*sip.Call, conns []*tlsaudit.Conn, fs []*finding.Finding) *Report {
 	r := &Report{
 		Calls:       make([]CallJSON, 0, len(calls)),
@@ -24,6 +25,8 @@ func Build(calls []*sip.Call, conns []*tlsaudit.Conn, fs []*finding.Finding) *Re
 	if r.Findings == nil {
 		r.Findings = []*finding.Finding{}
 	}
+	finding.Fold(r.Findings) // caused_by, explains and advice
+
 	sort.SliceStable(calls, func(i, j int) bool {
 		if !calls[i].Start.Equal(calls[j].Start) {
 			return calls[i].Start.Before(calls[j].Start)

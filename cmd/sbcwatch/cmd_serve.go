@@ -6,21 +6,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
+	"github.com/sbcwatch/sbcwatch/api"
 	"github.com/sbcwatch/sbcwatch/config"
 	"github.com/sbcwatch/sbcwatch/daemon"
+	"github.com/sbcwatch/sbcwatch/internal/forwarded"
+	"github.com/sbcwatch/sbcwatch/metrics"
 	"github.com/sbcwatch/sbcwatch/store"
 )
-
-const serveUsage = `usage: sbcwatch serve --db DSN --listen ADDR [--config FILE] [--interface NAME]...
-       [--acdr-listen ADDR] [--hep-listen ADDR] [--syslog-listen ADDR] [--sbc-fqdn FQDN]
-       [--sbc-addr IP] [--expect-transfer NUMBER] [--check-config]`
 
 // listFlag is a repeatable string flag.
 type listFlag []string
@@ -34,7 +32,9 @@ type serveFlags struct {
 	retention                           *int
 	interfaces, fqdns, addrs, transfers listFlag
 	acdrListen, hepListen, syslogListen *string
-	checkConfig                         *bool
+	checkConfig, migrate                *bool
+	logFlags                            *logFlags
+	tlsCert, tlsKey, proxies            *string
 }
 
 func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
@@ -51,6 +51,11 @@ func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.Var(&f.addrs, "sbc-addr", "the SBC's IP address (repeatable; replaces the configured SBC's)")
 	fs.Var(&f.transfers, "expect-transfer", "a called number whose answered calls must end in a REFER (repeatable)")
 	f.checkConfig = fs.Bool("check-config", false, "check the configuration (and flags), list every problem, and exit")
+	f.migrate = fs.Bool("migrate", false, "apply the database schema first (as sbcwatch migrate)")
+	f.logFlags = addLogFlags(fs, storeGetenv)
+	f.tlsCert = fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain); reloaded on SIGHUP")
+	f.tlsKey = fs.String("tls-key", "", "the PEM private key of --tls-cert")
+	f.proxies = fs.String("trusted-proxy", "", "reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-Proto: https marks sign-in cookies Secure")
 	return fs, f
 }
 
@@ -132,8 +137,14 @@ func problems(err error) []string {
 	var out []string
 	for _, l := range strings.Split(err.Error(), "\n") {
 		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "config:"))
-		if l != "" {
-			out = append(out, l)
+		// The YAML decoder's problems come as "line n: …; line m: …".
+		for _, p := range strings.Split(l, "; line ") {
+			if p = strings.TrimSpace(p); p != "" {
+				if len(out) > 0 && !strings.HasPrefix(p, "line ") && strings.Contains(l, "; line "+p) {
+					p = "line " + p
+				}
+				out = append(out, p)
+			}
 		}
 	}
 	return out
@@ -142,7 +153,7 @@ func problems(err error) []string {
 // cmdServe runs the daemon until ctx ends; see serveUsage.
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, f := newServeFlags(stderr)
-	if code, ok := storeParse(fs, args, stdout, stderr); !ok {
+	if code, ok := storeParse(fs, args, serveHelp, stdout, stderr); !ok {
 		return code
 	}
 	fail := func(code int, format string, a ...any) int {
@@ -150,7 +161,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return code
 	}
 	if fs.NArg() > 0 {
-		return fail(exitUsage, "unexpected argument %q; %s", fs.Arg(0), strings.ReplaceAll(serveUsage, "\n", " "))
+		return fail(exitUsage, "unexpected argument %q", fs.Arg(0))
 	}
 	cfg, err := loadServeConfig(f)
 	if *f.checkConfig {
@@ -180,26 +191,48 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail(exitUsage, "%v", err)
 	}
 
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := f.logFlags.logger(stderr)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	trusted, err := forwarded.Parse(*f.proxies)
+	if err != nil {
+		return fail(exitUsage, "--trusted-proxy: %v", err)
+	}
+	var serveOpts []api.ServeOption
+	scheme := "http"
+	if (*f.tlsCert == "") != (*f.tlsKey == "") {
+		return fail(exitUsage, "--tls-cert and --tls-key go together")
+	} else if *f.tlsCert != "" {
+		serveOpts, scheme = append(serveOpts, api.WithTLS(*f.tlsCert, *f.tlsKey)), "https"
+	}
 	st, err := storeOpen(ctx, dsn)
 	if err != nil {
 		return fail(exitUsage, "%s", storeLine(err))
 	}
 	defer st.Close()
 	st.SetLogger(log)
-	if err := st.Migrate(ctx); err != nil {
-		return fail(exitInternal, "%s", storeLine(err))
+	if *f.migrate {
+		if err := st.Migrate(ctx); err != nil {
+			return fail(exitInternal, "%s", storeLine(err))
+		}
 	}
+	if err := st.CheckSchema(ctx); err != nil {
+		return fail(exitUsage, "%s", storeLine(err))
+	}
+	st.SetResolveAfter(cfg.Serve.ResolveAfterDays)
 	for _, s := range cfg.SBCs {
 		if err := store.UpsertSBC(ctx, st.Pool(), store.SBC{Name: s.Name, FQDNs: s.FQDNs, Addresses: s.Addresses}); err != nil {
 			return fail(exitInternal, "%s", storeLine(err))
 		}
 	}
+	bi := readBuildInfo()
 	d, err := daemon.New(ctx, daemon.Options{
-		Config: cfg, Store: st, Logger: log, Listen: cfg.Serve.Listen, Version: version,
-		RetentionDays: cfg.Serve.Retention,
-		OnListening:   func(a net.Addr) { fmt.Fprintf(stdout, "listening on http://%s\n", a) },
-		Reload:        func() (*config.Config, error) { return loadServeConfig(f) },
+		Config: cfg, Store: st, Logger: log, Listen: cfg.Serve.Listen, Version: bi.Version,
+		Metrics:       metrics.New(bi.Version, bi.Commit, bi.Date),
+		RetentionDays: cfg.Serve.Retention, TrustedProxies: trusted, ServeOptions: serveOpts,
+		OnListening: func(a net.Addr) { fmt.Fprintf(stdout, "listening on %s://%s\n", scheme, a) },
+		Reload:      func() (*config.Config, error) { return loadServeConfig(f) },
 	})
 	if err != nil {
 		return fail(exitUsage, "%s", storeLine(err))

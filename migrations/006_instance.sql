@@ -4,7 +4,7 @@
 -- its connections (serve.instance, default the host name); rows stored
 -- by other writers (analyze --store, migrations) get ''. Keys are
 -- unchanged: two instances that see the same call store it once.
--- (Numbered 004 after 003_sessions; renumber at merge if needed.)
+-- (Numbered 006 after 005_call_search; renumber at merge if needed.)
 alter table ingests add column instance text not null default coalesce(current_setting('sbcwatch.instance', true), '');
 alter table calls add column instance text not null default coalesce(current_setting('sbcwatch.instance', true), '');
 alter table sip_messages add column instance text not null default coalesce(current_setting('sbcwatch.instance', true), '');
