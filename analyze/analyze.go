@@ -123,7 +123,10 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink, k
 	warnings := append([]string(nil), in.warnings...)
 	var li *logInput
 	if len(logs) > 0 {
-		if li, err = readLogs(in, cfg, eng.Parser()); err != nil {
+		if li, err = readLogs(ctx, in, cfg, eng.Parser()); err != nil {
+			if ctx.Err() != nil {
+				return Summary{}, err // interrupted
+			}
 			return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
 		}
 		warnings = append(warnings, li.warnings...)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -218,7 +219,7 @@ const maxLogLine = 1 << 20
 // readLogs parses AudioCodes syslog/debug-recording text files. A file
 // found in a directory that holds no AudioCodes line is skipped with a
 // warning; a named one is an error.
-func readLogs(in *inputSet, cfg *config.Config, p *sip.Parser) (*logInput, error) {
+func readLogs(ctx context.Context, in *inputSet, cfg *config.Config, p *sip.Parser) (*logInput, error) {
 	loc := time.UTC
 	if cfg.LogTimezone != "" {
 		l, err := time.LoadLocation(cfg.LogTimezone)
@@ -245,9 +246,12 @@ func readLogs(in *inputSet, cfg *config.Config, p *sip.Parser) (*logInput, error
 		if err != nil {
 			return nil, err
 		}
-		lim := &lineLimit{br: bufio.NewReaderSize(f, 1<<16), max: maxLogLine}
+		lim := &lineLimit{ctx: ctx, br: bufio.NewReaderSize(f, 1<<16), max: maxLogLine}
 		res, err := syslog.Parse(lim, opt)
 		f.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
@@ -275,8 +279,9 @@ func readLogs(in *inputSet, cfg *config.Config, p *sip.Parser) (*logInput, error
 
 // lineLimit passes lines through and drops every line longer than max
 // bytes (its line end included), counting them in long. It holds at most
-// one line of max bytes.
+// one line of max bytes, and stops when ctx ends (SIGINT, SIGTERM).
 type lineLimit struct {
+	ctx  context.Context
 	br   *bufio.Reader
 	max  int
 	long int
@@ -287,6 +292,9 @@ type lineLimit struct {
 
 func (l *lineLimit) Read(p []byte) (int, error) {
 	for len(l.out) == 0 {
+		if l.err == nil && l.ctx != nil {
+			l.err = l.ctx.Err()
+		}
 		if l.err != nil {
 			return 0, l.err
 		}

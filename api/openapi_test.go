@@ -156,6 +156,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		{"POST", "/api/v1/findings/{id}/ack", "/api/v1/findings/" + fid + "/ack", A, `{"by":"alice"}`, 200, []string{"Content-Type", "application/json"}},
 		{"POST", "/api/v1/findings/{id}/ack", "/api/v1/findings/nope/ack", A, "", 404, nil},
 		{"GET", "/api/v1/findings", "/api/v1/findings?acknowledged=true", R, "", 200, nil},
+		{"GET", "/api/v1/findings", "/api/v1/findings?state=open", R, "", 200, nil},
 		{"GET", "/api/v1/tls", "/api/v1/tls", R, "", 200, nil},
 		{"GET", "/api/v1/tls", "/api/v1/tls?failed=true&from_microsoft=true", R, "", 200, nil},
 		{"GET", "/api/v1/certificates", "/api/v1/certificates", R, "", 200, nil},

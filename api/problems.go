@@ -52,8 +52,9 @@ func (s *Server) handleAckProblem(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if req.By == "" {
-		req.By = tokenFrom(r.Context()).Name
+	if req.By, err = ackBy(r, req.By); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	p, err := store.AckProblem(r.Context(), s.st.Pool(), id, req.By)
 	if errors.Is(err, store.ErrNotFound) {

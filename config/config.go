@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // DefaultMicrosoftRanges are the Direct Routing signaling and media ranges
@@ -180,7 +180,8 @@ type Limits struct {
 	// MaxSIPMessage bounds one SIP message (default 65535 bytes).
 	MaxSIPMessage int `yaml:"max_sip_message"`
 	// MaxDialogs bounds tracked Call-IDs; the oldest idle ones are closed
-	// first (default 200000).
+	// first (default 50000: an open call costs about 14 KB, so about
+	// 700 MB at the bound, sized for a 2-core/4 GB host; see README.md).
 	MaxDialogs int `yaml:"max_dialogs"`
 	// MaxMessagesPerCall bounds the messages kept for a ladder (the count
 	// is always exact; default 500).
@@ -240,7 +241,7 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.Limits.MaxBufferedPagesPerConn, 4096)
 	setInt(&c.Limits.MaxBufferedPagesTotal, 65536)
 	setInt(&c.Limits.MaxSIPMessage, 65535)
-	setInt(&c.Limits.MaxDialogs, 200000)
+	setInt(&c.Limits.MaxDialogs, 50000)
 	setInt(&c.Limits.MaxMessagesPerCall, 500)
 	setInt(&c.Limits.MaxKeptMessages, 200000)
 	setInt(&c.Limits.MaxTLSConns, 200000)

@@ -10,10 +10,12 @@ import (
 // key of a stored problem. It never contains a time.
 //
 //	tls_cert_untrusted, tls_cert_expired,
-//	tls_cert_expiring, tls_cert_no_server_auth  "cert <sha256>"
+//	tls_cert_expiring, tls_cert_no_server_auth,
+//	tls_cert_not_yet_valid                      "cert <sha256>"
 //	tls_cert_name_mismatch                      "cert <sha256> name <name>"
 //	tls_cert_inconsistent, tls_handshake_failed,
-//	tls_version_weak                            "listener <ip:port> sni <sni>"
+//	tls_version_weak, tls_sni_ip_address,
+//	tls_sni_unrecognized                        "listener <ip:port> sni <sni>"
 //	short_calls_spike                           "counter <counter> scope <scope>"
 //	sbc_unreachable, audit_passes_live_fails    "target <target>"
 //	options_missing                             "" (the SBC)
@@ -25,7 +27,7 @@ func Subject(f *Finding) string {
 		return s
 	}
 	switch f.Rule {
-	case TLSCertUntrusted, TLSCertExpired, TLSCertExpiring, TLSCertNoServerAuth:
+	case TLSCertUntrusted, TLSCertExpired, TLSCertExpiring, TLSCertNoServerAuth, TLSCertNotYetValid:
 		if fp := ev("fingerprint_sha256"); fp != "" {
 			return "cert " + strings.ToLower(fp)
 		}
@@ -33,7 +35,7 @@ func Subject(f *Finding) string {
 		if fp := ev("fingerprint_sha256"); fp != "" {
 			return "cert " + strings.ToLower(fp) + " name " + strings.ToLower(ev("name"))
 		}
-	case TLSCertInconsistent, TLSHandshakeFailed, TLSVersionWeak:
+	case TLSCertInconsistent, TLSHandshakeFailed, TLSVersionWeak, TLSSNIIPAddress, TLSSNIUnrecognized:
 		if l := listener(f, ev); l != "" {
 			return "listener " + l + " sni " + strings.ToLower(ev("sni"))
 		}

@@ -12,7 +12,7 @@ LOGS=${LAB_LOGS:-$ROOT/lab/.out}
 LATE_RETRY=${LATE_RETRY:-12s}
 P=sbcwlab
 LEAVES=(sbc ms car col)
-ALL=(transfer_fails_default_cert transfer_works refer_rejected refer_not_followed refer_not_allowed cert_expired cert_expiring contact_ip some_wrong_cert busy_sbc)
+ALL=(transfer_fails_default_cert transfer_works refer_rejected refer_not_followed refer_not_allowed cert_expired cert_expiring contact_ip some_wrong_cert busy_sbc probes_close_notify)
 
 if [[ $(id -u) -ne 0 ]]; then
 	echo "run.sh: needs root (network namespaces, tcpdump)" >&2

@@ -122,8 +122,16 @@ func TestStoreCollector(t *testing.T) {
 	if err := st.SaveReport(ctx, "sbc1", "field.pcap", r); err != nil {
 		t.Fatal(err)
 	}
-	// An older run of it, two hours ago: counted as open, not in the last hour.
+	// An older run of it, two hours ago: open problems, not in the last hour.
 	if err := st.SaveReport(ctx, "sbc1", "old.pcap", storetest.FieldCase(now.Add(-2*time.Hour), "m0@x")); err != nil {
+		t.Fatal(err)
+	}
+	// The older call's transfer problem is acknowledged: still open.
+	old, err := store.ListFindings(ctx, st.Pool(), store.FindingQuery{CallID: "m0@x", Rule: "refer_delivery_failed", Limit: 1})
+	if err != nil || len(old.Items) != 1 {
+		t.Fatalf("refer finding of m0@x: %v %d", err, len(old.Items))
+	}
+	if _, err := store.AckFinding(ctx, st.Pool(), old.Items[0].ID, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	// An audit of sbc1's listener, clean, served a certificate expiring in 20 days.
@@ -179,11 +187,16 @@ sbcwatch_cert_not_after_timestamp_seconds{listener="%s",sbc="sbc1",sni="sbc.exam
 sbcwatch_findings_last_hour{rule="refer_delivery_failed",sbc="sbc1",severity="critical"} 1
 sbcwatch_findings_last_hour{rule="tls_cert_untrusted",sbc="sbc1",severity="critical"} 1
 sbcwatch_findings_last_hour{rule="tls_handshake_failed",sbc="sbc1",severity="critical"} 4
-# HELP sbcwatch_findings_open Findings not acknowledged, by SBC, rule and severity (within the findings lookback, 30 days by default).
-# TYPE sbcwatch_findings_open gauge
-sbcwatch_findings_open{rule="refer_delivery_failed",sbc="sbc1",severity="critical"} 2
-sbcwatch_findings_open{rule="tls_cert_untrusted",sbc="sbc1",severity="critical"} 2
-sbcwatch_findings_open{rule="tls_handshake_failed",sbc="sbc1",severity="critical"} 8
+# HELP sbcwatch_open_problems Open problems (one per rule and subject on an SBC: see docs/findings.md), by SBC, rule and severity.
+# TYPE sbcwatch_open_problems gauge
+sbcwatch_open_problems{rule="refer_delivery_failed",sbc="sbc1",severity="critical"} 2
+sbcwatch_open_problems{rule="tls_cert_untrusted",sbc="sbc1",severity="critical"} 1
+sbcwatch_open_problems{rule="tls_handshake_failed",sbc="sbc1",severity="critical"} 1
+# HELP sbcwatch_open_problems_unacknowledged Open problems nobody acknowledged yet, by SBC, rule and severity.
+# TYPE sbcwatch_open_problems_unacknowledged gauge
+sbcwatch_open_problems_unacknowledged{rule="refer_delivery_failed",sbc="sbc1",severity="critical"} 1
+sbcwatch_open_problems_unacknowledged{rule="tls_cert_untrusted",sbc="sbc1",severity="critical"} 1
+sbcwatch_open_problems_unacknowledged{rule="tls_handshake_failed",sbc="sbc1",severity="critical"} 1
 # HELP sbcwatch_kpi_average_call_duration_seconds Average call duration of the last poll interval.
 # TYPE sbcwatch_kpi_average_call_duration_seconds gauge
 sbcwatch_kpi_average_call_duration_seconds{sbc="sbc1",scope="global"} 123
@@ -204,7 +217,7 @@ sbcwatch_poll_up{sbc="sbc1"} 0
 sbcwatch_store_up 1
 `, now.Add(-time.Minute).Unix(), expiry.Unix(), storetest.SBCAddr, notAfter, now.Add(-2*time.Minute).Unix())
 	names := []string{"sbcwatch_audit_duration_seconds", "sbcwatch_audit_last_run_timestamp_seconds", "sbcwatch_audit_success",
-		"sbcwatch_cert_not_after_timestamp_seconds", "sbcwatch_findings_last_hour", "sbcwatch_findings_open",
+		"sbcwatch_cert_not_after_timestamp_seconds", "sbcwatch_findings_last_hour", "sbcwatch_open_problems", "sbcwatch_open_problems_unacknowledged",
 		"sbcwatch_kpi_average_call_duration_seconds", "sbcwatch_kpi_ner_percent", "sbcwatch_kpi_short_call_ratio",
 		"sbcwatch_poll_last_success_timestamp_seconds", "sbcwatch_poll_up", "sbcwatch_store_up"}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {

@@ -21,12 +21,9 @@ type StoreOptions struct {
 	// MinInterval is how long a result is reused: scrapes within it cost
 	// the database nothing (default 15s).
 	MinInterval time.Duration
-	// Lookback bounds every query to rows newer than now minus Lookback
-	// (default 7 days; findings use FindingsLookback).
+	// Lookback bounds the certificate, audit, poll and KPI queries to
+	// rows newer than now minus Lookback (default 7 days).
 	Lookback time.Duration
-	// FindingsLookback bounds the open findings count (default 30 days,
-	// the default retention).
-	FindingsLookback time.Duration
 	// MaxSeries caps the rows each query returns, so a misbehaving input
 	// cannot make a scrape unbounded (default 5000).
 	MaxSeries int
@@ -51,7 +48,8 @@ type StoreCollector struct {
 	took    time.Duration
 
 	up, dur                                  *prometheus.Desc
-	findingsHour, findingsOpen               *prometheus.Desc
+	findingsHour                             *prometheus.Desc
+	openUnack                                *prometheus.Desc
 	openProblems                             *prometheus.Desc
 	certNotAfter                             *prometheus.Desc
 	auditOK, auditDur, auditLast             *prometheus.Desc
@@ -74,9 +72,6 @@ func NewStoreCollector(pool *pgxpool.Pool, opts StoreOptions) *StoreCollector {
 	if opts.Lookback <= 0 {
 		opts.Lookback = 7 * 24 * time.Hour
 	}
-	if opts.FindingsLookback <= 0 {
-		opts.FindingsLookback = 30 * 24 * time.Hour
-	}
 	if opts.MaxSeries <= 0 {
 		opts.MaxSeries = 5000
 	}
@@ -95,8 +90,8 @@ func NewStoreCollector(pool *pgxpool.Pool, opts StoreOptions) *StoreCollector {
 		up:              d("store_up", "1 when the last scrape's store queries succeeded, else 0 (the domain metrics are then left out)."),
 		dur:             d("store_query_duration_seconds", "Time the last store queries for /metrics took."),
 		findingsHour:    d("findings_last_hour", "Findings stored with a time in the last hour, by SBC, rule and severity.", fl...),
-		findingsOpen:    d("findings_open", "Findings not acknowledged, by SBC, rule and severity (within the findings lookback, 30 days by default).", fl...),
-		openProblems:    d("open_problems", "Open problems (one per rule and subject on an SBC: see docs/findings.md), by rule and severity.", "rule", "severity"),
+		openProblems:    d("open_problems", "Open problems (one per rule and subject on an SBC: see docs/findings.md), by SBC, rule and severity.", fl...),
+		openUnack:       d("open_problems_unacknowledged", "Open problems nobody acknowledged yet, by SBC, rule and severity.", fl...),
 		certNotAfter:    d("cert_not_after_timestamp_seconds", "Earliest not_after (Unix seconds) of the certificate chain last served per SBC, listener (ip:port) and SNI, seen passively (source=\"passive\") or by an audit (source=\"audit\"); like blackbox_exporter's probe_ssl_earliest_cert_expiry.", "sbc", "listener", "sni", "source"),
 		auditOK:         d("audit_success", "1 when the last TLS audit of the target was clean, else 0.", "sbc", "target"),
 		auditDur:        d("audit_duration_seconds", "Duration of the last TLS audit of the target.", "sbc", "target"),
@@ -118,7 +113,7 @@ func NewStoreCollector(pool *pgxpool.Pool, opts StoreOptions) *StoreCollector {
 
 // Describe implements prometheus.Collector.
 func (c *StoreCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.dur, c.findingsHour, c.findingsOpen, c.openProblems, c.certNotAfter,
+	for _, d := range []*prometheus.Desc{c.up, c.dur, c.findingsHour, c.openProblems, c.openUnack, c.certNotAfter,
 		c.auditOK, c.auditDur, c.auditLast, c.pollUp, c.pollLastSuccess, c.kpiNER, c.kpiACD, c.kpiShort,
 		c.poolMax, c.poolTotal, c.poolAcquired, c.poolIdle, c.poolAcquires, c.poolEmpty, c.poolW} {
 		ch <- d
@@ -175,43 +170,42 @@ func (c *StoreCollector) query(ctx context.Context, now time.Time) ([]prometheus
 	since := now.Add(-c.opts.Lookback).UTC()
 	limit := c.opts.MaxSeries
 
-	// Findings: one row per SBC, rule and severity.
-	rows, err := c.pool.Query(ctx, `select sbc, rule, severity,
-  count(*) filter (where time > $2),
-  count(*) filter (where not acknowledged)
-from findings where time > $1 group by 1, 2, 3 order by 1, 2, 3 limit $3`,
-		now.Add(-c.opts.FindingsLookback).UTC(), now.Add(-time.Hour).UTC(), limit)
+	// Findings stored with a time in the last hour, per SBC, rule and
+	// severity.
+	rows, err := c.pool.Query(ctx, `select sbc, rule, severity, count(*)
+from findings where time > $1 group by 1, 2, 3 order by 1, 2, 3 limit $2`, now.Add(-time.Hour).UTC(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: findings: %w", err)
 	}
 	for rows.Next() {
 		var sbc, rule, sev string
-		var hour, open int64
-		if err := rows.Scan(&sbc, &rule, &sev, &hour, &open); err != nil {
+		var n int64
+		if err := rows.Scan(&sbc, &rule, &sev, &n); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("metrics: findings: %w", err)
 		}
-		gauge(c.findingsHour, float64(hour), sbc, rule, sev)
-		gauge(c.findingsOpen, float64(open), sbc, rule, sev)
+		gauge(c.findingsHour, float64(n), sbc, rule, sev)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("metrics: findings: %w", err)
 	}
 
-	// Problems: the open ones per rule and severity.
-	rows, err = c.pool.Query(ctx, `select rule, severity, count(*) from problems
-where state = 'open' group by 1, 2 order by 1, 2 limit $1`, limit)
+	// Problems: the open ones per SBC, rule and severity, and how many of
+	// them nobody acknowledged.
+	rows, err = c.pool.Query(ctx, `select sbc, rule, severity, count(*), count(*) filter (where not acknowledged)
+from problems where state = 'open' group by 1, 2, 3 order by 1, 2, 3 limit $1`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: problems: %w", err)
 	}
 	for rows.Next() {
-		var rule, sev string
-		var n int64
-		if err := rows.Scan(&rule, &sev, &n); err != nil {
+		var sbc, rule, sev string
+		var n, unack int64
+		if err := rows.Scan(&sbc, &rule, &sev, &n, &unack); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("metrics: problems: %w", err)
 		}
-		gauge(c.openProblems, float64(n), rule, sev)
+		gauge(c.openProblems, float64(n), sbc, rule, sev)
+		gauge(c.openUnack, float64(unack), sbc, rule, sev)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("metrics: problems: %w", err)

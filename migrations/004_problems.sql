@@ -48,9 +48,12 @@ alter table calls add column stored_at timestamptz not null default now();
 alter table audits add column target text not null default '';
 
 -- Number search by suffix: "12345600", "069 12345600" and "+49 69 12345600"
--- all end the stored digits "496912345600".
-create index calls_from_digits_rev_idx on calls (reverse(from_digits) text_pattern_ops);
-create index calls_to_digits_rev_idx on calls (reverse(to_digits) text_pattern_ops);
+-- all end the stored digits "496912345600". The reversed digits in byte
+-- order ("C") make a suffix a range of this index, whatever the database's
+-- collation, and let a search list the distinct numbers in it one index
+-- probe each.
+create index calls_from_digits_rev_idx on calls ((reverse(from_digits) collate "C"));
+create index calls_to_digits_rev_idx on calls ((reverse(to_digits) collate "C"));
 
 ---- create above / drop below ----
 

@@ -212,7 +212,7 @@ func (r *Report) WriteTextWidth(w io.Writer, width int) error {
 			}
 		}
 		if m := verdictLineRE.FindStringSubmatch(l); m != nil && runeLen(l) > width {
-			ew.printf("  %s %s\n", m[1], m[2])
+			ew.printf("  %s %s\n", strings.Join(strings.Fields(m[1]), " "), m[2])
 			wrap(ew, m[3], "      ", "      ", width)
 			continue
 		}
@@ -227,7 +227,7 @@ func (r *Report) WriteTextWidth(w io.Writer, width int) error {
 }
 
 // verdictLineRE is a verdict line of WriteText: severity, rule, words.
-var verdictLineRE = regexp.MustCompile(`^  (CRITICAL|WARNING|INFO)\s+(\S+)\s+(.*)$`)
+var verdictLineRE = regexp.MustCompile(`^  ((?:F\d+\s+)?(?:CRITICAL|WARNING|INFO))\s+(\S+)\s+(.*)$`)
 
 func runeLen(s string) int { return utf8.RuneCountInString(s) }
 

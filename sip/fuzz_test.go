@@ -26,6 +26,12 @@ func fuzzSeeds(f *testing.F, add func([]byte)) {
 			msg, _, _ = bytes.Cut(msg, []byte("-- want.json --\n"))
 			add(wireMessage(string(msg)))
 		}
+		for _, sec := range []string{"-- wire --\n", "-- stream --\n"} {
+			if _, msg, ok := bytes.Cut(b, []byte(sec)); ok {
+				msg, _, _ = bytes.Cut(msg, []byte("-- want.json --\n"))
+				add(quotedBytes(f, msg))
+			}
+		}
 	}
 	data, _ := wireStream(f)
 	add(data)

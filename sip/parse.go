@@ -100,8 +100,11 @@ func NewParser(maxMessage int) *Parser {
 
 // ParseDatagram parses exactly one message from one datagram (UDP, or
 // one ACDR/HEP copy). Leading CRLFs are skipped; bytes after the body
-// that Content-Length announces are ignored. A datagram of CRLFs only
-// returns ErrKeepAlive. Errors are wrapped; payload is not retained.
+// that Content-Length announces are ignored; without a Content-Length,
+// or with one that is not a number (repaired, see repair.go), the body
+// runs to the end of the datagram (RFC 3261 section 18.3). A datagram of
+// CRLFs only returns ErrKeepAlive. Errors are wrapped; payload is not
+// retained.
 func (p *Parser) ParseDatagram(meta MessageMeta, payload []byte) (*Message, error) {
 	b := bytes.TrimLeft(payload, "\r\n")
 	if len(b) == 0 {
@@ -109,6 +112,19 @@ func (p *Parser) ParseDatagram(meta MessageMeta, payload []byte) (*Message, erro
 	}
 	if len(b) > p.max {
 		return nil, fmt.Errorf("sip: datagram of %d bytes: %w", len(b), ErrTooLarge)
+	}
+	if oddLineEnds(b) {
+		// sipgo splits header lines on CRLF only: a bare LF or lone CR
+		// would let one header swallow the next (a Call-ID running into
+		// the CSeq). Read the lines as tshark does first.
+		if fixed, what := repair(b); what != nil {
+			if m, err := p.parseOne(meta, fixed, b); err == nil {
+				m.Repaired = what
+				return m, nil
+			}
+		}
+	} else if m, ok := p.fastParse(meta, b); ok {
+		return m, nil // see fast.go: equal to the path below, proven by FuzzFastParse
 	}
 	m, err := p.parseOne(meta, b, b)
 	if err != nil && !errors.Is(err, ErrTooLarge) {
@@ -172,7 +188,7 @@ func (p *Parser) build(meta MessageMeta, raw []byte, gm gs.Message) (*Message, e
 		m.StatusCode = v.StatusCode
 		m.Reason = v.Reason
 	}
-	m.CallID = string(*gm.CallID())
+	m.CallID = CallIDText(string(*gm.CallID()))
 	from, to := gm.From(), gm.To()
 	m.From, m.To = from.Address.String(), to.Address.String()
 	m.FromUser, m.ToUser = uriUser(from.Address), uriUser(to.Address)
@@ -204,6 +220,8 @@ func (p *Parser) build(meta MessageMeta, raw []byte, gm gs.Message) (*Message, e
 	if m.Replaces == "" {
 		m.Replaces = embeddedReplaces(m.ReferTo)
 	}
+	// The Call-ID in a Replaces is compared with Message.CallID.
+	m.Replaces = CallIDText(m.Replaces)
 	m.ReasonHdr = strings.Join(hs.reasons, ", ")
 	m.Q850Cause, m.ReasonText = q850(parseReasons(hs.reasons))
 	m.Event, m.SubState, m.ContentType = hs.event, hs.subState, hs.contentType

@@ -100,6 +100,44 @@ func goldenView(m *Message, err error) any {
 	}{c, raw}
 }
 
+// quotedBytes reads a "wire" or "stream" section: one Go string literal
+// per line (so every CR and LF is visible), concatenated; lines starting
+// with # are comments.
+func quotedBytes(t testing.TB, sec []byte) []byte {
+	t.Helper()
+	var out []byte
+	for _, l := range strings.Split(string(sec), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		s, err := strconv.Unquote(l)
+		if err != nil {
+			t.Fatalf("section line %q: %v", l, err)
+		}
+		out = append(out, s...)
+	}
+	return out
+}
+
+// goldenInput returns the bytes of a golden file's message and whether
+// they are a TCP stream: "msg" (LF lines fed as CRLF, see wireMessage),
+// "wire" (one datagram, exact bytes) or "stream" (exact bytes of one TCP
+// direction).
+func goldenInput(t testing.TB, a *archive) ([]byte, bool) {
+	t.Helper()
+	switch {
+	case a.files["msg"] != nil:
+		return wireMessage(string(a.files["msg"])), false
+	case a.files["wire"] != nil:
+		return quotedBytes(t, a.files["wire"]), false
+	case a.files["stream"] != nil:
+		return quotedBytes(t, a.files["stream"]), true
+	}
+	t.Fatal("no msg, wire or stream section")
+	return nil, false
+}
+
 func TestGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/golden/*.txtar")
 	if err != nil || len(files) == 0 {
@@ -109,12 +147,21 @@ func TestGolden(t *testing.T) {
 	for _, f := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".txtar"), func(t *testing.T) {
 			a := readArchive(t, f)
-			msg, ok := a.files["msg"]
-			if !ok {
-				t.Fatal("no msg section")
+			in, stream := goldenInput(t, a)
+			var view any
+			if stream {
+				var c collected
+				st := p.NewStream(c.emit)
+				st.Write(testMeta, in)
+				var msgs []any
+				for _, m := range c.msgs {
+					msgs = append(msgs, goldenView(m, nil))
+				}
+				view = map[string]any{"messages": msgs, "errors": st.Errors()}
+			} else {
+				view = goldenView(p.ParseDatagram(testMeta, in))
 			}
-			m, perr := p.ParseDatagram(testMeta, wireMessage(string(msg)))
-			got, err := json.MarshalIndent(goldenView(m, perr), "", "  ")
+			got, err := json.MarshalIndent(view, "", "  ")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -12,7 +12,16 @@ import (
 // the parse is tried again; the Message keeps the original bytes and says
 // what was repaired. Framing stays sipgo's: repair only rewrites text.
 //
-//   - bare LF line ends (HEP agents, scripts): LF becomes CRLF in the head;
+//   - line ends other than CRLF in the head, read as tshark reads them: a
+//     bare LF (HEP agents, scripts) or a lone CR ends a header line, so a
+//     damaged line end never lets the Call-ID swallow the next header; a
+//     run of CRs before an LF is one line end (tshark would read "\r\r\n"
+//     as a line end and an empty line, ending the head early). They
+//     become CRLF. A head with such line ends is repaired before sipgo
+//     sees it, since sipgo would otherwise accept the swallowed header;
+//   - a Content-Length that is not a number (`Content-Length: bad`): over
+//     UDP the body runs to the end of the datagram (RFC 3261 section
+//     18.3), so the header is rewritten to the body's length;
 //   - a datagram cut short (snap length, a lost trailing fragment): the
 //     missing blank line is added and Content-Length is lowered to the
 //     body bytes present;
@@ -22,20 +31,24 @@ import (
 
 // Repair names, recorded in Message.Repaired.
 const (
-	RepairLF        = "bare LF line ends"
-	RepairTruncated = "truncated"
-	RepairIPv6      = "unbracketed IPv6 host"
+	RepairLF            = "bare LF line ends"
+	RepairCR            = "bare CR line ends"
+	RepairContentLength = "Content-Length not a number"
+	RepairTruncated     = "truncated"
+	RepairIPv6          = "unbracketed IPv6 host"
 )
 
 // repair returns a fixed copy of b and what was fixed (nil when nothing).
 func repair(b []byte) ([]byte, []string) {
 	var fixed []string
 	head, body, hasEnd := splitHead(b)
-	if !bytes.Contains(head, []byte("\r\n")) && bytes.Contains(head, []byte("\n")) {
-		head = bytes.ReplaceAll(head, []byte("\n"), []byte("\r\n"))
+	lines, lf, cr := headLines(head)
+	if lf {
 		fixed = append(fixed, RepairLF)
 	}
-	lines := strings.Split(string(head), "\r\n")
+	if cr {
+		fixed = append(fixed, RepairCR)
+	}
 	ipv6 := false
 	for i, l := range lines {
 		if isCallIDLine(l) {
@@ -51,7 +64,12 @@ func repair(b []byte) ([]byte, []string) {
 	if !hasEnd && len(lines) > 1 && !strings.Contains(lines[len(lines)-1], ":") {
 		lines = lines[:len(lines)-1] // a header line cut before its colon
 	}
-	if cl, idx := contentLength(lines); !hasEnd || (idx >= 0 && cl > len(body)) {
+	cl, idx := contentLength(lines)
+	if idx >= 0 && cl == -1 && hasEnd {
+		name := lines[idx][:strings.IndexByte(lines[idx], ':')]
+		lines[idx] = name + ": " + strconv.Itoa(len(body))
+		fixed = append(fixed, RepairContentLength)
+	} else if !hasEnd || (idx >= 0 && cl > len(body)) {
 		if idx >= 0 && cl > len(body) {
 			name := lines[idx][:strings.IndexByte(lines[idx], ':')]
 			lines[idx] = name + ": " + strconv.Itoa(len(body))
@@ -74,20 +92,77 @@ func repair(b []byte) ([]byte, []string) {
 	return out.Bytes(), fixed
 }
 
-// splitHead splits at the first blank line (CRLF or bare LF); hasEnd says
-// whether there was one.
-// The earliest blank line of either form ends the head: a bare-LF head
-// followed by a CRLF body must not swallow the body.
+// lineEnd finds the end of the line starting at b[i:]: the index of its
+// first line-end byte (len(b) when none) and the index just past the
+// line end. CRLF, a bare LF, a lone CR and a run of CRs before an LF
+// each end a line.
+func lineEnd(b []byte, i int) (end, next int) {
+	j := bytes.IndexAny(b[i:], "\r\n")
+	if j < 0 {
+		return len(b), len(b)
+	}
+	end = i + j
+	k := end
+	for k < len(b) && b[k] == '\r' {
+		k++
+	}
+	if k < len(b) && b[k] == '\n' {
+		k++
+	}
+	return end, k
+}
+
+// splitHead splits at the first empty line, with line ends read as
+// lineEnd reads them; hasEnd says whether there was one. The earliest
+// empty line ends the head: a bare-LF head followed by a CRLF body must
+// not swallow the body.
 func splitHead(b []byte) (head, body []byte, hasEnd bool) {
-	crlf := bytes.Index(b, []byte("\r\n\r\n"))
-	lf := bytes.Index(b, []byte("\n\n"))
-	switch {
-	case lf >= 0 && (crlf < 0 || lf < crlf+2):
-		return b[:lf], b[lf+2:], true
-	case crlf >= 0:
-		return b[:crlf], b[crlf+4:], true
+	for i := 0; i < len(b); {
+		end, next := lineEnd(b, i)
+		if end == len(b) {
+			break
+		}
+		if end == i && i > 0 {
+			return b[:i], b[next:], true
+		}
+		i = next
 	}
 	return bytes.TrimRight(b, "\r\n"), nil, false
+}
+
+// headLines splits a head into lines; lf and cr say whether a bare LF
+// or a lone (or doubled) CR ended any of them.
+func headLines(head []byte) (lines []string, lf, cr bool) {
+	for i := 0; i < len(head); {
+		end, next := lineEnd(head, i)
+		lines = append(lines, string(head[i:end]))
+		switch t := head[end:next]; {
+		case len(t) == 0, string(t) == "\r\n":
+		case string(t) == "\n":
+			lf = true
+		default:
+			cr = true
+		}
+		i = next
+	}
+	return lines, lf, cr
+}
+
+// oddLineEnds reports whether the head of b ends any line otherwise
+// than with CRLF.
+func oddLineEnds(b []byte) bool {
+	head, _, _ := splitHead(b)
+	for i := bytes.IndexAny(head, "\r\n"); i >= 0 && i < len(head); {
+		if head[i] == '\n' || i+1 == len(head) || head[i+1] != '\n' {
+			return true
+		}
+		j := bytes.IndexAny(head[i+2:], "\r\n")
+		if j < 0 {
+			break
+		}
+		i += 2 + j
+	}
+	return false
 }
 
 func isCallIDLine(l string) bool {
@@ -99,7 +174,9 @@ func isCallIDLine(l string) bool {
 	return n == "call-id" || n == "i"
 }
 
-// contentLength finds the Content-Length header line and its value.
+// contentLength finds the Content-Length header line and its value:
+// (-1, -1) when there is none, (-1, line) when it is not a number,
+// (-2, line) when it is negative.
 func contentLength(lines []string) (int, int) {
 	for i, l := range lines {
 		name, val, ok := strings.Cut(l, ":")
@@ -109,8 +186,11 @@ func contentLength(lines []string) (int, int) {
 		n := strings.ToLower(strings.TrimSpace(name))
 		if n == "content-length" || n == "l" {
 			v, err := strconv.Atoi(strings.TrimSpace(val))
-			if err != nil {
-				return -1, -1
+			switch {
+			case err != nil:
+				return -1, i
+			case v < 0:
+				return -2, i // a number, but an error (RFC 4475 3.1.2.7)
 			}
 			return v, i
 		}

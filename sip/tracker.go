@@ -2,6 +2,7 @@ package sip
 
 import (
 	"bytes"
+	"hash/maphash"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -60,6 +61,10 @@ type Tracker struct {
 	pending []pendingRefer
 	kept    int // messages kept in calls not handed to OnDone
 	evicted uint64
+
+	seed   maphash.Seed // for retransmission keys
+	keyBuf []byte       // reused to hash a retransmission key
+	names  interner     // User-Agents, Allow, Contact and SDP addresses
 }
 
 // pendingRefer is a REFER still waiting for the INVITE that follows it.
@@ -89,7 +94,8 @@ type callState struct {
 	callerTag string
 	openCSeq  uint32 // opening transaction of a non-INVITE Call-ID
 	openMeth  string
-	seen      map[string]struct{}
+	// seen holds hashes of retransmission keys (see retransmission).
+	seen map[uint64]struct{}
 }
 
 // NewTracker returns a Tracker with o's defaults applied.
@@ -119,7 +125,8 @@ func NewTracker(o TrackerOptions) *Tracker {
 	if o.IsMicrosoftHost == nil {
 		o.IsMicrosoftHost = func(string) bool { return false }
 	}
-	return &Tracker{o: o, active: make(map[string]*callState), done: make(map[string]*callState)}
+	return &Tracker{o: o, active: make(map[string]*callState), done: make(map[string]*callState),
+		seed: maphash.MakeSeed()}
 }
 
 // Active is the number of Call-IDs currently tracked.
@@ -152,19 +159,22 @@ func (t *Tracker) Observe(m *Message) {
 	t.keep(c, m)
 	for _, a := range m.SDPAddrs {
 		if len(c.SDPAddrs) < maxSDPAddrs && !slices.Contains(c.SDPAddrs, a) {
-			c.SDPAddrs = append(c.SDPAddrs, a)
+			if c.SDPAddrs == nil {
+				c.SDPAddrs = make([]string, 0, 2) // offer and answer
+			}
+			c.SDPAddrs = append(c.SDPAddrs, t.names.get(a))
 		}
 	}
 	if ua := m.UserAgent; ua != "" && len(c.UserAgents) < maxUAs && !slices.Contains(c.UserAgents, ua) {
-		c.UserAgents = append(c.UserAgents, ua)
+		c.UserAgents = append(c.UserAgents, t.names.get(ua))
 	}
 	t.microsoft(c, m)
 	if m.FromTag != "" && m.ToTag != "" && len(c.Dialogs) < maxDialogKeys && formsDialogs(c.Kind) {
-		if k := DialogKey(m.CallID, m.FromTag, m.ToTag); !slices.Contains(c.Dialogs, k) {
-			c.Dialogs = append(c.Dialogs, k)
+		if !hasDialog(c.Dialogs, m.CallID, m.FromTag, m.ToTag) {
+			c.Dialogs = append(c.Dialogs, DialogKey(m.CallID, m.FromTag, m.ToTag))
 		}
 	}
-	if cs.retransmission(m) {
+	if t.retransmission(cs, m) {
 		c.Retransmissions++
 	} else if m.IsRequest {
 		t.request(cs, m)
@@ -198,6 +208,23 @@ func DialogKey(callID, tag1, tag2 string) string {
 	return callID + ";" + tag1 + ";" + tag2
 }
 
+// hasDialog reports whether keys holds DialogKey(callID, tag1, tag2),
+// without building it.
+func hasDialog(keys []string, callID, tag1, tag2 string) bool {
+	if tag2 < tag1 {
+		tag1, tag2 = tag2, tag1
+	}
+	n := len(callID) + len(tag1) + len(tag2) + 2
+	for _, k := range keys {
+		if len(k) == n && k[:len(callID)] == callID && k[len(callID)] == ';' &&
+			k[len(callID)+1:len(callID)+1+len(tag1)] == tag1 && k[len(callID)+1+len(tag1)] == ';' &&
+			k[n-len(tag2):] == tag2 {
+			return true
+		}
+	}
+	return false
+}
+
 // lookup returns the state of m's Call-ID, creating (or resuming) it.
 func (t *Tracker) lookup(m *Message) *callState {
 	if cs := t.active[m.CallID]; cs != nil {
@@ -211,13 +238,13 @@ func (t *Tracker) lookup(m *Message) *callState {
 			c.End, c.EndedBy, c.EndReason = time.Time{}, "", ""
 		}
 	} else {
-		cs = &callState{c: &Call{CallID: m.CallID, Kind: kindOf(m), Start: m.Time, Last: m.Time}}
+		cs = &callState{c: &Call{CallID: strings.Clone(m.CallID), Kind: kindOf(m), Start: m.Time, Last: m.Time}}
 	}
 	if len(t.active) >= t.o.MaxDialogs {
 		t.evict()
 	}
-	cs.seen = make(map[string]struct{})
-	t.active[m.CallID] = cs
+	cs.seen = make(map[uint64]struct{})
+	t.active[cs.c.CallID] = cs // the Call's own copy: m's may pin a datagram
 	return cs
 }
 
@@ -228,8 +255,18 @@ func kindOf(m *Message) string {
 	switch strings.ToUpper(m.Method) {
 	case "INVITE", "ACK", "BYE", "CANCEL", "PRACK", "UPDATE", "INFO":
 		return "invite"
-	case "REGISTER", "OPTIONS", "SUBSCRIBE", "MESSAGE", "REFER", "NOTIFY":
-		return strings.ToLower(m.Method)
+	case "REGISTER":
+		return "register"
+	case "OPTIONS":
+		return "options"
+	case "SUBSCRIBE":
+		return "subscribe"
+	case "MESSAGE":
+		return "message"
+	case "REFER":
+		return "refer"
+	case "NOTIFY":
+		return "notify"
 	}
 	return "other"
 }
@@ -245,36 +282,43 @@ func (t *Tracker) keep(c *Call, m *Message) {
 	if len(mc.Raw) > t.o.MaxRawBytes {
 		mc.Raw = bytes.Clone(mc.Raw[:t.o.MaxRawBytes])
 	}
+	if c.Messages == nil {
+		// A typical call has a handful of messages: one allocation for them.
+		c.Messages = make([]*Message, 0, min(8, t.o.MaxMessagesPerCall))
+	}
 	c.Messages = append(c.Messages, &mc)
 }
 
 // retransmission reports whether m repeats a request or response of a
 // transaction already seen (top Via branch + CSeq + method; responses
-// also by status and To tag), and remembers it otherwise.
-func (cs *callState) retransmission(m *Message) bool {
-	var b strings.Builder
+// also by status and To tag), and remembers it otherwise. Keys are kept as
+// 64-bit hashes (seeded per tracker): no allocation per message, and a
+// false match within one call's at most maxSeen keys is about 2^-44 likely.
+func (t *Tracker) retransmission(cs *callState, m *Message) bool {
+	b := t.keyBuf[:0]
 	if m.IsRequest {
-		b.WriteString("q|")
+		b = append(b, "q|"...)
 	} else {
-		b.WriteString("s|")
-		b.WriteString(strconv.Itoa(m.StatusCode))
-		b.WriteString("|")
-		b.WriteString(m.ToTag)
-		b.WriteString("|")
+		b = append(b, "s|"...)
+		b = strconv.AppendInt(b, int64(m.StatusCode), 10)
+		b = append(b, '|')
+		b = append(b, m.ToTag...)
+		b = append(b, '|')
 	}
-	b.WriteString(m.Method)
-	b.WriteString("|")
-	b.WriteString(strconv.FormatUint(uint64(m.CSeq), 10))
-	b.WriteString("|")
+	b = append(b, m.Method...)
+	b = append(b, '|')
+	b = strconv.AppendUint(b, uint64(m.CSeq), 10)
+	b = append(b, '|')
 	if m.Branch != "" {
-		b.WriteString(m.Branch)
+		b = append(b, m.Branch...)
 	} else {
 		// RFC 2543 peers: no branch, so the request itself identifies it.
-		b.WriteString(m.FromTag)
-		b.WriteString("|")
-		b.WriteString(m.RequestURI)
+		b = append(b, m.FromTag...)
+		b = append(b, '|')
+		b = append(b, m.RequestURI...)
 	}
-	k := b.String()
+	t.keyBuf = b
+	k := maphash.Bytes(t.seed, b)
 	if _, ok := cs.seen[k]; ok {
 		return true
 	}
@@ -306,6 +350,7 @@ func (t *Tracker) request(cs *callState, m *Message) {
 		if len(c.Refers) < maxRefers {
 			r := &Refer{Time: m.Time, Src: m.Src, Dst: m.Dst, CSeq: m.CSeq,
 				ReferTo: m.ReferTo, ReferredBy: m.ReferredBy, Replaces: m.Replaces}
+			detach(&r.ReferTo, &r.ReferredBy, &r.Replaces)
 			c.Refers = append(c.Refers, r)
 			t.addPending(r, c.CallID)
 		}
@@ -319,10 +364,11 @@ func (t *Tracker) request(cs *callState, m *Message) {
 		c.End, c.EndedBy, c.EndedByAddr, c.EndReason = time.Time{}, "", netip.AddrPort{}, ""
 	}
 	if !cs.haveInit && cs.openMeth == "" && c.MessageCount == 1 && c.Kind != "invite" {
-		cs.openMeth, cs.openCSeq = m.Method, m.CSeq
+		cs.openMeth, cs.openCSeq = t.names.get(m.Method), m.CSeq
 		c.Caller, c.Callee = m.Src, m.Dst
 		c.FromURI, c.ToURI, c.RequestURI = m.From, m.To, m.RequestURI
 		c.From, c.To = m.FromUser, m.ToUser
+		detach(&c.FromURI, &c.ToURI, &c.RequestURI, &c.From, &c.To)
 	}
 }
 
@@ -336,7 +382,7 @@ func (t *Tracker) initialInvite(cs *callState, m *Message) {
 		c.ByeReason, c.Q850Cause, c.ReasonText, c.FinalStatus = "", 0, "", 0
 	}
 	first := !cs.haveInit
-	cs.haveInit, cs.initCSeq, cs.callerTag = true, m.CSeq, m.FromTag
+	cs.haveInit, cs.initCSeq, cs.callerTag = true, m.CSeq, strings.Clone(m.FromTag)
 	if !first {
 		return
 	}
@@ -348,6 +394,7 @@ func (t *Tracker) initialInvite(cs *callState, m *Message) {
 			c.From = u
 		}
 	}
+	detach(&c.RequestURI, &c.FromURI, &c.ToURI, &c.From, &c.To, &c.PAI)
 	t.followRefer(c, m)
 }
 
@@ -357,17 +404,19 @@ func (t *Tracker) response(cs *callState, m *Message) {
 	final := m.StatusCode >= 200
 	if c.MessageCount == 1 && c.Kind != "invite" {
 		// Capture began after the opening request: its response stands in.
-		cs.openMeth, cs.openCSeq = m.Method, m.CSeq
+		cs.openMeth, cs.openCSeq = t.names.get(m.Method), m.CSeq
 		c.Caller, c.Callee = m.Dst, m.Src
 		c.FromURI, c.ToURI, c.From, c.To = m.From, m.To, m.FromUser, m.ToUser
+		detach(&c.FromURI, &c.ToURI, &c.From, &c.To)
 	}
 	switch strings.ToUpper(m.Method) {
 	case "INVITE":
 		if !cs.haveInit && m.ToTag != "" && len(c.Dialogs) <= 1 && c.Kind == "invite" {
 			// Capture began after the INVITE: its first response stands in.
-			cs.haveInit, cs.initCSeq, cs.callerTag = true, m.CSeq, m.FromTag
+			cs.haveInit, cs.initCSeq, cs.callerTag = true, m.CSeq, strings.Clone(m.FromTag)
 			c.Caller, c.Callee = m.Dst, m.Src
 			c.FromURI, c.ToURI, c.From, c.To = m.From, m.To, m.FromUser, m.ToUser
+			detach(&c.FromURI, &c.ToURI, &c.From, &c.To)
 		}
 		if !cs.haveInit || m.CSeq != cs.initCSeq {
 			return // a re-INVITE's response
@@ -401,7 +450,7 @@ func (t *Tracker) response(cs *callState, m *Message) {
 		}
 		for i := len(c.Refers) - 1; i >= 0; i-- {
 			if r := c.Refers[i]; r.CSeq == m.CSeq && r.Response == 0 {
-				r.Response, r.ResponseReason, r.ResponseTime = m.StatusCode, m.Reason, m.Time
+				r.Response, r.ResponseReason, r.ResponseTime = m.StatusCode, strings.Clone(m.Reason), m.Time
 				break
 			}
 		}
@@ -418,6 +467,7 @@ func (t *Tracker) end(cs *callState, m *Message, reason, by string, byAddr netip
 	c := cs.c
 	c.End, c.EndReason, c.EndedBy, c.EndedByAddr = m.Time, reason, by, byAddr
 	c.ByeReason, c.Q850Cause, c.ReasonText = m.ReasonHdr, m.Q850Cause, m.ReasonText
+	detach(&c.EndReason, &c.ByeReason, &c.ReasonText)
 	t.open.remove(cs)
 }
 
@@ -466,7 +516,9 @@ func (t *Tracker) notify(c *Call, m *Message) {
 		}
 	}
 	if len(r.Notifies) < maxNotifies {
-		r.Notifies = append(r.Notifies, Notify{Time: m.Time, Src: m.Src, Dst: m.Dst, SipFrag: m.SipFrag, SubState: m.SubState})
+		n := Notify{Time: m.Time, Src: m.Src, Dst: m.Dst, SipFrag: m.SipFrag, SubState: m.SubState}
+		detach(&n.SipFrag, &n.SubState)
+		r.Notifies = append(r.Notifies, n)
 	}
 }
 
@@ -500,7 +552,7 @@ func (t *Tracker) followRefer(c *Call, m *Message) {
 		return
 	}
 	r := hit.r
-	r.NewCallID, r.NewInviteTime, r.NewInviteSrc, r.NewInviteDst, r.NewInviteURI = m.CallID, m.Time, m.Src, m.Dst, m.RequestURI
+	r.NewCallID, r.NewInviteTime, r.NewInviteSrc, r.NewInviteDst, r.NewInviteURI = c.CallID, m.Time, m.Src, m.Dst, c.RequestURI
 	c.ReferredFrom = hit.callID
 }
 
@@ -646,7 +698,7 @@ func (t *Tracker) sbcHeaders(c *Call, m *Message) {
 	fromSBC := (t.o.IsSBC != nil && t.o.IsSBC(m.Src.Addr())) || (c.SBCSide.IsValid() && m.Src.Addr() == c.SBCSide.Addr())
 	toMS := t.o.IsMicrosoft(m.Dst.Addr()) || (c.MicrosoftAddr.IsValid() && m.Dst.Addr() == c.MicrosoftAddr)
 	if fromSBC && toMS {
-		c.SBCContact, c.SBCAllow, c.SBCAllowSeen = m.Contact, m.Allow, true
+		c.SBCContact, c.SBCAllow, c.SBCAllowSeen = t.names.get(m.Contact), t.names.get(m.Allow), true
 	}
 }
 
@@ -766,4 +818,53 @@ func (l *lru) moveToBack(cs *callState) {
 		l.head = cs
 	}
 	l.tail = cs
+}
+
+// detach copies the strings the pointers point to into one allocation,
+// so what a Call keeps does not pin the datagrams the fast parser cut
+// them from (see fast.go).
+func detach(ss ...*string) {
+	n := 0
+	for _, p := range ss {
+		n += len(*p)
+	}
+	if n == 0 {
+		return
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, p := range ss {
+		b.WriteString(*p)
+	}
+	all, at := b.String(), 0
+	for _, p := range ss {
+		l := len(*p)
+		*p = all[at : at+l]
+		at += l
+	}
+}
+
+// maxInterned bounds an interner.
+const maxInterned = 4096
+
+// interner hands out one copy of strings that repeat from call to call
+// (User-Agents, Allow, Contact, SDP addresses). Past maxInterned distinct
+// values it copies without remembering.
+type interner struct{ m map[string]string }
+
+func (in *interner) get(s string) string {
+	if s == "" {
+		return ""
+	}
+	if v, ok := in.m[s]; ok {
+		return v
+	}
+	c := strings.Clone(s)
+	if in.m == nil {
+		in.m = make(map[string]string)
+	}
+	if len(in.m) < maxInterned {
+		in.m[c] = c
+	}
+	return c
 }

@@ -44,6 +44,8 @@ type Message struct {
 	StatusCode int
 	Reason     string // reason phrase of a response
 
+	// CallID as CallIDText renders it: unchanged when valid UTF-8, else
+	// with \xNN escapes (the form printed, stored and looked up).
 	CallID     string
 	From, To   string // full URIs (no tag)
 	FromUser   string
@@ -79,7 +81,9 @@ type Message struct {
 	// message.
 	Repaired []string
 
-	// Raw is the message text, bounded by the configured limit.
+	// Raw is the message text, bounded by the configured limit. It is
+	// read-only: the string fields of a Message from the fast path share
+	// its memory.
 	Raw []byte
 }
 

@@ -191,6 +191,8 @@ order by c.relname`, PartitionedTables)
 // nothing was stored into it for days days, so a capture from two months
 // ago stored today is kept for days days. Calls follow the same rule;
 // audits and resolved problems go days days after they were last written.
+// It also resolves the open problems not seen again for the store's
+// resolve-after days (SetResolveAfter).
 // Data newer than the cut-off is never touched.
 func (s *Store) DropOlderThan(ctx context.Context, days int) ([]string, error) {
 	return dropOlderThan(ctx, s, days, time.Now())
@@ -250,6 +252,15 @@ func dropOlderThan(ctx context.Context, s *Store, days int, now time.Time) ([]st
 	}
 	if _, err := s.pool.Exec(ctx, `delete from problems where state = 'resolved' and updated_at < $1`, cut); err != nil {
 		return dropped, fmt.Errorf("store: retention of problems: %w", err)
+	}
+	resolveAfter := s.resolveAfter
+	if resolveAfter == 0 {
+		resolveAfter = DefaultResolveAfterDays
+	}
+	if n, err := resolveStale(ctx, s.pool, resolveAfter, now); err != nil {
+		return dropped, err
+	} else if n > 0 {
+		s.log.Info("problems resolved after days without a new sighting", "count", n, "days", resolveAfter)
 	}
 	if len(dropped) > 0 {
 		s.log.Info("retention dropped partitions", "days", days, "count", len(dropped), "oldest", dropped[0])

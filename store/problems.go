@@ -129,6 +129,7 @@ where p.sbc = $1 and p.audit_target = $2 and p.state = 'open'
 
 // ResolveStale resolves the open problems not seen again (no new sighting
 // stored) for days days, and returns how many. days <= 0 does nothing.
+// DropOlderThan runs it with the store's SetResolveAfter days.
 func (s *Store) ResolveStale(ctx context.Context, days int) (int64, error) {
 	return resolveStale(ctx, s.pool, days, time.Now())
 }

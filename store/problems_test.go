@@ -120,8 +120,14 @@ func TestProblemLifecycle(t *testing.T) {
 		t.Fatal("audits share an id")
 	}
 
-	// An audit that reaches the target and no longer sees it resolves it.
-	a4 := saveAudit(t, st, now)
+	// An audit that reaches the target and no longer sees it resolves it
+	// (the target read from the audit report when the record does not
+	// name it).
+	a4, err := st.SaveAudit(ctx, store.AuditRecord{SBC: "sbc1", Kind: "tls", StartedAt: now, OK: true,
+		Report: map[string]any{"target": auditTgt}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p = onlyProblem(t, st, store.ProblemQuery{State: store.StateResolved})
 	if p.ResolvedAt == nil || p.ResolvedBy == "" || !strings.Contains(p.ResolvedBy, "audit") {
 		t.Errorf("resolved: %+v (audit %d)", p, a4)
@@ -145,13 +151,23 @@ func TestProblemLifecycle(t *testing.T) {
 		t.Errorf("an audit that did not reach the target resolved the problem")
 	}
 
-	// Days without recurrence resolve it too.
+	// Days without recurrence resolve it too, in the retention run.
 	if _, err := db.Exec(ctx, `update problems set updated_at = now() - interval '15 days'`); err != nil {
 		t.Fatal(err)
 	}
-	n, err := st.ResolveStale(ctx, 14)
-	if err != nil || n != 2 {
-		t.Errorf("resolve stale: %d, %v; want 2", n, err)
+	st.SetResolveAfter(-1)
+	if _, err := st.DropOlderThan(ctx, 30); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := store.ListProblems(ctx, db, store.ProblemQuery{State: store.StateOpen}); len(n.Items) != 2 {
+		t.Errorf("resolve-after -1 resolved problems: %+v", n.Items)
+	}
+	st.SetResolveAfter(0) // the default, 14 days
+	if _, err := st.DropOlderThan(ctx, 30); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := store.ListProblems(ctx, db, store.ProblemQuery{State: store.StateOpen}); len(n.Items) != 0 {
+		t.Errorf("open after 15 days without a sighting: %+v", n.Items)
 	}
 	p = onlyProblem(t, st, store.ProblemQuery{State: store.StateResolved, Rule: finding.TLSCertExpiring})
 	if p.ResolvedBy != "no recurrence for 14 days" {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -220,22 +221,60 @@ left join lateral (select count(*) as n, array_agg(distinct f.rule order by f.ru
   from findings f where f.call_id = c.call_id and f.sbc = c.sbc) fs on true
 `
 
+// callsWithFindings selects the calls of inner (a query over calls c,
+// already ordered and limited) with each one's findings count and rules.
+// The per-call findings lookup runs only for the rows inner returns, never
+// for every match of a search.
+func callsWithFindings(inner string) string {
+	return strings.Replace(callSelect, "from calls c\n", "from ("+inner+") c\n", 1) +
+		"order by c.start_time desc, c.id desc"
+}
+
+// callOrder is the order of call lists, newest first; the calls indexes
+// (start_time desc, id desc), alone or after a number, serve it.
+const callOrder = " order by c.start_time desc, c.id desc"
+
 // ListCalls returns calls newest first.
 func ListCalls(ctx context.Context, db DBTX, q CallQuery) (Page[Call], error) {
 	var page Page[Call]
-	limit, cur, err := pageArgs(q.Limit, q.Cursor)
+	var nv *numberValues
+	if q.Number != "" {
+		var err error
+		if nv, err = findNumberValues(ctx, db, NumberSuffix(q.Number)); err != nil {
+			return page, err
+		}
+	}
+	sql, args, limit, err := listCallsSQL(q, nv)
 	if err != nil {
 		return page, err
 	}
+	rows, err := db.Query(ctx, sql, args...)
+	if err != nil {
+		return page, fmt.Errorf("store: calls: %w", err)
+	}
+	items, err := pgx.CollectRows(rows, pgx.RowToStructByName[Call])
+	if err != nil {
+		return page, fmt.Errorf("store: calls: %w", err)
+	}
+	return pageOf(items, limit, func(last Call) cursor { return cursor{T: last.Start, ID: last.ID} }), nil
+}
+
+// listCallsSQL builds ListCalls' query. A number search is the union of
+// two index range scans, calls from the number and calls to it (not also
+// from it), each stopping after the page, merged; the findings of the
+// page's calls are counted last.
+func listCallsSQL(q CallQuery, nv *numberValues) (sql string, args []any, limit int, err error) {
+	limit, cur, err := pageArgs(q.Limit, q.Cursor)
+	if err != nil {
+		return "", nil, 0, err
+	}
 	var w where
+	var number string
 	if q.Number != "" {
-		d := NumberSuffix(q.Number)
-		if d == "" {
-			return page, fmt.Errorf("%w: number %q has no digits", ErrBadQuery, q.Number)
+		number = NumberSuffix(q.Number)
+		if number == "" {
+			return "", nil, 0, fmt.Errorf("%w: number %q has no digits", ErrBadQuery, q.Number)
 		}
-		// Suffix match on the reversed digits (an index fits "like 'x%'").
-		r := reverse(d) + "%"
-		w.add("(reverse(c.from_digits) like ? or reverse(c.to_digits) like ?)", r, r)
 	}
 	if !q.From.IsZero() {
 		// Active at or after From: ended (or last seen) then, or still
@@ -265,16 +304,48 @@ func ListCalls(ctx context.Context, db DBTX, q CallQuery) (Page[Call], error) {
 	if cur != nil {
 		w.add("(c.start_time, c.id) < (?, ?)", cur.T, cur.ID)
 	}
-	sql := callSelect + w.sql() + fmt.Sprintf(" order by c.start_time desc, c.id desc limit %d", limit+1)
-	rows, err := db.Query(ctx, sql, w.args...)
-	if err != nil {
-		return page, fmt.Errorf("store: calls: %w", err)
+	page := fmt.Sprintf(" limit %d", limit+1)
+	if number == "" {
+		return callsWithFindings("select c.* from calls c " + w.sql() + callOrder + page), w.args, limit, nil
 	}
-	items, err := pgx.CollectRows(rows, pgx.RowToStructByName[Call])
-	if err != nil {
-		return page, fmt.Errorf("store: calls: %w", err)
+	// Each stored number that ends in the digits is its own index range
+	// in (digits, start_time desc, id desc): one paged scan per number and
+	// side, so a busy number costs a page, not every call it ever had.
+	// Too many distinct numbers (a very short suffix) fall back to the
+	// suffix range and a sort.
+	side := func(cond string) string {
+		return "(select c.* from calls c where " + strings.Join(append(slices.Clone(w.conds), cond), " and ") + callOrder + page + ")"
 	}
-	return pageOf(items, limit, func(last Call) cursor { return cursor{T: last.Start, ID: last.ID} }), nil
+	arg := func(v any) string {
+		w.args = append(w.args, v)
+		return fmt.Sprintf("$%d", len(w.args))
+	}
+	var sides []string
+	if nv == nil || len(nv.from) > maxNumberValues || len(nv.to) > maxNumberValues {
+		lo, hi := suffixRange(number)
+		l, h := arg(lo), arg(hi)
+		from := fmt.Sprintf(`reverse(c.from_digits) collate "C" >= %s and reverse(c.from_digits) collate "C" < %s`, l, h)
+		to := fmt.Sprintf(`reverse(c.to_digits) collate "C" >= %s and reverse(c.to_digits) collate "C" < %s`, l, h)
+		sides = []string{side(from), side(to + " and not (" + from + ")")}
+	} else {
+		for _, v := range nv.from {
+			sides = append(sides, side("c.from_digits = "+arg(v)))
+		}
+		for _, v := range nv.to {
+			cond := "c.to_digits = " + arg(v)
+			if len(nv.from) > 0 {
+				// Found on the caller side already.
+				cond += " and c.from_digits <> all(" + arg(nv.from) + "::text[])"
+			}
+			sides = append(sides, side(cond))
+		}
+	}
+	if len(sides) == 0 {
+		// No stored number ends in the digits: an empty page.
+		sides = []string{side("false")}
+	}
+	inner := "select * from (" + strings.Join(sides, " union all ") + ") c" + callOrder + page
+	return callsWithFindings(inner), w.args, limit, nil
 }
 
 // NumberSuffix is the digits a number search matches at the end of the
@@ -283,6 +354,54 @@ func ListCalls(ctx context.Context, db DBTX, q CallQuery) (Page[Call], error) {
 // "069 12345600" and "12345600" all find "+496912345600".
 func NumberSuffix(n string) string {
 	return strings.TrimLeft(config.Digits(n), "0")
+}
+
+// maxNumberValues bounds how many distinct stored numbers a number
+// search pages through one by one.
+const maxNumberValues = 16
+
+// numberValues are the distinct stored numbers (digits) that end in a
+// search's digits, as callers and as callees, at most maxNumberValues+1
+// of each.
+type numberValues struct{ from, to []string }
+
+// suffixRange is the range of reversed digits that end in d: [lo, hi).
+func suffixRange(d string) (lo, hi string) {
+	lo = reverse(d)
+	return lo, lo[:len(lo)-1] + string(lo[len(lo)-1]+1)
+}
+
+// findNumberValues lists the distinct stored numbers ending in d with a
+// loose index scan of the reversed-digits indexes: one index probe per
+// distinct number, however many calls each has.
+func findNumberValues(ctx context.Context, db DBTX, d string) (*numberValues, error) {
+	if d == "" {
+		return nil, nil
+	}
+	lo, hi := suffixRange(d)
+	var nv numberValues
+	for _, col := range []string{"from_digits", "to_digits"} {
+		e := `reverse(` + col + `) collate "C"`
+		rows, err := db.Query(ctx, `with recursive v(d) as (
+  (select `+e+` from calls where `+e+` >= $1 and `+e+` < $2 order by 1 limit 1)
+  union all
+  select (select `+e+` from calls where `+e+` > v.d and `+e+` < $2 order by 1 limit 1)
+  from v where v.d is not null
+) select reverse(d) from v where d is not null limit $3`, lo, hi, maxNumberValues+1)
+		if err != nil {
+			return nil, fmt.Errorf("store: calls: numbers ending in %s: %w", d, err)
+		}
+		vals, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, fmt.Errorf("store: calls: numbers ending in %s: %w", d, err)
+		}
+		if col == "from_digits" {
+			nv.from = vals
+		} else {
+			nv.to = vals
+		}
+	}
+	return &nv, nil
 }
 
 func reverse(s string) string {
@@ -308,7 +427,7 @@ func GetCall(ctx context.Context, db DBTX, callID, sbc string) (Call, error) {
 	if sbc != "" {
 		w.add("c.sbc = ?", sbc)
 	}
-	rows, err := db.Query(ctx, callSelect+w.sql()+" order by c.start_time desc, c.id desc limit 1", w.args...)
+	rows, err := db.Query(ctx, callsWithFindings("select c.* from calls c "+w.sql()+callOrder+" limit 1"), w.args...)
 	if err != nil {
 		return Call{}, fmt.Errorf("store: call: %w", err)
 	}

@@ -171,6 +171,15 @@ func (s *Store) SaveAudit(ctx context.Context, a AuditRecord) (int64, error) {
 	if string(rep) == "null" {
 		rep = []byte("{}")
 	}
+	if a.Target == "" {
+		// An audit report names its target (tlsaudit/audit.Report).
+		var named struct {
+			Target string `json:"target"`
+		}
+		if json.Unmarshal(rep, &named) == nil {
+			a.Target = named.Target
+		}
+	}
 	// finding.New marks findings passive; an audit's findings come from
 	// the audit unless they say otherwise.
 	fs := make([]*finding.Finding, 0, len(a.Findings))

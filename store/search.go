@@ -203,3 +203,47 @@ limit `+fmt.Sprint(limit), w.args...)
 	}
 	return out, nil
 }
+
+// AuditAttempt is one connection attempt of a stored audit, for the
+// audits page's chart.
+type AuditAttempt struct {
+	AuditID     int64     `json:"audit_id"`
+	SBC         string    `json:"sbc"`
+	Target      string    `json:"target"`  // what was audited (host:port)
+	Address     string    `json:"address"` // the resolved address tried
+	SNI         string    `json:"sni"`
+	Probe       string    `json:"probe"`
+	Time        time.Time `json:"time"`
+	OK          bool      `json:"ok"`
+	HandshakeMS float64   `json:"handshake_ms"`
+	Error       string    `json:"error"`
+}
+
+// AuditAttempts returns the attempts of the audits started in [from,
+// to) (zero bounds do not filter), oldest first, at most limit (0:
+// 5000).
+func AuditAttempts(ctx context.Context, db DBTX, from, to time.Time, limit int) ([]AuditAttempt, error) {
+	if limit <= 0 {
+		limit = 5000
+	}
+	var w where
+	w.within("a.started_at", from, to)
+	rows, err := db.Query(ctx, `select a.id, a.sbc, coalesce(nullif(a.target, ''), a.sbc), r.target, r.sni,
+  coalesce(r.result->>'probe', ''),
+  coalesce((r.result->>'time')::timestamptz, a.started_at), r.ok,
+  coalesce((r.result->>'handshake_ms')::float8, 0), r.error
+from audit_results r join audits a on a.id = r.audit_id `+w.sql()+
+		fmt.Sprintf(` order by a.started_at, r.id limit %d`, limit), w.args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: audit attempts: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditAttempt, error) {
+		var a AuditAttempt
+		err := r.Scan(&a.AuditID, &a.SBC, &a.Target, &a.Address, &a.SNI, &a.Probe, &a.Time, &a.OK, &a.HandshakeMS, &a.Error)
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: audit attempts: %w", err)
+	}
+	return out, nil
+}

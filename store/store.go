@@ -39,7 +39,20 @@ const VersionTable = "sbcwatch_schema_version"
 type Store struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	// resolveAfter is the days without a sighting after which
+	// DropOlderThan resolves a problem (0: DefaultResolveAfterDays,
+	// negative: never).
+	resolveAfter int
 }
+
+// DefaultResolveAfterDays is how long a problem stays open without a new
+// sighting when SetResolveAfter was not called.
+const DefaultResolveAfterDays = 14
+
+// SetResolveAfter sets after how many days without a new sighting the
+// retention run (DropOlderThan) resolves an open problem: 0 means
+// DefaultResolveAfterDays, a negative value never.
+func (s *Store) SetResolveAfter(days int) { s.resolveAfter = days }
 
 // Open parses dsn (a postgres:// URL or key=value string; pgxpool's
 // pool_* parameters apply), connects and pings. The caller must Close.

@@ -236,8 +236,17 @@ func TestOutcomesFindings(t *testing.T) {
 // them = established; application data records = AppData; the warning
 // alerts that did not end the handshake = Warnings.
 func TestOutcomesTshark(t *testing.T) {
+	if n := tsharkOutcomes(t, outcomesPcap); n != 24 {
+		t.Errorf("%d TLS <= 1.2 connections compared, want 24", n)
+	}
+}
+
+// tsharkOutcomes runs the comparison of TestOutcomesTshark on one capture
+// and returns how many connections it compared.
+func tsharkOutcomes(t *testing.T, path string) int {
+	t.Helper()
 	tshark := testtool.Need(t, "tshark")
-	cmd := exec.Command(tshark, "-n", "-r", outcomesPcap, "-Y", "tls", "-T", "fields",
+	cmd := exec.Command(tshark, "-n", "-r", path, "-Y", "tls", "-T", "fields",
 		"-e", "ip.src", "-e", "tcp.srcport", "-e", "ip.dst", "-e", "tcp.dstport",
 		"-e", "tls.record.content_type", "-e", "tls.alert_message.level", "-e", "tls.alert_message.desc",
 		"-e", "tls.handshake.type", "-e", "tls.handshake.extensions.supported_version")
@@ -247,13 +256,14 @@ func TestOutcomesTshark(t *testing.T) {
 	if err != nil {
 		t.Fatalf("tshark: %v: %s", err, stderr.String())
 	}
+	type warning struct{ sender, name string }
 	type tsConn struct {
 		ccs            map[string]bool // by sender "ip:port"
 		app, tls13     bool
 		fatalBeforeCCS bool
-		warnings       []string
+		warnings       []warning
 	}
-	conns := map[string]*tsConn{} // by "a:p->b:p" of the sender
+	conns := map[string]*tsConn{} // by "a:p->b:p" of the first sender
 	get := func(a, b string) *tsConn {
 		for _, k := range []string{a + "->" + b, b + "->" + a} {
 			if c := conns[k]; c != nil {
@@ -277,7 +287,6 @@ func TestOutcomesTshark(t *testing.T) {
 		if strings.Contains(f[7], "2") && strings.Contains(f[8], "0x0304") {
 			c.tls13 = true
 		}
-		levels, descs := strings.Split(f[5], ","), strings.Split(f[6], ",")
 		for _, ct := range strings.Split(f[4], ",") {
 			switch ct {
 			case "20":
@@ -286,6 +295,7 @@ func TestOutcomesTshark(t *testing.T) {
 				c.app = true
 			}
 		}
+		levels, descs := strings.Split(f[5], ","), strings.Split(f[6], ",")
 		for i, l := range levels {
 			if l == "" || i >= len(descs) {
 				continue
@@ -296,16 +306,12 @@ func TestOutcomesTshark(t *testing.T) {
 			if l == "1" && descs[i] != "0" && descs[i] != "90" {
 				var d int
 				fmt.Sscan(descs[i], &d)
-				side := "client" // the servers listen on 47101-47113
-				if strings.HasPrefix(f[1], "471") && len(f[1]) == 5 {
-					side = "server"
-				}
-				c.warnings = append(c.warnings, AlertName(d)+" ("+side+")")
+				c.warnings = append(c.warnings, warning{src, AlertName(d)})
 			}
 		}
 	}
 	tr := NewTracker(Options{})
-	replay(t, outcomesPcap, tr)
+	replay(t, path, tr)
 	compared := 0
 	for _, c := range tr.Conns() {
 		ts := conns[c.ID]
@@ -320,15 +326,70 @@ func TestOutcomesTshark(t *testing.T) {
 			continue // encrypted handshake: tshark cannot see Finished either
 		}
 		compared++
+		var warnings []string
+		for _, w := range ts.warnings {
+			side := "client"
+			if w.sender == c.Server.String() {
+				side = "server"
+			}
+			warnings = append(warnings, w.name+" ("+side+")")
+		}
 		wantEst := len(ts.ccs) == 2 && !ts.fatalBeforeCCS
 		if c.Established != wantEst || (c.Outcome == OutcomeEstablished) != wantEst || c.AppData != ts.app ||
-			!slices.Equal(c.Warnings, ts.warnings) {
+			!slices.Equal(c.Warnings, warnings) {
 			t.Errorf("%s: ours %s est=%v app=%v warnings %q; tshark ccs=%d fatal=%v app=%v warnings %q",
-				c.ID, c.Outcome, c.Established, c.AppData, c.Warnings, len(ts.ccs), ts.fatalBeforeCCS, ts.app, ts.warnings)
+				c.ID, c.Outcome, c.Established, c.AppData, c.Warnings, len(ts.ccs), ts.fatalBeforeCCS, ts.app, warnings)
 		}
 	}
-	if compared != 24 {
-		t.Errorf("%d TLS <= 1.2 connections compared, want 24", compared)
+	return compared
+}
+
+// TestLabProbes: the lab's probes_close_notify capture (lab/run.sh, real
+// peers in network namespaces): twelve health-check connections from a
+// Microsoft address complete and close with close_notify without SIP,
+// three of them get the default certificate and are aborted. Exactly
+// those three are tls_handshake_failed; tshark's records agree with every
+// outcome.
+func TestLabProbes(t *testing.T) {
+	const path = "../testdata/lab/probes_close_notify.pcap"
+	ms := netip.MustParseAddr("52.114.76.76")
+	tr := NewTracker(Options{IsMicrosoft: func(a netip.Addr) bool { return a == ms || a == netip.MustParseAddr("52.114.132.46") }})
+	if n := replay(t, path, tr); n != 14 {
+		t.Fatalf("%d TLS connections, want 14", n)
+	}
+	var probes, wrong []string
+	for _, c := range tr.Conns() {
+		if c.Client.Addr() != ms {
+			continue
+		}
+		switch cn := c.Leaf().Subject.CommonName; cn {
+		case "sbc.contoso.example":
+			probes = append(probes, c.ID)
+			if c.Outcome != OutcomeEstablished || c.AppData || c.ClosedBy != "client" || len(c.Alerts) == 0 || !c.Alerts[0].Encrypted {
+				t.Errorf("probe %s: %s app=%v by %s alerts %+v", c.ID, c.Outcome, c.AppData, c.ClosedBy, c.Alerts)
+			}
+		case "default.sbc.local":
+			wrong = append(wrong, c.ID)
+		default:
+			t.Errorf("%s: served %s", c.ID, cn)
+		}
+	}
+	var failed []string
+	for _, f := range Findings(tr.Conns(), FindingOptions{}) {
+		if f.Rule == finding.TLSHandshakeFailed {
+			failed = append(failed, f.Connection)
+			if f.Severity != finding.Critical {
+				t.Errorf("%s: %s", f.Connection, f.Severity)
+			}
+		}
+	}
+	slices.Sort(failed)
+	slices.Sort(wrong)
+	if len(probes) != 9 || len(wrong) != 3 || !slices.Equal(failed, wrong) {
+		t.Errorf("%d probes; handshake failures %q, want the default-certificate ones %q", len(probes), failed, wrong)
+	}
+	if n := tsharkOutcomes(t, path); n != 14 {
+		t.Errorf("%d connections compared with tshark, want 14", n)
 	}
 }
 

@@ -148,8 +148,10 @@ func (c *Conn) Leaf() *x509.Certificate {
 	return c.Chain[0]
 }
 
-// Failed reports whether the handshake did not complete or the
-// connection closed before any application data.
+// Failed reports whether the handshake failed: an alert ended it, or a
+// reset or close came before both Finished (outcome alert, reset or
+// closed). A handshake that completed and was then closed without any
+// application data (a probe's close_notify) did not fail.
 func (c *Conn) Failed() bool {
 	return c.Outcome != OutcomeEstablished && c.Outcome != OutcomeIncomplete
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -20,11 +21,15 @@ func TestPagesInChromium(t *testing.T) {
 	bin := chromium(t)
 	e := newEnv(t)
 	saveLab(t, e)
+	seedOps(t, e)
 	srv := httptest.NewServer(e.h)
 	t.Cleanup(srv.Close)
 	dir := artifacts(t)
 	b := newCDP(t, bin)
-	b.cookie(srv.URL, web.CookieName, e.tok)
+	// Sign in through the real form, as a person does.
+	b.open(srv.URL + "/login?next=%2Fcalls")
+	b.eval(`document.getElementById('token').value = `+strconv.Quote(e.tok)+`; document.querySelector('form[action="/login"]').submit(); true`, new(bool))
+	b.wait(srv.URL + "/calls")
 
 	teams := web.CallPath(labCallID, "lab-sbc")
 	carrier := web.CallPath(labCarrierCallID, "lab-sbc")
@@ -81,6 +86,17 @@ func TestPagesInChromium(t *testing.T) {
 				t.Errorf("default certificate row reads %q", row)
 			}
 			fits("certificates")
+
+			// Audits and SBCs: charts drawn without JavaScript.
+			for _, pg := range []string{"audits", "sbcs"} {
+				b.open(srv.URL + "/" + pg)
+				var charts int
+				b.eval(`document.querySelectorAll('figure.chart svg polyline').length`, &charts)
+				if charts == 0 {
+					t.Errorf("/%s draws no chart line", pg)
+				}
+				fits(pg)
+			}
 
 			// An unknown page is an HTML page too.
 			b.open(srv.URL + "/calls/nope@x")

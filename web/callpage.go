@@ -46,7 +46,6 @@ type fact struct{ Name, Value string }
 type findingRow struct {
 	store.Finding
 	EvidenceJSON string
-	Advice       string
 }
 
 type tlsRow struct {

@@ -174,12 +174,6 @@ func (c *cdp) size(w, h int) {
 	c.page("Emulation.setDeviceMetricsOverride", map[string]any{"width": w, "height": h, "deviceScaleFactor": 1, "mobile": false}, nil)
 }
 
-// cookie sets a cookie for the site at base.
-func (c *cdp) cookie(base, name, value string) {
-	c.t.Helper()
-	c.page("Network.setCookie", map[string]any{"name": name, "value": value, "url": base + "/"}, nil)
-}
-
 // open loads url and waits until the document is complete at that URL
 // (after a redirect away, it fails).
 func (c *cdp) open(url string) {

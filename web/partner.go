@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -24,6 +23,8 @@ type partnerLeg struct {
 	// Verdict is its most severe finding, or how it ended.
 	Verdict  string
 	Severity string // of Verdict: critical, warning, info or none
+	// IsRoot: the call page's root cause is this leg's verdict.
+	IsRoot bool
 }
 
 // legRole names a leg by its far side.
@@ -92,30 +93,6 @@ func howEnded(c store.Call) string {
 	return strings.Join(parts, ", ")
 }
 
-// findingExtra is what the call page reads of a finding beyond
-// store.Finding, leniently: advice and the root-cause reference, when
-// the API gives them.
-type findingExtra struct {
-	ID       string `json:"id"`
-	Advice   string `json:"advice"`
-	CausedBy string `json:"caused_by"`
-}
-
-// findingExtras maps finding ids to their extras in an evidence body.
-func findingExtras(raw json.RawMessage) map[string]findingExtra {
-	var b struct {
-		Findings []findingExtra `json:"findings"`
-	}
-	out := map[string]findingExtra{}
-	if json.Unmarshal(raw, &b) != nil {
-		return out
-	}
-	for _, f := range b.Findings {
-		out[f.ID] = f
-	}
-	return out
-}
-
 // rootCause is the headline of the call page.
 type rootCause struct {
 	Severity string
@@ -131,11 +108,11 @@ type rootCause struct {
 // pickRootCause is the call's own most severe finding that nothing
 // else explains; else the most severe finding of a partner leg; else
 // nil.
-func pickRootCause(ev *evidence, extras map[string]findingExtra, partners []partnerLeg) *rootCause {
+func pickRootCause(ev *evidence, partners []partnerLeg) *rootCause {
 	var best *store.Finding
 	for i := range ev.Findings {
 		f := &ev.Findings[i]
-		if f.CallID != ev.Call.CallID || extras[f.ID].CausedBy != "" {
+		if f.CallID != ev.Call.CallID || f.CausedBy != "" {
 			continue
 		}
 		if best == nil || rankOf(f.Severity) < rankOf(best.Severity) {
@@ -144,14 +121,30 @@ func pickRootCause(ev *evidence, extras map[string]findingExtra, partners []part
 	}
 	if best != nil {
 		return &rootCause{Severity: best.Severity, Rule: best.Rule, Summary: best.Summary,
-			Advice: extras[best.ID].Advice, Supporting: len(ev.Findings) - 1}
+			Advice: best.Advice, Supporting: len(ev.Findings) - 1}
 	}
 	for i := range partners {
 		if partners[i].Severity != "none" {
+			partners[i].IsRoot = true
 			return &rootCause{Severity: partners[i].Severity, Partner: &partners[i]}
 		}
 	}
 	return nil
+}
+
+// partnerVerdict rewrites the "no findings" verdict of a leg whose root
+// cause is on its partner, so the page does not say both.
+func partnerVerdict(v []verdictLine, root *rootCause) {
+	if root == nil || root.Partner == nil {
+		return
+	}
+	for i := range v {
+		if v[i].Severity == "none" {
+			how := strings.TrimPrefix(v[i].Text, "No findings: ")
+			v[i].Text = "No finding on this leg itself (" + strings.TrimSuffix(how, ".") + "); the root cause is on its " +
+				root.Partner.Role + ", above."
+		}
+	}
 }
 
 func rankOf(s string) int {

@@ -14,10 +14,12 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/sbcwatch/sbcwatch/internal/authctx"
+	"github.com/sbcwatch/sbcwatch/internal/forwarded"
 	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/store"
 )
@@ -83,6 +85,8 @@ func New(opts Options) *Pages {
 	handle("GET /calls", p.authed(p.handleCalls))
 	handle("GET /calls.csv", p.authed(p.handleCallsCSV))
 	handle("GET /certificates", p.authed(p.handleCertificates))
+	handle("GET /audits", p.authed(p.handleAudits))
+	handle("GET /sbcs", p.authed(p.handleSBCs))
 	handle("GET /tls", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/certificates", http.StatusMovedPermanently)
 	})
@@ -128,7 +132,7 @@ func routed(h http.HandlerFunc) http.HandlerFunc {
 // over from its not-found handler, so its route table stays /api/v1).
 func Owns(path string) bool {
 	switch path {
-	case "/", "/login", "/logout", "/calls", "/calls.csv", "/certificates", "/tls":
+	case "/", "/login", "/logout", "/calls", "/calls.csv", "/certificates", "/tls", "/audits", "/sbcs":
 		return true
 	}
 	return strings.HasPrefix(path, "/calls/")
@@ -279,7 +283,7 @@ func (p *Pages) toLogin(w http.ResponseWriter, r *http.Request) {
 // ("/\t/evil.example" is "//evil.example" to Chromium, which strips tabs
 // and newlines and reads "\" as "/"). Anything else is "/".
 func safeNext(s string) string {
-	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || len(s) > 2048 {
+	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || len(s) > 2048 || !utf8.ValidString(s) {
 		return "/"
 	}
 	for _, c := range s {
@@ -351,7 +355,7 @@ func (p *Pages) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	p.log.Info("page sign-in", "token_name", t.Name, "scope", t.Scope)
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sid, Path: "/", MaxAge: int(sessionTTL / time.Second),
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: forwarded.Secure(r), SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
@@ -376,7 +380,7 @@ func (p *Pages) handleLogout(w http.ResponseWriter, r *http.Request) {
 
 func clearCookie(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: forwarded.Secure(r), SameSite: http.SameSiteStrictMode})
 }
 
 // apiError is an error answer of the API.
@@ -497,23 +501,15 @@ func (p *Pages) handleCall(w http.ResponseWriter, r *http.Request, tok string) {
 	if sbc := r.URL.Query().Get("sbc"); sbc != "" {
 		path += "?sbc=" + url.QueryEscape(sbc)
 	}
-	var raw json.RawMessage
-	if err := p.apiGet(r.Context(), tok, path, &raw); err != nil {
+	var ev evidence
+	if err := p.apiGet(r.Context(), tok, path, &ev); err != nil {
 		p.apiFailed(w, err)
 		return
 	}
-	var ev evidence
-	if err := json.Unmarshal(raw, &ev); err != nil {
-		p.apiFailed(w, fmt.Errorf("web: decode evidence: %w", err))
-		return
-	}
 	data := buildCallPage(&ev, p.opts.LadderSteps)
-	extras := findingExtras(raw)
-	for i := range data.Findings {
-		data.Findings[i].Advice = extras[data.Findings[i].ID].Advice
-	}
 	data.Partners = p.partnerLegs(r.Context(), ev.Call)
 	data.Leg = legRole(ev.Call)
-	data.Root = pickRootCause(&ev, extras, data.Partners)
+	data.Root = pickRootCause(&ev, data.Partners)
+	partnerVerdict(data.Verdict, data.Root)
 	p.render(w, http.StatusOK, "call.html", page{Title: "Call " + ev.Call.CallID, Authed: true, Data: data})
 }

@@ -160,12 +160,15 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(stderr, "sbcwatch analyze: warning: %s\n", w)
 	}
+	// A store that fails (exit 3) does not cost the report: it is still
+	// written below. A missing DSN is a usage error (exit 2).
+	stored := exitOK
 	if f.store {
 		if f.sbcName == "" && len(cfg.SBCs) == 1 {
 			f.sbcName = cfg.SBCs[0].Name // file it under the one configured SBC
 		}
-		if code := storeReport(ctx, f.db, f.sbcName, strings.Join(paths, ","), rep, cfg.Serve.Retention, stderr); code != exitOK {
-			return code
+		if stored = storeReport(ctx, f.db, f.sbcName, strings.Join(paths, ","), rep, cfg.Serve.Retention, stderr); stored == exitUsage {
+			return stored
 		}
 	}
 	switch {
@@ -194,7 +197,7 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "sbcwatch analyze: writing the report: %v\n", err)
 		return exitInternal
 	}
-	return exitOK
+	return stored
 }
 
 // streamReport runs the analysis with the records leaving as they are

@@ -18,6 +18,8 @@ import (
 
 	"github.com/sbcwatch/sbcwatch/api"
 	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/internal/forwarded"
+	"github.com/sbcwatch/sbcwatch/metrics"
 	"github.com/sbcwatch/sbcwatch/store"
 )
 
@@ -158,7 +160,7 @@ Creates or updates the database schema. The database itself must exist:
 createdb sbcwatch (or CREATE DATABASE sbcwatch as a superuser).
 `
 
-const serveHelp = `usage: sbcwatch serve [--db DSN] [--listen ADDR] [--config FILE]
+const serveHelp = `usage: sbcwatch serve [--db DSN] [--migrate] [--listen ADDR] [--config FILE]
 
 Runs the daemon: the REST API and the pages (/calls, /certificates) over
 what is stored, and, when the configuration says so, capture, polls and
@@ -249,6 +251,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cfgPath := fs.String("config", "", "configuration file (SBCs, retention; capture, polls and audits when wired)")
 	retention := fs.Int("retention-days", 0, "days of data to keep (default serve.retention_days of the config, else 30)")
 	migrate := fs.Bool("migrate", false, "apply the database schema first (as sbcwatch migrate)")
+	lf := addLogFlags(fs, storeGetenv)
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain); reloaded on SIGHUP")
+	tlsKey := fs.String("tls-key", "", "the PEM private key of --tls-cert")
+	proxies := fs.String("trusted-proxy", "", "reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-Proto: https marks sign-in cookies Secure")
 	if code, ok := storeParse(fs, args, serveHelp, stdout, stderr); !ok {
 		return code
 	}
@@ -291,7 +297,21 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail(exitUsage, "--listen %q: %v", addr, err)
 	}
 
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	trusted, err := forwarded.Parse(*proxies)
+	if err != nil {
+		return fail(exitUsage, "--trusted-proxy: %v", err)
+	}
+	var serveOpts []api.ServeOption
+	scheme := "http"
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return fail(exitUsage, "--tls-cert and --tls-key go together")
+	} else if *tlsCert != "" {
+		serveOpts, scheme = append(serveOpts, api.WithTLS(*tlsCert, *tlsKey)), "https"
+	}
 	st, err := storeOpen(ctx, dsn)
 	if err != nil {
 		return fail(exitUsage, "%s", storeLine(err))
@@ -306,7 +326,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := st.CheckSchema(ctx); err != nil {
 		return fail(exitUsage, "%s", storeLine(err))
 	}
-	opts := api.Options{Logger: log, Version: version}
+	bi := readBuildInfo()
+	opts := api.Options{Logger: log, Metrics: metrics.New(bi.Version, bi.Commit, bi.Date), TrustedProxies: trusted}
 	if cfg != nil {
 		for _, s := range cfg.SBCs {
 			if err := store.UpsertSBC(ctx, st.Pool(), store.SBC{Name: s.Name, FQDNs: s.FQDNs, Addresses: s.Addresses}); err != nil {
@@ -322,7 +343,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { serveRetention(ctx, st, keep, resolveAfter, log) })
+	st.SetResolveAfter(resolveAfter)
+	wg.Go(func() { serveRetention(ctx, st, keep, log) })
 	if cfg != nil {
 		for _, h := range serveHooks {
 			wg.Go(func() {
@@ -336,8 +358,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		log.Info("serving stored data only; nothing is captured, polled or audited by this process")
 	}
 	err = api.ListenAndServe(ctx, addr, api.NewServer(st, opts), log, func(a net.Addr) {
-		fmt.Fprintf(stdout, "listening on http://%s\n", a)
-	})
+		fmt.Fprintf(stdout, "listening on %s://%s\n", scheme, a)
+	}, serveOpts...)
 	cancel()
 	if err != nil {
 		return fail(exitUsage, "%s", storeLine(err))
@@ -345,20 +367,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return exitOK
 }
 
-// serveRetention drops old partitions, resolves the problems not seen for
-// resolveAfter days (0: never) and creates the next days' partitions, at
-// start and then hourly.
-func serveRetention(ctx context.Context, st *store.Store, days, resolveAfter int, log *slog.Logger) {
+// serveRetention drops old partitions, resolves the problems not seen
+// again for serve.resolve_after_days (in DropOlderThan) and creates the
+// next days' partitions, at start and then hourly.
+func serveRetention(ctx context.Context, st *store.Store, days int, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
 		if _, err := st.DropOlderThan(ctx, days); err != nil && ctx.Err() == nil {
 			log.Warn("retention failed", "err", err)
-		}
-		if n, err := st.ResolveStale(ctx, resolveAfter); err != nil && ctx.Err() == nil {
-			log.Warn("resolving stale problems failed", "err", err)
-		} else if n > 0 {
-			log.Info("problems resolved after days without recurrence", "count", n, "days", resolveAfter)
 		}
 		if err := st.EnsureUpcoming(ctx, 2); err != nil && ctx.Err() == nil {
 			log.Warn("creating partitions ahead failed", "err", err)

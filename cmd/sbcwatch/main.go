@@ -40,6 +40,7 @@ commands:
   poll                  read an SBC's call counters once (SNMP or REST)
   migrate               apply the database schema
   token create          create an API token
+  version               print the version, commit and build date
 
 Run 'sbcwatch help <command>' (or 'sbcwatch <command> -h') for one command's help.
 `
@@ -78,11 +79,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	case "version", "--version":
-		fmt.Fprintln(stdout, "sbcwatch", version)
+		readBuildInfo().write(stdout)
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "sbcwatch: unknown command %q (try 'sbcwatch help')\n", cmd)
 	return exitUsage
 }
-
-var version = "dev"

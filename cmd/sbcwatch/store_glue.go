@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,12 +27,15 @@ func storeReport(ctx context.Context, dsnFlag, sbc, source string, r *report.Rep
 	st, err := storeOpen(ctx, dsn)
 	if err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
-		return exitUsage
+		return exitInternal
 	}
 	defer st.Close()
 	if err := st.CheckSchema(ctx); err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
-		return exitUsage
+		if errors.Is(err, store.ErrNotMigrated) {
+			return exitUsage // the admin's step: sbcwatch migrate
+		}
+		return exitInternal
 	}
 	res, err := st.SaveReportResult(ctx, sbc, source, r)
 	if err != nil {

@@ -82,9 +82,18 @@ func TestAnalyzeStoreIdempotent(t *testing.T) {
 	if !strings.Contains(errOut, "0 new calls, 0 SIP messages, 0 TLS connections, 0 certificates, 0 findings") {
 		t.Fatalf("second store added rows: %s", errOut)
 	}
-	// An unreachable database is a one-line error and exit 2.
-	code, _, errOut = runCLI("analyze", "--store", "--db", "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2", sample)
-	if code != exitUsage || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+	// An unreachable database is a one-line error and exit 3; the report
+	// is still written.
+	code, out, errOut := runCLI("analyze", "--store", "--db", "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2", sample)
+	if code != exitInternal || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "--store: ") {
 		t.Fatalf("unreachable db: exit %d %q", code, errOut)
+	}
+	if !strings.Contains(out, "findings: ") {
+		t.Fatalf("the report is lost when the store fails: %q", out)
+	}
+	// No database named at all is a usage error.
+	t.Setenv("DATABASE_URL", "")
+	if code, _, errOut := runCLI("analyze", "--store", sample); code != exitUsage {
+		t.Fatalf("no DSN: exit %d %q", code, errOut)
 	}
 }

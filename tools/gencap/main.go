@@ -2,8 +2,13 @@
 // benchmarks and memory tests: many SIP calls over UDP between a carrier
 // and an SBC, and real TLS 1.2 handshakes (made in memory with crypto/tls)
 // from a Microsoft address to the SBC, some of which the client aborts.
+// With -concurrent N, N calls are up at once (their messages interleave);
+// with -rtp N, each call carries N RTP packets each way between answer and
+// BYE.
 //
 //	go run ./tools/gencap -calls 20000 -o /tmp/big.pcap
+//	go run ./tools/gencap -calls 30000 -concurrent 6000 -tls-every 0 -o /tmp/sip.pcap
+//	go run ./tools/gencap -calls 2000 -rtp 250 -tls-every 0 -o /tmp/rtp.pcap
 package main
 
 import (
@@ -33,16 +38,21 @@ func main() {
 	calls := flag.Int("calls", 1000, "number of SIP calls")
 	tlsEvery := flag.Int("tls-every", 10, "one TLS handshake every N calls (0: none)")
 	out := flag.String("o", "gen.pcap", "output file")
-	up := flag.Int("up", 1, "calls up at once (1: one call after the other, each a few ms long)")
+	concurrent := flag.Int("concurrent", 1, "calls up at once (their messages interleave)")
+	rtp := flag.Int("rtp", 0, "RTP packets per call and direction")
+	up := flag.Int("up", 1, "calls up at once on the clock of a busy SBC: a new call every hold/up, each up for -hold (1: off)")
 	hold := flag.Duration("hold", 3*time.Minute, "how long each call stays up when -up > 1")
 	flag.Parse()
+	if *calls < 0 || *concurrent < 1 || *rtp < 0 || *tlsEvery < 0 || *up < 1 || *hold <= 0 {
+		log.Fatal("gencap: -calls, -rtp and -tls-every must be >= 0, -concurrent and -up >= 1, -hold > 0")
+	}
 	if *up > 1 {
 		if err := runBusy(*calls, *tlsEvery, *up, *hold, *out); err != nil {
 			log.Fatal(err)
 		}
 		return
 	}
-	if err := run(*calls, *tlsEvery, *out); err != nil {
+	if err := run(*calls, *tlsEvery, *concurrent, *rtp, *out); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -83,7 +93,7 @@ var (
 	ms      = net.IPv4(52, 114, 75, 24).To4()
 )
 
-func run(calls, tlsEvery int, out string) error {
+func run(calls, tlsEvery, concurrent, rtp int, out string) error {
 	f, err := os.Create(out)
 	if err != nil {
 		return err
@@ -98,21 +108,37 @@ func run(calls, tlsEvery int, out string) error {
 	if err != nil {
 		return err
 	}
-	for i := 0; i < calls; i++ {
-		for _, m := range callMessages(i) {
-			src, dst := carrier, sbc
-			if m.fromSBC {
-				src, dst = sbc, carrier
-			}
-			if err := w.packet(src, dst, 5060, 5060, nil, []byte(m.text)); err != nil {
+	// Round robin over the calls up at once: one packet of each in turn;
+	// a finished call makes room for the next.
+	type live struct {
+		i, at int
+		msgs  []msg
+	}
+	var up []*live
+	next := 0
+	for next < calls || len(up) > 0 {
+		for len(up) < concurrent && next < calls {
+			up = append(up, &live{i: next, msgs: callMessages(next, rtp)})
+			next++
+		}
+		kept := up[:0]
+		for _, c := range up {
+			m := c.msgs[c.at]
+			c.at++
+			if err := w.emit(c.i, m); err != nil {
 				return err
 			}
-		}
-		if tlsEvery > 0 && i%tlsEvery == 0 {
-			if err := w.tlsConn(hs[i/tlsEvery%len(hs)], uint16(20000+i%40000)); err != nil {
-				return err
+			if c.at < len(c.msgs) {
+				kept = append(kept, c)
+				continue
+			}
+			if tlsEvery > 0 && c.i%tlsEvery == 0 {
+				if err := w.tlsConn(hs[c.i/tlsEvery%len(hs)], uint16(20000+c.i%40000)); err != nil {
+					return err
+				}
 			}
 		}
+		up = kept
 	}
 	return nil
 }
@@ -157,7 +183,7 @@ func runBusy(calls, tlsEvery, up int, hold time.Duration, out string) error {
 			if start.After(w.t) {
 				w.t = start
 			}
-			if err := write(callMessages(s)[:5]); err != nil {
+			if err := write(callMessages(s, 0)[:5]); err != nil {
 				return err
 			}
 			if tlsEvery > 0 && s%tlsEvery == 0 {
@@ -171,7 +197,7 @@ func runBusy(calls, tlsEvery, up int, hold time.Duration, out string) error {
 		if end.After(w.t) {
 			w.t = end
 		}
-		if err := write(callMessages(e)[5:]); err != nil {
+		if err := write(callMessages(e, 0)[5:]); err != nil {
 			return err
 		}
 		e++
@@ -179,12 +205,33 @@ func runBusy(calls, tlsEvery, up int, hold time.Duration, out string) error {
 	return bw.Flush()
 }
 
+// emit writes one message (or RTP packet) of call i.
+func (w *writer) emit(i int, m msg) error {
+	src, dst := carrier, sbc
+	if m.fromSBC {
+		src, dst = sbc, carrier
+	}
+	if m.rtpSeq > 0 {
+		// RTP v2, PCMU, 20 ms of audio; ports per call.
+		port := uint16(16384 + 2*(i%20000))
+		b := make([]byte, 12+160)
+		b[0], b[1] = 0x80, 0
+		b[2], b[3] = byte(m.rtpSeq>>8), byte(m.rtpSeq)
+		ts := uint32(m.rtpSeq) * 160
+		b[4], b[5], b[6], b[7] = byte(ts>>24), byte(ts>>16), byte(ts>>8), byte(ts)
+		b[8], b[9], b[10], b[11] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
+		return w.packet(src, dst, port, port, nil, b)
+	}
+	return w.packet(src, dst, 5060, 5060, nil, []byte(m.text))
+}
+
 type msg struct {
 	fromSBC bool
 	text    string
+	rtpSeq  int // > 0: an RTP packet, not SIP
 }
 
-func callMessages(i int) []msg {
+func callMessages(i, rtp int) []msg {
 	id := fmt.Sprintf("gen-%d@198.51.100.7", i)
 	from := fmt.Sprintf("<sip:+4930%07d@198.51.100.7>;tag=c%d", i, i)
 	to := "<sip:+4969987654@192.0.2.10>"
@@ -202,15 +249,19 @@ func callMessages(i int) []msg {
 		return fmt.Sprintf("SIP/2.0 %d %s\r\nVia: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK%d%s\r\nFrom: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %d %s\r\nContent-Length: 0\r\n\r\n",
 			code, reason, i, method, from, toh, id, cseq, method)
 	}
-	return []msg{
-		{false, req("INVITE", to, 1, sdp)},
-		{true, resp(100, "Trying", to, 1, "INVITE")},
-		{true, resp(180, "Ringing", toT, 1, "INVITE")},
-		{true, resp(200, "OK", toT, 1, "INVITE")},
-		{false, req("ACK", toT, 1, "")},
-		{false, req("BYE", toT, 2, "")},
-		{true, resp(200, "OK", toT, 2, "BYE")},
+	out := []msg{
+		{false, req("INVITE", to, 1, sdp), 0},
+		{true, resp(100, "Trying", to, 1, "INVITE"), 0},
+		{true, resp(180, "Ringing", toT, 1, "INVITE"), 0},
+		{true, resp(200, "OK", toT, 1, "INVITE"), 0},
+		{false, req("ACK", toT, 1, ""), 0},
 	}
+	for k := 1; k <= rtp; k++ {
+		out = append(out, msg{false, "", k}, msg{true, "", k})
+	}
+	return append(out,
+		msg{false, req("BYE", toT, 2, ""), 0},
+		msg{true, resp(200, "OK", toT, 2, "BYE"), 0})
 }
 
 // flight is one write of one side of a TLS handshake.

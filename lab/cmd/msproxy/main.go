@@ -4,7 +4,8 @@
 // BYEs the original leg once a transfer completes. As a TLS client (TLS
 // 1.2 only, Microsoft's suites, SNI = the SBC FQDN, validating against the
 // lab CA) it opens new connections to the SBC: OPTIONS pings, Teams-
-// originated calls, and REFER delivery from a Microsoft address outside
+// originated calls, health-check probes that close right after the
+// handshake, and REFER delivery from a Microsoft address outside
 // the SBC's proxy set, retried three times within a second and once more
 // after -late-retry, then given up, as in the field case.
 package main
@@ -101,6 +102,9 @@ func run(f scenario.Flags, late time.Duration) error {
 		}
 	}()
 	go p.optionsLoop()
+	for i, at := range sc.Probes {
+		go p.probe(i+1, at)
+	}
 	for _, c := range sc.Calls {
 		if c.From == scenario.FromTeams {
 			go p.placeCall(c)
@@ -383,6 +387,32 @@ func (p *ms) response(c *sipx.Conn, d *dlg, m *sipx.Msg) {
 			}
 		}
 	}
+}
+
+// probe is a health check at offset at: a new validating TLS connection
+// from MSCallsAddr that is closed with close_notify right after the
+// handshake, without SIP.
+func (p *ms) probe(n int, at time.Duration) {
+	if !scenario.At(p.t0, at, p.done) {
+		return
+	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(scenario.MSCallsAddr)}, Timeout: 3 * time.Second}
+	start := time.Now()
+	raw, err := d.Dial("tcp4", net.JoinHostPort(scenario.SBCAddr, fmt.Sprint(scenario.SBCTLSPort)))
+	if err != nil {
+		log.Printf("probe %d: connect: %v", n, err)
+		return
+	}
+	tc := tls.Client(raw, labtls.ClientConfig(scenario.SBCFQDN, p.roots))
+	_ = tc.SetDeadline(time.Now().Add(3 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		raw.Close()
+		log.Printf("probe %d: failed after %v: %v", n, time.Since(start).Round(time.Millisecond), err)
+		return
+	}
+	// Close sends close_notify (an encrypted alert) and then FIN.
+	err = tc.Close()
+	log.Printf("probe %d: handshake done in %v, closed with close_notify (%v)", n, time.Since(start).Round(time.Millisecond), err)
 }
 
 // placeCall is a Teams user calling the PSTN over a new connection.

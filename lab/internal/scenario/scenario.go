@@ -117,7 +117,12 @@ type Scenario struct {
 	ContactIP bool
 	// OptionsEvery repeats the OPTIONS pings (0: once each way at start).
 	OptionsEvery time.Duration
-	Calls        []Call
+	// Probes are the offsets at which Microsoft (MSCallsAddr) opens a
+	// connection, completes the TLS handshake and closes it with
+	// close_notify without sending any SIP, as health checks and load
+	// balancers do.
+	Probes []time.Duration
+	Calls  []Call
 	// Length bounds the run: every program exits at t0+Length.
 	Length time.Duration
 }
@@ -220,6 +225,14 @@ var all = []Scenario{
 		Length: 33 * time.Second,
 	},
 	{
+		Name:        "probes_close_notify",
+		Description: "Microsoft's health checks: most inbound connections complete the TLS handshake and close with close_notify without SIP; every fourth inbound connection gets the default certificate and Microsoft aborts; no call",
+		CertPolicy:  PolicyEveryN,
+		EveryN:      4,
+		Probes:      probeTimes(2*time.Second, time.Second, 12),
+		Length:      16 * time.Second,
+	},
+	{
 		Name:          "busy_sbc",
 		Description:   "five concurrent calls, OPTIONS every 10 s, Teams-originated calls over new connections that succeed; only the Auto Attendant call loses its transfer",
 		CertPolicy:    PolicyProxySet,
@@ -234,6 +247,15 @@ var all = []Scenario{
 		},
 		Length: 38 * time.Second,
 	},
+}
+
+// probeTimes returns n offsets from first, every step.
+func probeTimes(first, step time.Duration, n int) []time.Duration {
+	out := make([]time.Duration, n)
+	for i := range out {
+		out[i] = first + time.Duration(i)*step
+	}
+	return out
 }
 
 // Allow is the Allow header the SBC sends towards Microsoft.
