@@ -17,7 +17,6 @@ import (
 
 	"github.com/sbcwatch/sbcwatch/audiocodes/syslog"
 	"github.com/sbcwatch/sbcwatch/config"
-	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/sip"
 )
 
@@ -345,22 +344,21 @@ func sbcAddrs(cfg *config.Config) []netip.Addr {
 // captures gave no packet at all and no log gave a message, there is
 // nothing to report on: that is an input error (exit status 2) naming the
 // first damaged file.
-func damage(p *Pipeline, warnings []string, packets uint64, li *logInput) error {
+func damage(dst *[]string, warnings []string, packets uint64, li *logInput) error {
 	if len(warnings) > 0 && packets == 0 && (li == nil || li.lines == 0) {
 		return fmt.Errorf("%w: %s", ErrInput, warnings[0])
 	}
-	p.warnings = append(p.warnings, warnings...)
+	*dst = append(*dst, warnings...)
 	return nil
 }
 
 // noteInputs counts in the report's stats what the inputs lost: capture
 // files that ended early, log lines skipped for their length.
-func noteInputs(r *report.Report, li *logInput, damaged []string) *report.Report {
+func noteInputs(extra map[string]uint64, li *logInput, damaged []string) {
 	if len(damaged) > 0 {
-		r.Stats.Extra["damaged_files"] = uint64(len(damaged))
+		extra["damaged_files"] = uint64(len(damaged))
 	}
 	if li != nil && li.long > 0 {
-		r.Stats.Extra["log_lines_too_long"] = uint64(li.long)
+		extra["log_lines_too_long"] = uint64(li.long)
 	}
-	return r
 }

@@ -344,7 +344,7 @@ func (a *analysis) citesFor(conns []*tlsaudit.Conn) []string {
 // "listener" and "fingerprint_sha256"), and tls_cert_inconsistent per
 // listener and SNI with the "fingerprints" served.
 func about(f *finding.Finding, c *tlsaudit.Conn) bool {
-	if ids, ok := f.Evidence["connection_ids"].([]string); ok && slices.Contains(ids, c.ID) {
+	if ids, ok := strs(f.Evidence["connection_ids"]); ok && slices.Contains(ids, c.ID) {
 		return true
 	}
 	if f.Connection != "" && f.Connection == c.ID {
@@ -377,7 +377,7 @@ func about(f *finding.Finding, c *tlsaudit.Conn) bool {
 		name, _ := f.Evidence["name"].(string)
 		return name == "" || c.Check == nil || !c.Check.NameChecked || strings.EqualFold(name, c.Check.Name)
 	}
-	if fps, ok := f.Evidence["fingerprints"].([]map[string]any); ok {
+	if fps, ok := maps(f.Evidence["fingerprints"]); ok {
 		if sni, ok := f.Evidence["sni"].(string); ok && !strings.EqualFold(sni, c.SNI) {
 			return false
 		}
@@ -473,7 +473,7 @@ func (a *analysis) link(delivered, all []*finding.Finding) {
 	for _, d := range delivered {
 		ids := d.Cites
 		var conns []string
-		if fc, ok := d.Evidence["failed_connections"].([]map[string]any); ok {
+		if fc, ok := maps(d.Evidence["failed_connections"]); ok {
 			for _, c := range fc {
 				if id, ok := c["connection"].(string); ok {
 					conns = append(conns, id)
@@ -481,14 +481,14 @@ func (a *analysis) link(delivered, all []*finding.Finding) {
 			}
 		}
 		for _, f := range ctxWrong {
-			if cids, ok := f.Evidence["connection_ids"].([]string); ok && slices.ContainsFunc(cids, func(id string) bool { return slices.Contains(conns, id) }) {
+			if cids, ok := strs(f.Evidence["connection_ids"]); ok && slices.ContainsFunc(cids, func(id string) bool { return slices.Contains(conns, id) }) {
 				ids = append(ids, f.ID)
 			}
 		}
 		var calls []string
 		if d.CallID != "" {
 			calls = []string{d.CallID}
-		} else if cs, ok := d.Evidence["candidate_call_ids"].([]string); ok {
+		} else if cs, ok := strs(d.Evidence["candidate_call_ids"]); ok {
 			calls = cs
 		}
 		for _, id := range calls {
@@ -505,4 +505,40 @@ func (a *analysis) link(delivered, all []*finding.Finding) {
 		slices.SortFunc(ids, compareIDs)
 		d.Cites = slices.Compact(ids)
 	}
+}
+
+// strs reads a list of strings from evidence, as built ([]string) or
+// after a JSON round trip ([]any).
+func strs(v any) ([]string, bool) {
+	switch x := v.(type) {
+	case []string:
+		return x, true
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// maps reads a list of objects from evidence, as built
+// ([]map[string]any) or after a JSON round trip ([]any).
+func maps(v any) ([]map[string]any, bool) {
+	switch x := v.(type) {
+	case []map[string]any:
+		return x, true
+	case []any:
+		out := make([]map[string]any, 0, len(x))
+		for _, e := range x {
+			if m, ok := e.(map[string]any); ok {
+				out = append(out, m)
+			}
+		}
+		return out, true
+	}
+	return nil, false
 }

@@ -414,6 +414,7 @@ func (a *analysis) connsEvidence(conns []*tlsaudit.Conn) []map[string]any {
 	for _, c := range conns {
 		m := map[string]any{
 			"connection":  c.ID,
+			"uid":         c.UID(),
 			"peer":        addrString(c.Client),
 			"server":      addrString(c.Server),
 			"sni":         c.SNI,

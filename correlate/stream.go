@@ -250,6 +250,7 @@ func (s *Stream) evictCall() {
 	}
 	c := s.pending[0]
 	s.decide([]*sip.Call{c}, true)
+	s.decided = slices.DeleteFunc(s.decided, func(x *sip.Call) bool { return x == c })
 }
 
 // AddConn takes a TLS connection that ended.
@@ -316,7 +317,9 @@ func cmpLag(cfg *config.Config) time.Duration {
 
 // Flush takes the decisions the clock allows; cheap when nothing is due.
 func (s *Stream) Flush() {
-	if s.closed || !s.now.After(s.lastFlush.Add(time.Second)) {
+	// A round every sixteenth of the lag: decisions come at most that
+	// much after their windows passed, and rounds stay cheap.
+	if s.closed || !s.now.After(s.lastFlush.Add(max(time.Second, s.lag/16))) {
 		return
 	}
 	s.lastFlush = s.now
@@ -526,7 +529,7 @@ func (s *Stream) decideWith(ripe []*sip.Call, sockets []*syslog.Socket, force bo
 // tls_context_wrong findings about its connections.
 func (s *Stream) linkContext(d *finding.Finding, ctx []*finding.Finding) bool {
 	var conns []string
-	if fc, ok := d.Evidence["failed_connections"].([]map[string]any); ok {
+	if fc, ok := maps(d.Evidence["failed_connections"]); ok {
 		for _, c := range fc {
 			if id, ok := c["connection"].(string); ok {
 				conns = append(conns, id)
@@ -535,7 +538,7 @@ func (s *Stream) linkContext(d *finding.Finding, ctx []*finding.Finding) bool {
 	}
 	changed := false
 	for _, f := range ctx {
-		if cids, ok := f.Evidence["connection_ids"].([]string); ok && slices.ContainsFunc(cids, func(id string) bool { return slices.Contains(conns, id) }) {
+		if cids, ok := strs(f.Evidence["connection_ids"]); ok && slices.ContainsFunc(cids, func(id string) bool { return slices.Contains(conns, id) }) {
 			d.Cites = append(d.Cites, f.ID)
 			changed = true
 		}
@@ -555,7 +558,12 @@ func (s *Stream) assign(f *finding.Finding) {
 	}
 }
 
-func (s *Stream) emit(f *finding.Finding) { s.o.Emit(f) }
+func (s *Stream) emit(f *finding.Finding) {
+	if f.Key == "" {
+		f.Key = finding.KeyOf(f)
+	}
+	s.o.Emit(f)
+}
 
 // tlsChecks runs the TLS findings over the connections that ended since
 // the last round and merges the grouped ones into those already out.
@@ -617,8 +625,8 @@ func mergeGroup(g, f *finding.Finding) {
 	n, _ := g.Evidence["connections"].(int)
 	m, _ := f.Evidence["connections"].(int)
 	g.Evidence["connections"] = n + m
-	ids, _ := g.Evidence["connection_ids"].([]string)
-	more, _ := f.Evidence["connection_ids"].([]string)
+	ids, _ := strs(g.Evidence["connection_ids"])
+	more, _ := strs(f.Evidence["connection_ids"])
 	for _, id := range more {
 		if len(ids) >= 20 {
 			break

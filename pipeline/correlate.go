@@ -133,6 +133,7 @@ func (c *correlator) close() []string {
 		e.sink.TLSConn(conn)
 	}
 	for _, f := range all {
+		f.Key = finding.KeyOf(f)
 		e.st.Findings++
 		e.sink.Finding(f)
 	}

@@ -32,11 +32,27 @@
 // exporter). Dialog timeouts, the linger of ended calls and the rules'
 // windows are measured against it; nothing reads the wall clock.
 //
+// # Correlation
+//
+// Calls and connections go to the sink as they leave the trackers, and
+// to correlate.Stream, which decides each rule once its windows have
+// passed on the watermark and sends the findings (correlate/README.md,
+// "Streaming", says when each rule decides and what it holds). Finding
+// IDs ("F<n>") are numbered in decision order; Key is stable across runs.
+// Options.Batch instead holds everything and correlates once at Close
+// (correlate.Run): the whole-input semantics the equivalence tests
+// compare against.
+//
 // # Bounds
 //
-// The tracker, the TLS tracker and the TCP reassembly are bounded by the
-// config's limits; what they let go early is counted in Stats. The
-// engine is not safe for concurrent use: one goroutine feeds it.
+// Memory follows the calls up at once and the correlation windows, not
+// the length of the input. The tracker (limits.max_dialogs,
+// max_messages_per_call, max_kept_messages), the TLS tracker
+// (max_tls_conns), the TCP reassembly (max_buffered_pages_*) and the
+// correlation windows (max_window_calls, max_window_conns,
+// max_window_events) are bounded by the config; what they let go early is
+// counted in Stats (DialogsEvicted, Correlate.Evicted*). The engine is not
+// safe for concurrent use: one goroutine feeds it.
 //
 // # Errors
 //

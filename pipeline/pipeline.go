@@ -51,10 +51,24 @@ type Options struct {
 	// Linger is how long an ended call waits for late messages before it
 	// is let go (0: the tracker's default, 32 s).
 	Linger time.Duration
+	// Frames, when set, is told what each frame carried as it is decoded,
+	// so a caller can keep the raw frames behind calls and connections in
+	// the same pass (analyze --keep-packets).
+	Frames FrameHook
 	// Batch holds every call and connection until Close and correlates
 	// once over all of them: today's whole-input semantics, kept for the
 	// equivalence tests. Memory then grows with the input.
 	Batch bool
+}
+
+// FrameHook learns, while a frame is decoded, what it carried.
+type FrameHook interface {
+	// Segment is called for every TCP segment (frame number, capture
+	// time, direction).
+	Segment(frame uint64, t time.Time, src, dst netip.AddrPort)
+	// Message is called for every SIP message parsed; its Frame is the
+	// frame that completed it (0 when unknown).
+	Message(m *sip.Message)
 }
 
 // Stats are the engine's counters.
@@ -75,6 +89,9 @@ type Stats struct {
 	// Calls, Conns and Findings count what went to the sink (a finding
 	// updated counts once).
 	Calls, Conns, Findings uint64
+	// DialogsEvicted counts calls the SIP tracker let go early because
+	// limits.max_dialogs was reached.
+	DialogsEvicted uint64
 	// Panics counts internal errors (a panic after the bytes were
 	// decoded: in the tracker, the correlation or the sink). Each is a
 	// bug; the first is logged with its stack.
@@ -92,6 +109,7 @@ type Engine struct {
 	sink    Sink
 	log     *slog.Logger
 	recvClk bool
+	frames  FrameHook
 
 	dec     *tap.Decoder
 	parser  *sip.Parser
@@ -136,7 +154,7 @@ func New(o Options) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{cfg: cfg, sink: o.Sink, log: log, recvClk: o.ReceiveClock}
+	e := &Engine{cfg: cfg, sink: o.Sink, log: log, recvClk: o.ReceiveClock, frames: o.Frames}
 	e.parser = sip.NewParser(cfg.Limits.MaxSIPMessage)
 	to := sip.TrackerOptions{
 		MaxDialogs:         cfg.Limits.MaxDialogs,
@@ -160,10 +178,14 @@ func New(o Options) (*Engine, error) {
 		Check:       tlsaudit.CertChecker(roots, cfg.ExpiryWarning.D()),
 	})
 	e.corr = newCorrelator(e, o.Batch)
-	e.dec = tap.NewDecoder(handler{e}, tap.Options{
+	topt := tap.Options{
 		MaxBufferedPagesPerConn: cfg.Limits.MaxBufferedPagesPerConn,
 		MaxBufferedPagesTotal:   cfg.Limits.MaxBufferedPagesTotal,
-	})
+	}
+	if o.Frames != nil {
+		topt.Segment = o.Frames.Segment
+	}
+	e.dec = tap.NewDecoder(handler{e}, topt)
 	return e, nil
 }
 
@@ -286,10 +308,12 @@ func (e *Engine) Close() (Stats, []string) {
 	e.dec.Close()
 	e.tls.Flush() // streams the tap never closed end as incomplete
 	var hints []string
+	var calls []*sip.Call
+	e.guard(func() { calls = e.tracker.Close() })
+	for _, c := range calls {
+		e.guard(func() { e.callDone(c) })
+	}
 	e.guard(func() {
-		for _, c := range e.tracker.Close() {
-			e.callDone(c)
-		}
 		e.takeConns()
 		hints = e.corr.close()
 	})
@@ -301,6 +325,7 @@ func (e *Engine) Stats() Stats {
 	s := e.st
 	s.Decoder = e.dec.Stats()
 	s.Correlate = e.corr.stats()
+	s.DialogsEvicted = e.tracker.Evicted()
 	return s
 }
 
@@ -311,6 +336,9 @@ func (e *Engine) callDone(c *sip.Call) {
 
 func (e *Engine) observe(m *sip.Message) {
 	e.st.SIPMessages++
+	if e.frames != nil {
+		e.frames.Message(m)
+	}
 	e.guard(func() {
 		e.tracker.Observe(m)
 		e.corr.observe(m)

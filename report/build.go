@@ -80,6 +80,7 @@ func CallView(c *sip.Call) CallJSON {
 // ConnView is the JSON contract's view of a TLS connection.
 func ConnView(c *tlsaudit.Conn) TLSJSON {
 	v := TLSJSON{
+		UID:           c.UID(),
 		Client:        c.Client.String(),
 		Server:        c.Server.String(),
 		SNI:           c.SNI,

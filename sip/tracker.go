@@ -60,6 +60,7 @@ type Tracker struct {
 	done    map[string]*callState
 	pending []pendingRefer
 	kept    int // messages kept in calls not handed to OnDone
+	evicted uint64
 
 	seed   maphash.Seed // for retransmission keys
 	keyBuf []byte       // reused to hash a retransmission key
@@ -722,8 +723,12 @@ func (t *Tracker) Expire(now time.Time) {
 	t.pending = keep
 }
 
+// Evicted counts the calls let go early because MaxDialogs was reached.
+func (t *Tracker) Evicted() uint64 { return t.evicted }
+
 // evict lets go of the least recently active call, ended ones first.
 func (t *Tracker) evict() {
+	t.evicted++
 	if cs := t.ended.head; cs != nil {
 		t.release(cs)
 		return

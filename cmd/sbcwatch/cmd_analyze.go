@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -63,7 +64,7 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs := flag.NewFlagSet("sbcwatch analyze", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var f analyzeFlags
-	fs.StringVar(&f.format, "format", "text", "output `format`: text, json or csv (the calls table)")
+	fs.StringVar(&f.format, "format", "text", "output `format`: text, json, csv (the calls table) or ndjson (one record per line as decided)")
 	fs.StringVar(&f.call, "call", "", "print a ladder of the call with this Call-ID")
 	fs.StringVar(&f.configFile, "config", "", "YAML configuration file (shared with serve)")
 	fs.Var(&f.fqdns, "sbc-fqdn", "the SBC's FQDN (repeatable)")
@@ -94,12 +95,16 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "sbcwatch analyze: no capture file given (usage: sbcwatch analyze [flags] FILE|DIR|-...; try -h)")
 		return exitUsage
 	}
-	if f.format != "text" && f.format != "json" && f.format != "csv" {
-		fmt.Fprintf(stderr, "sbcwatch analyze: --format must be text, json or csv, not %q\n", f.format)
+	if f.format != "text" && f.format != "json" && f.format != "csv" && f.format != "ndjson" {
+		fmt.Fprintf(stderr, "sbcwatch analyze: --format must be text, json, csv or ndjson, not %q\n", f.format)
 		return exitUsage
 	}
 	if f.format == "csv" && f.call != "" {
 		fmt.Fprintln(stderr, "sbcwatch analyze: --call prints a ladder (text) or JSON, not csv")
+		return exitUsage
+	}
+	if f.format == "ndjson" && (f.call != "" || f.store) {
+		fmt.Fprintln(stderr, "sbcwatch analyze: --format ndjson streams the records; it does not go with --call or --store")
 		return exitUsage
 	}
 	view, err := f.view()
@@ -132,6 +137,10 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
 		return exitUsage
+	}
+	if !f.store && f.call == "" {
+		// Nothing needs the records after the report: stream them.
+		return f.streamReport(ctx, paths, opt, view, stdout, stderr)
 	}
 	rep, err := analyze.Files(ctx, paths, opt)
 	if opt.Progress != nil {
@@ -189,6 +198,75 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitInternal
 	}
 	return stored
+}
+
+// streamReport runs the analysis with the records leaving as they are
+// decided: straight to stdout for ndjson, through a spool on disk for
+// json and text, so memory does not grow with the input.
+func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt analyze.Options, view report.View, stdout, stderr io.Writer) int {
+	format := f.format
+	fail := func(err error) int {
+		if opt.Progress != nil {
+			fmt.Fprint(stderr, "\r\033[K")
+		}
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "sbcwatch analyze: interrupted")
+			return exitInterrupted
+		}
+		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
+		if errors.Is(err, analyze.ErrInput) {
+			return exitUsage
+		}
+		return exitInternal
+	}
+	opt.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	var sum analyze.Summary
+	var err error
+	var write func() error
+	if format == "ndjson" {
+		nd := report.NewNDJSON(stdout)
+		if sum, err = analyze.Stream(ctx, paths, opt, nd); err != nil {
+			return fail(err)
+		}
+		write = func() error { return nd.End(sum.Stats, sum.Hints, sum.Warnings) }
+	} else {
+		sp, err := report.NewSpool("")
+		if err != nil {
+			return fail(err)
+		}
+		defer sp.Close()
+		if sum, err = analyze.Stream(ctx, paths, opt, sp); err != nil {
+			return fail(err)
+		}
+		write = func() error {
+			if format == "json" {
+				return sp.WriteJSON(stdout, sum.Stats, sum.Hints, sum.Warnings)
+			}
+			rep, err := sp.Report(sum.Stats, sum.Hints, sum.Warnings)
+			if err != nil {
+				return err
+			}
+			if format == "csv" {
+				return rep.Filter(view).WriteCallsCSV(stdout)
+			}
+			width := f.width
+			if width == 0 && stdout == io.Writer(os.Stdout) {
+				width = terminalWidth(os.Stdout)
+			}
+			return rep.Filter(view).WriteTextWidth(stdout, width)
+		}
+	}
+	if opt.Progress != nil {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	for _, w := range sum.Warnings {
+		fmt.Fprintf(stderr, "sbcwatch analyze: warning: %s\n", w)
+	}
+	if err := write(); err != nil {
+		fmt.Fprintf(stderr, "sbcwatch analyze: writing the report: %v\n", err)
+		return exitInternal
+	}
+	return exitOK
 }
 
 // view is the report view the flags ask for.
