@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -37,15 +35,13 @@ type Engine interface {
 }
 
 // FindingKey is a finding's identity across updates and processes: the
-// rule, the SBC, the call or connection it is about and the time it was
-// observed, never its summary text.
+// engine's Key (finding.KeyOf: rule, call, connection, time and the
+// distinguishing evidence, never the summary).
 func FindingKey(f *finding.Finding) string {
-	h := sha256.New()
-	for _, s := range []string{f.Rule, f.SBC, f.CallID, f.Connection, f.Time.UTC().Format(time.RFC3339Nano)} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
+	if f.Key != "" {
+		return f.Key
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	return finding.KeyOf(f)
 }
 
 // liveEngine is the one streaming engine (package pipeline) on the

@@ -20,17 +20,6 @@ import (
 	"github.com/sbcwatch/sbcwatch/lab/acdrenc"
 )
 
-// freeUDPAddr returns a loopback UDP address nothing listens on.
-func freeUDPAddr(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().String()
-}
-
 // liveDialog is a Teams call the SBC exports as ACDR: Microsoft's INVITE,
 // 100, 200, ACK, then the SBC's BYE and Microsoft's 200.
 func liveDialog(t *testing.T, callID string) [][]byte {
@@ -73,7 +62,7 @@ func liveDialog(t *testing.T, callID string) [][]byte {
 func TestServeStoresLiveACDRCalls(t *testing.T) {
 	dsn := testDatabase(t)
 	dir := t.TempDir()
-	udp := freeUDPAddr(t)
+	udp := freeUDPTCPPort(t) // acdr_listen binds UDP and TCP
 	addr := freeAddr(t)
 	cfg := filepath.Join(dir, "sbcwatch.yaml")
 	// dialog_timeout bounds the linger of ended calls: 2s hands the call
@@ -179,7 +168,7 @@ serve:
 // before serve returns.
 func TestServeStoresOpenLiveCallsAtShutdown(t *testing.T) {
 	dsn := testDatabase(t)
-	udp := freeUDPAddr(t)
+	udp := freeUDPTCPPort(t) // acdr_listen binds UDP and TCP
 	cfg := filepath.Join(t.TempDir(), "sbcwatch.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("serve:\n  acdr_listen: %q\n  instance: site-b\n", udp)), 0o600); err != nil {
 		t.Fatal(err)
