@@ -25,6 +25,7 @@ import (
 	"github.com/sbcwatch/sbcwatch/spool"
 	"github.com/sbcwatch/sbcwatch/store"
 	"github.com/sbcwatch/sbcwatch/store/storetest"
+	"github.com/sbcwatch/sbcwatch/tap"
 	"github.com/sbcwatch/sbcwatch/tlsaudit"
 )
 
@@ -409,5 +410,63 @@ func TestReloadSwapsWebhooks(t *testing.T) {
 	<-done
 	if r := restartNeeded(old, next); fmt.Sprint(r) != "[serve.listen]" {
 		t.Fatalf("restart needed for %v", r)
+	}
+}
+
+// TestReferDeliveryFailedDecidedLive feeds the field-case lab capture to
+// the live engine frame by frame at its own pace, then moves the clock on
+// in one-second steps as serve does: refer_delivery_failed is decided
+// while serve runs (not only at shutdown), within the engine's
+// correlation lag after the call ended. The figure is logged.
+func TestReferDeliveryFailedDecidedLive(t *testing.T) {
+	cfg, err := config.Load("../testdata/lab/sbcwatch.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &collect{}
+	e, err := newLiveEngine(cfg, sink, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := tap.Open(labPcap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var last time.Time
+	for {
+		p, err := src.Next()
+		if err != nil {
+			break
+		}
+		if !last.IsZero() && p.Info.Timestamp.Sub(last) >= time.Second {
+			e.Advance(p.Info.Timestamp)
+		}
+		last = p.Info.Timestamp
+		e.Feed(live.Item{Kind: live.KindFrame, Time: p.Info.Timestamp, Data: p.Data, LinkType: p.LinkType})
+	}
+	var end time.Time
+	for now := last; now.Before(last.Add(10 * time.Minute)); now = now.Add(time.Second) {
+		e.Advance(now)
+		if sink.rules()[finding.ReferDeliveryFailed] > 0 {
+			end = now
+			break
+		}
+	}
+	if end.IsZero() {
+		t.Fatal("refer_delivery_failed not decided within 10 minutes of live clock")
+	}
+	var callEnd time.Time
+	for _, c := range sink.calls {
+		if c.CallID == "752b01c65f7d53cc77ff@192.0.2.10" {
+			callEnd = c.End
+		}
+	}
+	if callEnd.IsZero() {
+		t.Fatal("the field-case call was not handed over")
+	}
+	t.Logf("refer_delivery_failed decided %s after the call ended", end.Sub(callEnd).Round(time.Second))
+	if d := end.Sub(callEnd); d > 5*time.Minute {
+		t.Fatalf("decided %s after the call ended", d)
 	}
 }
