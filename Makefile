@@ -60,6 +60,7 @@ bench:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@if command -v redocly >/dev/null; then REDOCLY_TELEMETRY=off redocly lint --config api/redocly.yaml api/openapi.json; else echo "lint: redocly not installed (scripts/deps.sh); skipping the OpenAPI lint"; fi
 
 lab:
 	sudo -n true 2>/dev/null || [ "$$(id -u)" = 0 ]

@@ -106,18 +106,21 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler, log *slog.
 	}
 	srv := NewHTTPServer(addr, h)
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	// SIGHUP reloads the TLS certificate; without TLS it is logged and
+	// otherwise ignored (so `systemctl reload` never stops the daemon).
+	var cr *certReloader
 	if cfg.certFile != "" || cfg.keyFile != "" {
-		cr, err := newCertReloader(cfg.certFile, cfg.keyFile, log)
-		if err != nil {
+		var err error
+		if cr, err = newCertReloader(cfg.certFile, cfg.keyFile); err != nil {
 			return err
 		}
 		srv.TLSConfig = cr.tlsConfig()
-		sig, stop := cfg.reloadSignal()
-		defer stop()
-		wctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go cr.watch(wctx, sig)
 	}
+	sig, stop := cfg.reloadSignal()
+	defer stop()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go watchReload(wctx, sig, cr, log)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("api: listen: %w", err)

@@ -30,12 +30,11 @@ func WithTLS(certFile, keyFile string) ServeOption {
 // certReloader hands the current certificate to each handshake.
 type certReloader struct {
 	certFile, keyFile string
-	log               *slog.Logger
 	cert              atomic.Pointer[tls.Certificate]
 }
 
-func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
-	c := &certReloader{certFile: certFile, keyFile: keyFile, log: log}
+func newCertReloader(certFile, keyFile string) (*certReloader, error) {
+	c := &certReloader{certFile: certFile, keyFile: keyFile}
 	if err := c.reload(); err != nil {
 		return nil, err
 	}
@@ -55,18 +54,23 @@ func (c *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	return c.cert.Load(), nil
 }
 
-// watch reloads on every signal until ctx ends.
-func (c *certReloader) watch(ctx context.Context, sig <-chan os.Signal) {
+// watchReload reloads c on every signal until ctx ends; with a nil c (no
+// TLS) it only logs that there is nothing to reload.
+func watchReload(ctx context.Context, sig <-chan os.Signal, c *certReloader, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-sig:
-			if err := c.reload(); err != nil {
-				c.log.Error("TLS certificate reload failed; serving the previous one", "err", err)
+			if c == nil {
+				log.Debug("reload signal: no TLS certificate to reload")
 				continue
 			}
-			c.log.Info("TLS certificate reloaded", "subject", c.cert.Load().Leaf.Subject.String(),
+			if err := c.reload(); err != nil {
+				log.Error("TLS certificate reload failed; serving the previous one", "err", err)
+				continue
+			}
+			log.Info("TLS certificate reloaded", "subject", c.cert.Load().Leaf.Subject.String(),
 				"not_after", c.cert.Load().Leaf.NotAfter)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,4 +154,51 @@ func TestSecureCookieBehindTrustedProxy(t *testing.T) {
 			t.Errorf("%s %q: Secure=%v, want %v", c.remote, c.proto, cs[0].Secure, c.secure)
 		}
 	}
+}
+
+// Without TLS the reload signal is logged and ignored: the server keeps
+// answering.
+func TestReloadWithoutTLS(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs syncLog
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	sig := make(chan os.Signal, 1)
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	go func() {
+		done <- ListenAndServe(ctx, "127.0.0.1:0", h, log, func(a net.Addr) { addrc <- a.String() },
+			func(c *serveConfig) { c.reload = sig })
+	}()
+	addr := <-addrc
+	sig <- os.Interrupt
+	waitTLS(t, func() bool { return strings.Contains(logs.String(), "no TLS certificate to reload") })
+	res, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -212,7 +212,7 @@ sbcwatch_poll_last_success_timestamp_seconds{sbc="sbc1"} %d
 # HELP sbcwatch_poll_up 1 when the last counter poll of the SBC succeeded, else 0.
 # TYPE sbcwatch_poll_up gauge
 sbcwatch_poll_up{sbc="sbc1"} 0
-# HELP sbcwatch_store_up 1 when the last scrape's store queries succeeded, else 0 (the domain metrics are then left out).
+# HELP sbcwatch_store_up 1 when every store query of the last scrape succeeded, else 0 (see store_query_up for which failed).
 # TYPE sbcwatch_store_up gauge
 sbcwatch_store_up 1
 `, now.Add(-time.Minute).Unix(), expiry.Unix(), storetest.SBCAddr, notAfter, now.Add(-2*time.Minute).Unix())
@@ -237,9 +237,33 @@ sbcwatch_store_up 1
 		t.Errorf("poll_up after MinInterval = %v, want 1", v)
 	}
 
+	// One query failing leaves only its own metrics out.
+	if _, err := st.Pool().Exec(ctx, "alter table problems rename column state to state_gone"); err != nil {
+		t.Fatal(err)
+	}
+	clock = now.Add(3 * time.Minute)
+	if v := gauge(t, reg, "sbcwatch_store_up"); v != 0 {
+		t.Errorf("store_up with a failing query = %v", v)
+	}
+	if n, err := testutil.GatherAndCount(reg, "sbcwatch_open_problems", "sbcwatch_poll_up", "sbcwatch_findings_last_hour"); err != nil || n != 4 {
+		t.Errorf("with the problems query failing: %d series (%v), want poll_up and 3 findings_last_hour", n, err)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP sbcwatch_store_query_up 1 when the named store query of the last scrape succeeded, else 0 (its metrics are then left out).
+# TYPE sbcwatch_store_query_up gauge
+sbcwatch_store_query_up{query="audits"} 1
+sbcwatch_store_query_up{query="certificates"} 1
+sbcwatch_store_query_up{query="findings"} 1
+sbcwatch_store_query_up{query="kpis"} 1
+sbcwatch_store_query_up{query="polls"} 1
+sbcwatch_store_query_up{query="problems"} 0
+`), "sbcwatch_store_query_up"); err != nil {
+		t.Error(err)
+	}
+
 	// The database gone: store_up 0, no domain metrics, pool metrics stay.
 	st.Close()
-	clock = now.Add(3 * time.Minute)
+	clock = now.Add(5 * time.Minute)
 	if v := gauge(t, reg, "sbcwatch_store_up"); v != 0 {
 		t.Errorf("store_up with the pool closed = %v", v)
 	}
@@ -261,4 +285,21 @@ func gauge(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	}
 	t.Fatalf("no single series %s", name)
 	return 0
+}
+
+// A scrape waits at most QueryTimeout for the store: past it, store_up
+// is 0 and the scrape still answers.
+func TestStoreCollectorTimeout(t *testing.T) {
+	t.Parallel()
+	st, _ := storetest.New(t)
+	c := metrics.NewStoreCollector(st.Pool(), metrics.StoreOptions{Logger: quiet(), QueryTimeout: time.Nanosecond})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	start := time.Now()
+	if v := gauge(t, reg, "sbcwatch_store_up"); v != 0 {
+		t.Errorf("store_up = %v with a 1 ns budget", v)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the scrape took %s", d)
+	}
 }

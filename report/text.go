@@ -71,6 +71,9 @@ func (r *Report) WriteText(w io.Writer) error {
 			if c.Alert != "" {
 				outcome += ": " + c.Alert
 			}
+			if len(c.Warnings) > 0 {
+				outcome += " (warning " + strings.Join(c.Warnings, ", ") + ")"
+			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%s\n",
 				time.Time(c.Start).Format("15:04:05.000"), c.Client, c.Server, dash(c.SNI), dash(c.Version),
 				dash(cert), outcome, c.DurationMS, yesNo(c.FromMicrosoft))

@@ -60,11 +60,11 @@ type Tracker struct {
 	done    map[string]*callState
 	pending []pendingRefer
 	kept    int // messages kept in calls not handed to OnDone
-	evicted uint64
 
-	seed   maphash.Seed // for retransmission keys
-	keyBuf []byte       // reused to hash a retransmission key
-	names  interner     // User-Agents, Allow, Contact and SDP addresses
+	seed    maphash.Seed // for retransmission keys
+	keyBuf  []byte       // reused to hash a retransmission key
+	names   interner     // User-Agents, Allow, Contact and SDP addresses
+	evicted uint64
 }
 
 // pendingRefer is a REFER still waiting for the INVITE that follows it.

@@ -40,11 +40,11 @@ func main() {
 	out := flag.String("o", "gen.pcap", "output file")
 	concurrent := flag.Int("concurrent", 1, "calls up at once (their messages interleave)")
 	rtp := flag.Int("rtp", 0, "RTP packets per call and direction")
-	up := flag.Int("up", 1, "calls up at once on the clock of a busy SBC: a new call every hold/up, each up for -hold (1: off)")
+	up := flag.Int("up", 1, "calls up at once, each held -hold (1: one call after the other, each a few ms long; see -concurrent for interleaved short calls)")
 	hold := flag.Duration("hold", 3*time.Minute, "how long each call stays up when -up > 1")
 	flag.Parse()
-	if *calls < 0 || *concurrent < 1 || *rtp < 0 || *tlsEvery < 0 || *up < 1 || *hold <= 0 {
-		log.Fatal("gencap: -calls, -rtp and -tls-every must be >= 0, -concurrent and -up >= 1, -hold > 0")
+	if *calls < 0 || *concurrent < 1 || *rtp < 0 || *tlsEvery < 0 || *up < 1 {
+		log.Fatal("gencap: -calls, -rtp and -tls-every must be >= 0, -concurrent and -up >= 1")
 	}
 	if *up > 1 {
 		if err := runBusy(*calls, *tlsEvery, *up, *hold, *out); err != nil {
@@ -143,6 +143,26 @@ func run(calls, tlsEvery, concurrent, rtp int, out string) error {
 	return nil
 }
 
+// emit writes one message (or RTP packet) of call i.
+func (w *writer) emit(i int, m msg) error {
+	src, dst := carrier, sbc
+	if m.fromSBC {
+		src, dst = sbc, carrier
+	}
+	if m.rtpSeq > 0 {
+		// RTP v2, PCMU, 20 ms of audio; ports per call.
+		port := uint16(16384 + 2*(i%20000))
+		b := make([]byte, 12+160)
+		b[0], b[1] = 0x80, 0
+		b[2], b[3] = byte(m.rtpSeq>>8), byte(m.rtpSeq)
+		ts := uint32(m.rtpSeq) * 160
+		b[4], b[5], b[6], b[7] = byte(ts>>24), byte(ts>>16), byte(ts>>8), byte(ts)
+		b[8], b[9], b[10], b[11] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
+		return w.packet(src, dst, port, port, nil, b)
+	}
+	return w.packet(src, dst, 5060, 5060, nil, []byte(m.text))
+}
+
 // runBusy writes calls as a busy SBC carries them: a new call every
 // hold/up, each answered at once and ended hold later, so about up calls
 // are up at any time and the capture spans calls*hold/up.
@@ -203,26 +223,6 @@ func runBusy(calls, tlsEvery, up int, hold time.Duration, out string) error {
 		e++
 	}
 	return bw.Flush()
-}
-
-// emit writes one message (or RTP packet) of call i.
-func (w *writer) emit(i int, m msg) error {
-	src, dst := carrier, sbc
-	if m.fromSBC {
-		src, dst = sbc, carrier
-	}
-	if m.rtpSeq > 0 {
-		// RTP v2, PCMU, 20 ms of audio; ports per call.
-		port := uint16(16384 + 2*(i%20000))
-		b := make([]byte, 12+160)
-		b[0], b[1] = 0x80, 0
-		b[2], b[3] = byte(m.rtpSeq>>8), byte(m.rtpSeq)
-		ts := uint32(m.rtpSeq) * 160
-		b[4], b[5], b[6], b[7] = byte(ts>>24), byte(ts>>16), byte(ts>>8), byte(ts)
-		b[8], b[9], b[10], b[11] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
-		return w.packet(src, dst, port, port, nil, b)
-	}
-	return w.packet(src, dst, 5060, 5060, nil, []byte(m.text))
 }
 
 type msg struct {
