@@ -470,3 +470,27 @@ func TestReferDeliveryFailedDecidedLive(t *testing.T) {
 		t.Fatalf("decided %s after the call ended", d)
 	}
 }
+
+// TestWriterKeepsTheLatestVersionOfAFinding: an update of a pending
+// finding (same key, new summary) replaces it in the batch.
+func TestWriterKeepsTheLatestVersionOfAFinding(t *testing.T) {
+	var got []*finding.Finding
+	sp, err := spool.Open(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWriter("fra", func(_ context.Context, b *batch) error { got = append(got, b.Findings...); return nil }, sp, slog.New(slog.DiscardHandler))
+	t0 := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	a := finding.New(finding.TLSCertInconsistent, finding.Critical, t0, "2 certificates")
+	a.Key = "k1"
+	b := finding.New(finding.TLSCertInconsistent, finding.Critical, t0, "3 certificates")
+	b.Key = "k1"
+	c := finding.New(finding.TLSHandshakeFailed, finding.Warning, t0, "failed")
+	w.Finding(a)
+	w.Finding(c)
+	w.Finding(b)
+	w.cycle(context.Background())
+	if len(got) != 2 || got[0].Summary != "3 certificates" || got[1] != c {
+		t.Fatalf("written %d findings: %+v", len(got), got)
+	}
+}

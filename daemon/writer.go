@@ -26,6 +26,8 @@ type batch struct {
 	Calls    []*sip.Call        `json:"calls,omitempty"`
 	Conns    []spoolConn        `json:"conns,omitempty"`
 	Findings []*finding.Finding `json:"findings,omitempty"`
+
+	keys map[string]int // finding key → index in Findings, while pending
 }
 
 func (b *batch) size() int { return len(b.Calls) + len(b.Conns) + len(b.Findings) }
@@ -131,8 +133,22 @@ func (w *writer) Call(c *sip.Call) { w.add(func(b *batch) { b.Calls = append(b.C
 func (w *writer) TLSConn(c *tlsaudit.Conn) {
 	w.add(func(b *batch) { b.Conns = append(b.Conns, toSpoolConn(c)) })
 }
+
+// Finding queues f; an update of a finding still pending (same key)
+// replaces it, so a batch carries each finding's latest version once.
 func (w *writer) Finding(f *finding.Finding) {
-	w.add(func(b *batch) { b.Findings = append(b.Findings, f) })
+	k := FindingKey(f)
+	w.add(func(b *batch) {
+		if i, ok := b.keys[k]; ok {
+			b.Findings[i] = f
+			return
+		}
+		if b.keys == nil {
+			b.keys = map[string]int{}
+		}
+		b.keys[k] = len(b.Findings)
+		b.Findings = append(b.Findings, f)
+	})
 }
 
 func (w *writer) take() *batch {
