@@ -151,6 +151,16 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 		r.q.ReportTo(r.rep)
 		d.srcs = append(d.srcs, r)
 	}
+	var hooks []alert.Webhook
+	for _, w := range cfg.Serve.Alerts.Webhooks {
+		sec, err := w.Secret()
+		if err != nil {
+			return nil, err
+		}
+		hooks = append(hooks, alert.Webhook{Name: w.Name, Kind: w.Kind, URL: w.URL, Secret: sec})
+	}
+	d.alerts.Store(alert.New(hooks, alert.Options{MinSeverity: findingSeverity(cfg),
+		Instance: cfg.Serve.Instance, Logger: d.log.With("component", "alert")}))
 	for i, r := range d.srcs {
 		r.state.Store("starting")
 		if err := r.src.Start(ctx); err != nil {
@@ -178,17 +188,6 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 	if st := d.sp.Stats(); st.Segments > 0 {
 		d.log.Info("spool: writes left by the last run will be replayed", "segments", st.Segments, "bytes", st.Bytes)
 	}
-	var hooks []alert.Webhook
-	for _, w := range cfg.Serve.Alerts.Webhooks {
-		sec, err := w.Secret()
-		if err != nil {
-			d.release(d.srcs)
-			return nil, err
-		}
-		hooks = append(hooks, alert.Webhook{Name: w.Name, Kind: w.Kind, URL: w.URL, Secret: sec})
-	}
-	d.alerts.Store(alert.New(hooks, alert.Options{MinSeverity: findingSeverity(cfg),
-		Instance: cfg.Serve.Instance, Logger: d.log.With("component", "alert")}))
 	d.writer = newWriter(LiveSBCName(cfg), storeSave(o.Store), d.sp, d.log.With("component", "writer"))
 	d.opts = newOptionsWatch(cfg, cfg.Serve.OptionsMissingAfter.D())
 	eng, err := newLiveEngine(cfg, fanout{d}, d.opts, d.log.With("component", "engine"))
@@ -284,7 +283,15 @@ func (f fanout) Call(c *sip.Call)         { f.d.writer.Call(c) }
 func (f fanout) TLSConn(c *tlsaudit.Conn) { f.d.writer.TLSConn(c) }
 func (f fanout) Finding(x *finding.Finding) {
 	f.d.writer.Finding(x)
-	f.d.alerts.Load().Notify(FindingKey(x), x)
+	f.d.notify(x)
+}
+
+// notify hands a new finding to the alerts (live, poll and audit
+// findings alike).
+func (d *Daemon) notify(f *finding.Finding) {
+	if n := d.alerts.Load(); n != nil {
+		n.Notify(FindingKey(f), f)
+	}
 }
 
 // Run runs every component until ctx ends or one fails.
@@ -305,8 +312,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if cfg := d.cfg.Load(); cfg != nil {
 		st := d.o.Store
 		comps = append(comps,
-			fn("poll", func(ctx context.Context) error { return RunPollers(ctx, cfg, st, d.log) }),
-			fn("audit", func(ctx context.Context) error { return runScheduledAudits(ctx, cfg, st, d.log) }),
+			fn("poll", func(ctx context.Context) error { return runPollers(ctx, cfg, st, d.log, d.notify) }),
+			fn("audit", func(ctx context.Context) error { return runScheduledAudits(ctx, cfg, st, d.log, d.notify) }),
 		)
 	}
 	for _, c := range comps {
@@ -317,6 +324,30 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 			return nil
 		})
+	}
+	// The alerts outlive the other components, so that the findings
+	// decided while stopping are still queued; they stop after them.
+	actx, acancel := context.WithCancel(context.WithoutCancel(ctx))
+	var alertWG sync.WaitGroup
+	var alertMu sync.Mutex
+	var alertCancel context.CancelFunc
+	startAlerts := func(n *alert.Notifier) {
+		alertMu.Lock()
+		defer alertMu.Unlock()
+		if alertCancel != nil {
+			alertCancel() // deliveries queued for the old webhooks are dropped
+		}
+		c, cancel := context.WithCancel(actx)
+		alertCancel = cancel
+		alertWG.Go(func() { _ = n.Run(c) })
+	}
+	defer func() {
+		acancel()
+		alertWG.Wait()
+	}()
+	if n := d.alerts.Load(); n != nil {
+		startAlerts(n)
+		g.Go(func() error { return d.runReload(gctx, startAlerts) })
 	}
 	if d.engine != nil {
 		g.Go(func() error { return d.runLive(gctx) })
@@ -381,19 +412,8 @@ func (d *Daemon) runLive(ctx context.Context) error {
 	// Writer and alerts run until the engine has handed everything over.
 	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer wcancel()
-	var bg, alertWG sync.WaitGroup
+	var bg sync.WaitGroup
 	bg.Go(func() { _ = d.writer.Run(wctx) })
-	var alertCancel context.CancelFunc
-	startAlerts := func(n *alert.Notifier) {
-		if alertCancel != nil {
-			alertCancel() // deliveries queued for the old webhooks are dropped
-		}
-		actx, cancel := context.WithCancel(wctx)
-		alertCancel = cancel
-		alertWG.Go(func() { _ = n.Run(actx) })
-	}
-	startAlerts(d.alerts.Load())
-	bg.Go(func() { _ = d.runReload(ctx, startAlerts) })
 
 	engineDone := make(chan struct{})
 	go func() {
@@ -437,7 +457,6 @@ func (d *Daemon) runLive(ctx context.Context) error {
 	}
 	wcancel()
 	bg.Wait()
-	alertWG.Wait()
 	if failed != nil {
 		return failed
 	}
@@ -460,7 +479,7 @@ func (d *Daemon) statsAttrs() []any {
 func (d *Daemon) runAPI(ctx context.Context) error {
 	opts := api.Options{Logger: d.log, Metrics: d.o.Metrics, TrustedProxies: d.o.TrustedProxies}
 	if cfg := d.cfg.Load(); cfg != nil {
-		opts.RunAudit = auditRunner(cfg, d.o.Store, d.log)
+		opts.RunAudit = auditRunner(cfg, d.o.Store, d.log, d.notify)
 	}
 	h := d.wrap(api.NewServer(d.o.Store, opts))
 	return api.ListenAndServe(ctx, d.o.Listen, h, d.log, d.o.OnListening, d.o.ServeOptions...)
