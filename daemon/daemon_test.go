@@ -20,6 +20,7 @@ import (
 	"github.com/sbcwatch/sbcwatch/alert"
 	"github.com/sbcwatch/sbcwatch/config"
 	"github.com/sbcwatch/sbcwatch/finding"
+	"github.com/sbcwatch/sbcwatch/lab/acdrenc"
 	"github.com/sbcwatch/sbcwatch/live"
 	"github.com/sbcwatch/sbcwatch/sip"
 	"github.com/sbcwatch/sbcwatch/spool"
@@ -493,4 +494,73 @@ func TestWriterKeepsTheLatestVersionOfAFinding(t *testing.T) {
 	if len(got) != 2 || got[0].Summary != "3 certificates" || got[1] != c {
 		t.Fatalf("written %d findings: %+v", len(got), got)
 	}
+}
+
+// TestOptionsMissingFromTraffic: OPTIONS pings exported as ACDR reach
+// the rule through the engine; on the receive clock, stopping them
+// raises options_missing once and resuming clears it.
+func TestOptionsMissingFromTraffic(t *testing.T) {
+	cfg := config.Default()
+	cfg.SBCs = []config.SBC{{Name: "fra", Addresses: []string{"192.0.2.10"}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	sink := &collect{}
+	ow := newOptionsWatch(cfg, 3*time.Minute)
+	e, err := newLiveEngine(cfg, sink, ow, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := netip.MustParseAddrPort("52.114.75.24:5061")
+	sbc := netip.MustParseAddrPort("192.0.2.10:5061")
+	exporter := netip.MustParseAddrPort("192.0.2.10:40000")
+	seq := uint16(0)
+	ping := func(at time.Time, n int) {
+		callID := fmt.Sprintf("ping-%d@ms", n)
+		hdr := "Via: SIP/2.0/TLS 52.114.75.24:5061;branch=z9hG4bK-" + callID + "\r\nFrom: <sip:sip.pstnhub.microsoft.com>;tag=p" +
+			"\r\nTo: <sip:sbc.contoso.example>\r\nCall-ID: " + callID + "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+		for i, m := range []struct {
+			src, dst netip.AddrPort
+			text     string
+		}{
+			{ms, sbc, "OPTIONS sip:sbc.contoso.example:5061 SIP/2.0\r\nMax-Forwards: 70\r\n" + hdr},
+			{sbc, ms, "SIP/2.0 200 OK\r\n" + hdr},
+		} {
+			seq++
+			b, err := acdrenc.Packet{Time: at, Seq: seq, BoardID: 1, ResetCounter: 1, Session: uint32(n),
+				Src: m.src, Dst: m.dst, Proto: acdrenc.ProtoTCP, Outgoing: m.src == sbc, Payload: []byte(m.text)}.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Feed(live.Item{Kind: live.KindACDR, Time: at.Add(time.Duration(i) * 10 * time.Millisecond), From: exporter, Data: b})
+		}
+	}
+	t0 := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	run := func(from, to time.Time) {
+		for now := from; now.Before(to); now = now.Add(time.Second) {
+			e.Advance(now)
+		}
+	}
+	for i := range 5 {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		ping(at, i)
+		run(at, at.Add(time.Minute))
+	}
+	if n := sink.rules()[finding.OptionsMissing]; n != 0 {
+		t.Fatalf("raised while pinging: %d", n)
+	}
+	// Pings stop after 03:04; the threshold passes at 03:07.
+	run(t0.Add(5*time.Minute), t0.Add(12*time.Minute))
+	if n := sink.rules()[finding.OptionsMissing]; n != 1 {
+		t.Fatalf("options_missing raised %d times after the pings stopped", n)
+	}
+	if r := ow.Raised(); len(r) != 1 || r[0] != "192.0.2.10<->52.114.75.24" {
+		t.Fatalf("raised %v", r)
+	}
+	ping(t0.Add(12*time.Minute), 99)
+	run(t0.Add(12*time.Minute), t0.Add(13*time.Minute))
+	if r := ow.Raised(); len(r) != 0 {
+		t.Fatalf("not cleared when the pings resumed: %v", r)
+	}
+	e.Close()
 }
