@@ -376,13 +376,18 @@ func fn(name string, run func(context.Context) error) Component { return fnCompo
 func (d *Daemon) runLive(ctx context.Context) error {
 	cfg := d.cfg.Load()
 	in := make(chan live.Item, 64)
+	// The sources stop when ctx ends or when one of them fails.
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
 	var srcWG, fwdWG sync.WaitGroup
 	errc := make(chan error, len(d.srcs))
 	for _, r := range d.srcs {
 		d.log.Info("listening for exported SIP", "source", r.src.Name())
+		stopped := make(chan struct{})
 		srcWG.Go(func() {
-			err := r.src.Run(ctx, r.q)
-			if err != nil && ctx.Err() == nil {
+			defer close(stopped)
+			err := r.src.Run(sctx, r.q)
+			if err != nil && sctx.Err() == nil {
 				r.state.Store("failed: " + err.Error())
 				errc <- err
 				return
@@ -395,8 +400,8 @@ func (d *Daemon) runLive(ctx context.Context) error {
 				case it := <-r.q.C():
 					r.q.Done(it)
 					in <- it
-				case <-ctx.Done():
-					for { // what is already queued still goes in
+				case <-stopped:
+					for { // what the source queued before it stopped still goes in
 						select {
 						case it := <-r.q.C():
 							r.q.Done(it)
@@ -445,6 +450,7 @@ func (d *Daemon) runLive(ctx context.Context) error {
 	case <-ctx.Done():
 	case failed = <-errc:
 	}
+	scancel()
 	srcWG.Wait()
 	fwdWG.Wait()
 	close(in)

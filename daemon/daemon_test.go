@@ -564,3 +564,60 @@ func TestOptionsMissingFromTraffic(t *testing.T) {
 	}
 	e.Close()
 }
+
+// failing is a source whose input breaks after a while.
+type failing struct{ after time.Duration }
+
+func (f failing) Name() string                { return "acdr-tcp" }
+func (f failing) Start(context.Context) error { return nil }
+func (f failing) Run(ctx context.Context, q *live.Queue) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(f.after):
+		return errors.New("live: acdr-tcp: accept: too many open files")
+	}
+}
+func (f failing) Counters() map[string]uint64 { return nil }
+
+// TestSourceFailureStopsTheOthers: a source that breaks while running
+// stops the live part with its error; the other sources stop too and
+// what they queued is still decoded.
+func TestSourceFailureStopsTheOthers(t *testing.T) {
+	cfg := config.Default()
+	sp, err := spool.Open(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Daemon{o: Options{Now: time.Now, Tick: 50 * time.Millisecond}, log: slog.New(slog.DiscardHandler)}
+	d.cfg.Store(cfg)
+	d.writer = newWriter("x", func(context.Context, *batch) error { return nil }, sp, d.log)
+	eng, err := newLiveEngine(cfg, &collect{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.engine = eng
+	udp := live.NewUDP(live.KindHEP, "127.0.0.1:0")
+	if err := udp.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []live.Source{udp, failing{after: 300 * time.Millisecond}} {
+		r := &sourceRun{src: s, q: live.NewQueue(16, 0)}
+		r.state.Store("running")
+		d.srcs = append(d.srcs, r)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.runLive(context.Background()) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "too many open files") {
+			t.Fatalf("runLive = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a failed source did not stop the live part")
+	}
+	states, ok := d.Ready()
+	if ok || states["hep-udp"] != "stopped" || !strings.HasPrefix(states["acdr-tcp"], "failed: ") {
+		t.Fatalf("states %v", states)
+	}
+}
