@@ -621,3 +621,44 @@ func TestSourceFailureStopsTheOthers(t *testing.T) {
 		t.Fatalf("states %v", states)
 	}
 }
+
+// TestSpoolSurvivesARestart: at shutdown with the database away, Flush
+// gives up within its bound and leaves the records in the spool; the
+// next start replays them.
+func TestSpoolSurvivesARestart(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := spool.Open(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWriter("fra", func(ctx context.Context, b *batch) error { return errors.New("connection refused") }, sp, slog.New(slog.DiscardHandler))
+	w.Call(&sip.Call{CallID: "kept-1"})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := w.Flush(ctx); err == nil || !strings.Contains(err.Error(), "wait for the database") {
+		t.Fatalf("Flush = %v", err)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatal("Flush did not keep to its bound")
+	}
+	sp.Close()
+
+	sp2, err := spool.Open(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	w2 := newWriter("fra", func(ctx context.Context, b *batch) error {
+		for _, c := range b.Calls {
+			got = append(got, c.CallID)
+		}
+		return nil
+	}, sp2, slog.New(slog.DiscardHandler))
+	if err := w2.replay(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[kept-1]" || !sp2.Empty() {
+		t.Fatalf("replayed %v, spool %+v", got, sp2.Stats())
+	}
+}
