@@ -129,8 +129,13 @@ func (e *liveEngine) syslog(it live.Item) {
 		if year == 0 {
 			year = it.Time.In(loc).Year()
 		}
+		// The SBC's own address is the local end of its logged messages:
+		// the exporter's when it is a configured SBC address, else the
+		// first configured one.
 		var local netip.Addr
-		if len(e.cfg.SBCs) > 0 && len(e.cfg.SBCs[0].Addresses) > 0 {
+		if e.cfg.IsSBCAddr(it.From.Addr()) {
+			local = it.From.Addr().Unmap()
+		} else if len(e.cfg.SBCs) > 0 && len(e.cfg.SBCs[0].Addresses) > 0 {
 			local, _ = netip.ParseAddr(e.cfg.SBCs[0].Addresses[0])
 		}
 		p = syslog.NewParser(syslog.Options{Year: year, Location: loc, Local: local})
