@@ -189,6 +189,7 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 		d.log.Info("spool: writes left by the last run will be replayed", "segments", st.Segments, "bytes", st.Bytes)
 	}
 	d.writer = newWriter(LiveSBCName(cfg), storeSave(o.Store), d.sp, d.log.With("component", "writer"))
+	d.writer.route = newSBCRoute(cfg)
 	d.opts = newOptionsWatch(cfg, cfg.Serve.OptionsMissingAfter.D())
 	eng, err := newLiveEngine(cfg, fanout{d}, d.opts, d.log.With("component", "engine"))
 	if err != nil {
@@ -220,7 +221,8 @@ func metricsKind(s live.Source) string {
 }
 
 // LiveSBCName is the SBC name live records are stored under: the
-// configured SBC when there is exactly one, else "live".
+// configured SBC when there is exactly one, else "live" for the records
+// that name none of the configured SBCs' addresses.
 func LiveSBCName(cfg *config.Config) string {
 	if len(cfg.SBCs) == 1 {
 		return cfg.SBCs[0].Name

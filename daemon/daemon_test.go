@@ -662,3 +662,52 @@ func TestSpoolSurvivesARestart(t *testing.T) {
 		t.Fatalf("replayed %v, spool %+v", got, sp2.Stats())
 	}
 }
+
+// TestRecordsGoUnderTheirSBC: with an SBC pair configured, calls,
+// connections and findings are stored under the SBC whose address they
+// carry; what names neither goes under "live".
+func TestRecordsGoUnderTheirSBC(t *testing.T) {
+	cfg := config.Default()
+	cfg.SBCs = []config.SBC{{Name: "fra-a", Addresses: []string{"192.0.2.10"}}, {Name: "fra-b", Addresses: []string{"192.0.2.11"}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spool.Open(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	w := newWriter(LiveSBCName(cfg), func(_ context.Context, b *batch) error {
+		for _, c := range b.Calls {
+			got[b.SBC] = append(got[b.SBC], "call "+c.CallID)
+		}
+		for _, c := range b.Conns {
+			got[b.SBC] = append(got[b.SBC], "conn "+c.ID)
+		}
+		for _, f := range b.Findings {
+			got[b.SBC] = append(got[b.SBC], "finding "+f.Rule+" "+f.SBC)
+		}
+		return nil
+	}, sp, slog.New(slog.DiscardHandler))
+	w.route = newSBCRoute(cfg)
+	ms := netip.MustParseAddrPort("52.114.75.24:5061")
+	w.Call(&sip.Call{CallID: "a1", Caller: ms, Callee: netip.MustParseAddrPort("192.0.2.10:5061"), SBCSide: netip.MustParseAddrPort("192.0.2.10:5061")})
+	w.Call(&sip.Call{CallID: "b1", Caller: netip.MustParseAddrPort("192.0.2.11:5061"), Callee: ms})
+	w.Call(&sip.Call{CallID: "x1", Caller: netip.MustParseAddrPort("198.51.100.7:5060"), Callee: ms})
+	w.TLSConn(&tlsaudit.Conn{ID: "52.114.75.24:1->192.0.2.11:5061", Client: netip.MustParseAddrPort("52.114.75.24:1"), Server: netip.MustParseAddrPort("192.0.2.11:5061")})
+	f := finding.New(finding.ReferDeliveryFailed, finding.Critical, time.Now(), "x")
+	f.CallID = "a1"
+	w.Finding(f)
+	g := finding.New(finding.TLSHandshakeFailed, finding.Warning, time.Now(), "y")
+	g.Connection = "52.114.75.24:1->192.0.2.11:5061"
+	w.Finding(g)
+	w.cycle(context.Background())
+	want := map[string][]string{
+		"fra-a": {"call a1", "finding refer_delivery_failed fra-a"},
+		"fra-b": {"call b1", "conn 52.114.75.24:1->192.0.2.11:5061", "finding tls_handshake_failed fra-b"},
+		"live":  {"call x1"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("stored\n %v\nwant\n %v", got, want)
+	}
+}

@@ -114,6 +114,7 @@ func (w *optionsWatch) check(now time.Time) []*finding.Finding {
 		f.Evidence["microsoft_address"] = p.ms.String()
 		f.Evidence["last_seen"] = s.last.UTC().Format(finding.TimeLayout)
 		f.Evidence["threshold"] = w.after.String()
+		f.Key = finding.KeyOf(f)
 		out = append(out, f)
 	}
 	return out

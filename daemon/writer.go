@@ -7,11 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/sbcwatch/sbcwatch/config"
 	"github.com/sbcwatch/sbcwatch/finding"
 	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/sip"
@@ -95,8 +99,13 @@ type writer struct {
 	batchSize  int
 	timeout    time.Duration
 
+	// route names the SBC of a record when several are configured (nil:
+	// every record goes under sbc).
+	route *sbcRoute
+
 	mu      sync.Mutex
-	pending batch
+	pending map[string]*batch // by SBC name
+	npend   int
 	kick    chan struct{}
 	down    bool // the last write failed (logged once per outage)
 
@@ -108,20 +117,30 @@ var _ Sink = (*writer)(nil)
 
 func newWriter(sbc string, save saveFunc, sp *spool.Spool, log *slog.Logger) *writer {
 	return &writer{sbc: sbc, save: save, sp: sp, log: log, maxPending: 100000, batchSize: 2000,
-		timeout: 10 * time.Second, kick: make(chan struct{}, 1), pending: batch{SBC: sbc}}
+		timeout: 10 * time.Second, kick: make(chan struct{}, 1), pending: map[string]*batch{}}
 }
 
-func (w *writer) add(f func(b *batch)) {
+func (w *writer) add(sbc string, f func(b *batch)) {
+	if sbc == "" {
+		sbc = w.sbc
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.pending.size() >= w.maxPending {
+	if w.npend >= w.maxPending {
 		if w.dropped.Add(1) == 1 {
-			w.log.Error("writer: records dropped: the spool cannot keep up", "pending", w.pending.size())
+			w.log.Error("writer: records dropped: the spool cannot keep up", "pending", w.npend)
 		}
 		return
 	}
-	f(&w.pending)
-	if w.pending.size() >= w.batchSize {
+	b := w.pending[sbc]
+	if b == nil {
+		b = &batch{SBC: sbc}
+		w.pending[sbc] = b
+	}
+	n := b.size()
+	f(b)
+	w.npend += b.size() - n
+	if w.npend >= w.batchSize {
 		select {
 		case w.kick <- struct{}{}:
 		default:
@@ -129,16 +148,22 @@ func (w *writer) add(f func(b *batch)) {
 	}
 }
 
-func (w *writer) Call(c *sip.Call) { w.add(func(b *batch) { b.Calls = append(b.Calls, c) }) }
+func (w *writer) Call(c *sip.Call) {
+	w.add(w.route.call(c), func(b *batch) { b.Calls = append(b.Calls, c) })
+}
+
 func (w *writer) TLSConn(c *tlsaudit.Conn) {
-	w.add(func(b *batch) { b.Conns = append(b.Conns, toSpoolConn(c)) })
+	w.add(w.route.conn(c), func(b *batch) { b.Conns = append(b.Conns, toSpoolConn(c)) })
 }
 
 // Finding queues f; an update of a finding still pending (same key)
 // replaces it, so a batch carries each finding's latest version once.
 func (w *writer) Finding(f *finding.Finding) {
 	k := FindingKey(f)
-	w.add(func(b *batch) {
+	if f.SBC == "" {
+		f.SBC = w.route.finding(f)
+	}
+	w.add(f.SBC, func(b *batch) {
 		if i, ok := b.keys[k]; ok {
 			b.Findings[i] = f
 			return
@@ -151,15 +176,22 @@ func (w *writer) Finding(f *finding.Finding) {
 	})
 }
 
-func (w *writer) take() *batch {
+// take returns what is pending, one batch per SBC in name order.
+func (w *writer) take() []*batch {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.pending.size() == 0 {
+	if w.npend == 0 {
 		return nil
 	}
-	b := w.pending
-	w.pending = batch{SBC: w.sbc}
-	return &b
+	out := make([]*batch, 0, len(w.pending))
+	for _, name := range slices.Sorted(maps.Keys(w.pending)) {
+		if b := w.pending[name]; b.size() > 0 {
+			out = append(out, b)
+		}
+	}
+	clear(w.pending)
+	w.npend = 0
+	return out
 }
 
 // Run writes every second (or when a batch is full) until ctx ends.
@@ -188,16 +220,14 @@ func (w *writer) Run(ctx context.Context) error {
 
 // cycle writes what is pending, or spools it.
 func (w *writer) cycle(ctx context.Context) {
-	b := w.take()
-	if b == nil {
-		return
-	}
-	if !w.sp.Empty() {
-		w.toSpool(b)
-		return
-	}
-	if err := w.write(ctx, b); err != nil {
-		w.toSpool(b)
+	for _, b := range w.take() {
+		if !w.sp.Empty() {
+			w.toSpool(b)
+			continue
+		}
+		if err := w.write(ctx, b); err != nil {
+			w.toSpool(b)
+		}
 	}
 }
 
@@ -282,7 +312,7 @@ func (w *writer) Flush(ctx context.Context) error {
 func (w *writer) Counters() map[string]uint64 {
 	st := w.sp.Stats()
 	w.mu.Lock()
-	pending := w.pending.size()
+	pending := w.npend
 	w.mu.Unlock()
 	return map[string]uint64{
 		"written": w.written.Load(), "spooled": w.spooled.Load(), "replayed": w.replayed.Load(),
@@ -290,4 +320,82 @@ func (w *writer) Counters() map[string]uint64 {
 		"write_failures": w.failures.Load(), "pending": uint64(pending),
 		"spool_segments": uint64(st.Segments), "spool_bytes": uint64(max(0, st.Bytes)), "spool_torn": st.Torn,
 	}
+}
+
+// sbcRoute names the configured SBC a record belongs to by its
+// addresses, when several SBCs are configured; records it cannot place
+// go under the default name. A nil *sbcRoute places nothing.
+type sbcRoute struct {
+	byAddr map[netip.Addr]string
+	names  map[string]bool
+	calls  map[string]string // Call-ID → SBC, for the findings about a call
+}
+
+// maxRoutedCalls bounds the Call-IDs remembered for findings.
+const maxRoutedCalls = 100000
+
+func newSBCRoute(cfg *config.Config) *sbcRoute {
+	if len(cfg.SBCs) < 2 {
+		return nil
+	}
+	r := &sbcRoute{byAddr: map[netip.Addr]string{}, names: map[string]bool{}, calls: map[string]string{}}
+	for _, s := range cfg.SBCs {
+		r.names[s.Name] = true
+		for _, a := range s.Addresses {
+			if p, err := netip.ParseAddr(a); err == nil {
+				r.byAddr[p.Unmap()] = s.Name
+			}
+		}
+	}
+	return r
+}
+
+func (r *sbcRoute) addr(aps ...netip.AddrPort) string {
+	for _, ap := range aps {
+		if n, ok := r.byAddr[ap.Addr().Unmap()]; ok {
+			return n
+		}
+	}
+	return ""
+}
+
+func (r *sbcRoute) call(c *sip.Call) string {
+	if r == nil {
+		return ""
+	}
+	n := r.addr(c.SBCSide, c.Callee, c.Caller)
+	if n != "" {
+		if len(r.calls) >= maxRoutedCalls {
+			clear(r.calls)
+		}
+		r.calls[c.CallID] = n
+	}
+	return n
+}
+
+func (r *sbcRoute) conn(c *tlsaudit.Conn) string {
+	if r == nil {
+		return ""
+	}
+	return r.addr(c.Server, c.Client)
+}
+
+func (r *sbcRoute) finding(f *finding.Finding) string {
+	if r == nil {
+		return ""
+	}
+	if n, ok := r.calls[f.CallID]; ok && f.CallID != "" {
+		return n
+	}
+	// A connection is named "client->server".
+	if a, b, ok := strings.Cut(f.Connection, "->"); ok {
+		var aps []netip.AddrPort
+		for _, s := range []string{b, a} {
+			if ap, err := netip.ParseAddrPort(s); err == nil {
+				aps = append(aps, ap)
+			}
+		}
+		return r.addr(aps...)
+	}
+	return ""
 }
