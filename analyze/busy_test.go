@@ -49,6 +49,7 @@ func TestTinyLimits(t *testing.T) {
 	cfg := config.Default()
 	cfg.Limits.MaxDialogs = 50
 	cfg.Limits.MaxKeptMessages = 100
+	cfg.Limits.MaxMessagesPerCall = 4 // each call carries 7: every ladder is cut
 	cfg.Limits.MaxWindowCalls = 60
 	cfg.Limits.MaxWindowConns = 20
 	cfg.Limits.MaxWindowEvents = 100
