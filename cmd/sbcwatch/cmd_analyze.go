@@ -128,7 +128,8 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if f.progress && isTerminal(os.Stderr) && stderr == io.Writer(os.Stderr) {
 		opt.Progress = progressPrinter(stderr)
 	}
-	paths, cleanup, err := spoolInputs(ctx, paths, os.Stdin)
+	paths, streams, cleanup, err := spoolInputs(ctx, paths, os.Stdin)
+	opt.Streams = streams
 	defer cleanup()
 	if err != nil {
 		if ctx.Err() != nil {
