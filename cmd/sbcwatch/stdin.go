@@ -89,11 +89,16 @@ type onceInput struct {
 	name string
 	head []byte
 	src  io.Reader
-	file *os.File // nil for standard input
+	file *os.File       // nil for standard input
+	pipe *io.PipeReader // the stream handed on, once reader made it
 }
 
-// stop closes the input (which wakes a read blocked on a pollable FIFO).
+// stop closes the input (which wakes a read blocked on a pollable FIFO)
+// and the stream handed on (which ends the goroutine feeding it).
 func (in *onceInput) stop() {
+	if in.pipe != nil {
+		_ = in.pipe.Close()
+	}
 	if in.file != nil {
 		_ = in.file.Close()
 	}
@@ -160,6 +165,7 @@ func openInput(ctx context.Context, p string, stdin io.Reader) (*onceInput, erro
 // ctx's error when ctx ends, even while a read of the input blocks.
 func (in *onceInput) reader(ctx context.Context) io.Reader {
 	pr, pw := io.Pipe()
+	in.pipe = pr
 	go func() {
 		_, err := io.Copy(pw, io.MultiReader(bytes.NewReader(in.head), in.src))
 		pw.CloseWithError(err) // nil: io.EOF for the reader
