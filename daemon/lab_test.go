@@ -290,6 +290,9 @@ func counts(t *testing.T, st *store.Store) map[string]int {
 // running for the other tests): the writer spools, replays when the
 // database returns, and the stored counts equal those of the first run.
 func TestCaptureInNetnsMatchesAnalyze(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: replays three lab captures in real time (about two minutes); make test runs it")
+	}
 	needRoot(t)
 	ns := labNetns(t)
 
