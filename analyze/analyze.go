@@ -178,6 +178,7 @@ func New(cfg *config.Config) (*Pipeline, error) {
 		IsMicrosoft:        cfg.IsMicrosoft,
 		IsMicrosoftHost:    cfg.IsMicrosoftHost,
 		IsSBC:              cfg.IsSBCAddr,
+		MessagesOwned:      true, // every Message comes fresh from a parser
 	})
 	warn := cfg.ExpiryWarning.D()
 	p.tls = tlsaudit.NewTracker(tlsaudit.Options{

@@ -28,6 +28,11 @@ type TrackerOptions struct {
 	// counts and summaries but no further messages (Truncated), so the
 	// memory of a long analysis grows with the number of calls only.
 	MaxKeptMessages int
+	// MessagesOwned says the caller hands each Message over with Observe
+	// and never touches it again (as a parser's output): the tracker then
+	// keeps it for the ladder as it is instead of keeping a copy, which
+	// saves an allocation of a Message per message.
+	MessagesOwned bool
 	// IsMicrosoft reports whether an address is a Microsoft proxy.
 	IsMicrosoft func(netip.Addr) bool
 	// IsMicrosoftHost reports whether a SIP host is Microsoft's proxy.
@@ -267,7 +272,11 @@ func (t *Tracker) keep(c *Call, m *Message) {
 		return
 	}
 	t.kept++
-	mc := *m
+	mc := m
+	if !t.o.MessagesOwned {
+		cp := *m
+		mc = &cp
+	}
 	if len(mc.Raw) > t.o.MaxRawBytes {
 		mc.Raw = bytes.Clone(mc.Raw[:t.o.MaxRawBytes])
 	}
@@ -275,7 +284,7 @@ func (t *Tracker) keep(c *Call, m *Message) {
 		// A typical call has a handful of messages: one allocation for them.
 		c.Messages = make([]*Message, 0, min(8, t.o.MaxMessagesPerCall))
 	}
-	c.Messages = append(c.Messages, &mc)
+	c.Messages = append(c.Messages, mc)
 }
 
 // retransmission reports whether m repeats a request or response of a
