@@ -38,9 +38,10 @@ fuzz-short:
 demo: build
 	$(BIN) analyze --config $(SAMPLECFG) $(SAMPLE)
 
-## bench: Go benchmarks, then sbcwatch against tshark on the same capture
-## (appends a row to BENCHMARKS.md).
+## bench: Go benchmarks (allocations per SIP message), then every figure
+## of BENCHMARKS.md in one run (about 12 minutes; appends to BENCHMARKS.md).
 bench:
+	$(GO) test -run '^$$' -bench 'ParseDatagram|Tracker|ParseTrunk' -benchmem ./sip/
 	$(GO) test -run '^$$' -bench . -benchmem ./analyze/
 	bash scripts/bench.sh
 
