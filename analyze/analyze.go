@@ -11,19 +11,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/sbcwatch/sbcwatch/audiocodes/syslog"
 	"github.com/sbcwatch/sbcwatch/config"
-	"github.com/sbcwatch/sbcwatch/correlate"
 	"github.com/sbcwatch/sbcwatch/finding"
+	"github.com/sbcwatch/sbcwatch/pipeline"
 	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/sip"
 	"github.com/sbcwatch/sbcwatch/tap"
 	"github.com/sbcwatch/sbcwatch/tlsaudit"
-	"github.com/sbcwatch/sbcwatch/tlsaudit/certcheck"
 )
 
 // ErrInput marks errors caused by the input (unreadable file, not a
@@ -38,274 +37,270 @@ type Options struct {
 	// Progress, when set, is called now and then with bytes read so far
 	// and the total size of the input files.
 	Progress func(done, total int64)
-	// KeepPackets, when set, reads the captures a second time and puts
-	// the raw frames behind the calls in Report.Packets, within these
-	// limits (evidence for the store; see keepPackets).
+	// KeepPackets, when set, keeps the raw frames behind the calls in
+	// Report.Packets, within these limits, in the same single pass
+	// (evidence for the store; see keeper). Files only.
 	KeepPackets *PacketLimits
+
+	// Logger receives the engine's one-time reports of internal errors;
+	// nil discards them.
+	Logger *slog.Logger
+
+	// batch runs today's whole-input correlation (equivalence tests).
+	batch bool
 }
 
-// expireEvery is how many packets pass between dialog expiry sweeps.
+// expireEvery is how many packets pass between progress reports.
 const expireEvery = 4096
 
 // Files analyses capture files, AudioCodes SBC logs and directories of
 // them as one input in time order: packets are read as a stream, and the
-// SIP messages and TLS sockets of the logs are merged in by time.
+// SIP messages and TLS sockets of the logs are merged in by time. The
+// report holds every record (for the store, ladders and evidence); Stream
+// is the bounded way.
 func Files(ctx context.Context, paths []string, opt Options) (*report.Report, error) {
+	col := &collector{}
+	if opt.KeepPackets != nil {
+		col.keep = newKeeper(*opt.KeepPackets)
+	}
+	sum, err := run(ctx, paths, opt, col, col.keep)
+	if err != nil {
+		return nil, err
+	}
+	r := col.report(!opt.batch)
+	r.Stats, r.Warnings = sum.Stats, sum.Warnings
+	r.Hints = append(r.Hints, sum.Hints...)
+	if col.keep != nil {
+		r.Packets = col.keep.packets(r)
+		if col.keep.dropped > 0 {
+			r.Stats.Extra["keep_packets_dropped"] = col.keep.dropped
+		}
+	}
+	return r, nil
+}
+
+// Summary is what an analysis gives besides its records.
+type Summary struct {
+	Stats    report.Stats
+	Hints    []string
+	Warnings []string
+}
+
+// Stream analyses like Files, but hands each call, TLS connection and
+// finding to sink as the engine decides it (a finding sent again with
+// the same ID is an update) and keeps none of them: memory is bounded by
+// the calls up at once and the correlation windows, not by the input.
+func Stream(ctx context.Context, paths []string, opt Options, sink pipeline.Sink) (Summary, error) {
+	if opt.KeepPackets != nil {
+		return Summary{}, errors.New("analyze: stream: keep-packets needs Files")
+	}
+	return run(ctx, paths, opt, sink, nil)
+}
+
+// run reads the input through one engine feeding sink; keep, when set,
+// sees every frame as it is decoded.
+func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink, keep *keeper) (Summary, error) {
 	cfg := opt.Config
 	if cfg == nil {
 		cfg = config.Default()
 	}
 	in, err := classify(paths)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInput, err)
+		return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
 	}
 	captures, logs := in.captures, in.logs
 	if len(captures) == 0 && len(logs) == 0 {
-		return nil, fmt.Errorf("%w: no files in %s", ErrInput, strings.Join(paths, ", "))
+		return Summary{}, fmt.Errorf("%w: no files in %s", ErrInput, strings.Join(paths, ", "))
 	}
-	p, err := New(cfg)
+	po := pipeline.Options{Config: cfg, Sink: sink, Batch: opt.batch, Logger: opt.Logger}
+	if keep != nil {
+		po.Frames = keep
+	}
+	eng, err := pipeline.New(po)
 	if err != nil {
-		return nil, err
+		return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
 	}
-	p.warnings = append(p.warnings, in.warnings...)
+	warnings := append([]string(nil), in.warnings...)
 	var li *logInput
 	if len(logs) > 0 {
-		if li, err = readLogs(in, cfg, p.parser); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInput, err)
+		if li, err = readLogs(ctx, in, cfg, eng.Parser()); err != nil {
+			if ctx.Err() != nil {
+				return Summary{}, err // interrupted
+			}
+			return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
 		}
-		p.warnings = append(p.warnings, li.warnings...)
-		p.sockets = li.sockets
-		p.sipErrs += uint64(li.errs)
-		p.logLines = li.lines
+		warnings = append(warnings, li.warnings...)
+		for _, s := range li.sockets {
+			eng.Socket(s)
+		}
+		eng.SIPErrors(li.errs)
+		eng.LogLines(li.lines)
 	}
 	logMsgs := func(until time.Time, all bool) {
 		for li != nil && len(li.msgs) > 0 && (all || !li.msgs[0].Time.After(until)) {
-			p.observe(li.msgs[0])
+			eng.Message(li.msgs[0])
+			li.msgs[0] = nil
 			li.msgs = li.msgs[1:]
 		}
 	}
-	if len(captures) == 0 {
-		if li == nil || li.lines == 0 {
-			return nil, fmt.Errorf("%w: no capture or SBC log in %s (%s)", ErrInput, strings.Join(paths, ", "), strings.Join(p.warnings, "; "))
-		}
-		logMsgs(time.Time{}, true)
-		return noteInputs(p.Finish(), li, nil), nil
+	if len(captures) == 0 && (li == nil || li.lines == 0) {
+		return Summary{}, fmt.Errorf("%w: no capture or SBC log in %s (%s)", ErrInput, strings.Join(paths, ", "), strings.Join(warnings, "; "))
 	}
-	src, err := tap.Open(captures...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInput, err)
-	}
-	defer src.Close()
-	var n uint64
-	for {
-		if n%expireEvery == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			if opt.Progress != nil {
-				opt.Progress(src.Progress())
-			}
-		}
-		pkt, err := src.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
+	var damaged []string
+	if len(captures) > 0 {
+		src, err := tap.Open(captures...)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInput, err)
+			return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
 		}
-		logMsgs(pkt.Info.Timestamp, false)
-		p.Packet(pkt)
-		n++
+		defer src.Close()
+		var n uint64
+		for {
+			if n%expireEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					return Summary{}, err
+				}
+				if opt.Progress != nil {
+					opt.Progress(src.Progress())
+				}
+			}
+			pkt, err := src.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
+			}
+			logMsgs(pkt.Info.Timestamp, false)
+			if keep != nil {
+				keep.packet(pkt)
+			}
+			eng.Packet(pkt)
+			n++
+		}
+		if opt.Progress != nil {
+			opt.Progress(src.Progress())
+		}
+		// A file that ended early is a warning (the report covers what
+		// came before the damage); captures that gave nothing at all are
+		// an error.
+		damaged = src.Warnings()
+		if err := damage(&warnings, damaged, n, li); err != nil {
+			return Summary{}, err
+		}
 	}
 	logMsgs(time.Time{}, true)
-	if opt.Progress != nil {
-		opt.Progress(src.Progress())
-	}
-	// A file that ended early is a warning (the report covers what came
-	// before the damage); captures that gave nothing at all are an error.
-	if err := damage(p, src.Warnings(), n, li); err != nil {
-		return nil, err
-	}
-	r := noteInputs(p.Finish(), li, src.Warnings())
-	if opt.KeepPackets != nil {
-		if r.Packets, err = keepPackets(ctx, captures, r, *opt.KeepPackets); err != nil {
-			return nil, err
-		}
-	}
-	return r, nil
+	st, hints := eng.Close()
+	rs := reportStats(st)
+	noteInputs(rs.Extra, li, damaged)
+	return Summary{Stats: rs, Hints: hints, Warnings: warnings}, nil
 }
 
 // Pipeline is one analysis in progress: feed it packets, then Finish.
+// It drives a pipeline.Engine and collects what leaves it into a report.
 type Pipeline struct {
-	cfg      *config.Config
-	dec      *tap.Decoder
-	parser   *sip.Parser
-	tracker  *sip.Tracker
-	tls      *tlsaudit.Tracker
-	sipMsgs  uint64
-	sipErrs  uint64
-	tlsConns uint64
-	lastTime time.Time
-	packets  uint64
-	streams  []*dispatcher
-	sockets  []*syslog.Socket
-	logLines int
-	badTime  uint64
-	warnings []string
+	eng *pipeline.Engine
+	col *collector
 }
 
-// Capture times outside these bounds cannot be real (and cannot be
-// written as RFC 3339): such packets are counted as malformed.
-var (
-	minTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
-)
+// collector is the sink that keeps every record for the report.
+type collector struct {
+	calls    []*sip.Call
+	conns    []*tlsaudit.Conn
+	findings []*finding.Finding
+	seen     map[string]int // finding ID -> index: a repeat is an update
+	keep     *keeper        // --keep-packets: told of each TLS connection
+}
+
+var _ pipeline.Sink = (*collector)(nil)
+
+func (c *collector) Call(x *sip.Call) { c.calls = append(c.calls, x) }
+func (c *collector) TLSConn(x *tlsaudit.Conn) {
+	c.conns = append(c.conns, x)
+	if c.keep != nil {
+		c.keep.conn(x)
+	}
+}
+func (c *collector) Finding(f *finding.Finding) {
+	if c.seen == nil {
+		c.seen = map[string]int{}
+	}
+	if i, ok := c.seen[f.ID]; ok && f.ID != "" {
+		c.findings[i] = f
+		return
+	}
+	c.seen[f.ID] = len(c.findings)
+	c.findings = append(c.findings, f)
+}
+
+// report builds the report; streamed findings were numbered in decision
+// order and are renumbered in report order.
+func (c *collector) report(streamed bool) *report.Report {
+	fs := c.findings
+	if streamed {
+		sortFindings(fs)
+		report.Renumber(fs)
+	}
+	return report.Build(c.calls, c.conns, fs)
+}
 
 // New builds a pipeline from a validated configuration.
 func New(cfg *config.Config) (*Pipeline, error) {
-	roots, err := certcheck.LoadTrust(cfg.Trust, cfg.NoSystemRoots)
+	col := &collector{}
+	eng, err := pipeline.New(pipeline.Options{Config: cfg, Sink: col})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInput, err)
 	}
-	p := &Pipeline{cfg: cfg}
-	p.parser = sip.NewParser(cfg.Limits.MaxSIPMessage)
-	p.tracker = sip.NewTracker(sip.TrackerOptions{
-		MaxDialogs:         cfg.Limits.MaxDialogs,
-		MaxMessagesPerCall: cfg.Limits.MaxMessagesPerCall,
-		MaxKeptMessages:    cfg.Limits.MaxKeptMessages,
-		DialogTimeout:      cfg.DialogTimeout.D(),
-		MaxRawBytes:        cfg.Limits.MaxSIPMessage,
-		IsMicrosoft:        cfg.IsMicrosoft,
-		IsMicrosoftHost:    cfg.IsMicrosoftHost,
-		IsSBC:              cfg.IsSBCAddr,
-		MessagesOwned:      true, // every Message comes fresh from a parser
-	})
-	warn := cfg.ExpiryWarning.D()
-	p.tls = tlsaudit.NewTracker(tlsaudit.Options{
-		IsMicrosoft: cfg.IsMicrosoft,
-		SBCNames:    cfg.SBCFQDNs(),
-		MaxConns:    cfg.Limits.MaxTLSConns,
-		Check:       tlsaudit.CertChecker(roots, warn),
-	})
-	p.dec = tap.NewDecoder(p, tap.Options{
-		MaxBufferedPagesPerConn: cfg.Limits.MaxBufferedPagesPerConn,
-		MaxBufferedPagesTotal:   cfg.Limits.MaxBufferedPagesTotal,
-	})
-	return p, nil
+	return &Pipeline{eng: eng, col: col}, nil
 }
 
 // Packet decodes one captured packet.
-func (p *Pipeline) Packet(pkt tap.Packet) {
-	if t := pkt.Info.Timestamp; t.Before(minTime) || t.After(maxTime) {
-		p.badTime++
-		return
-	}
-	p.dec.Decode(pkt)
-	p.packets++
-	if t := pkt.Info.Timestamp; t.After(p.lastTime) {
-		p.lastTime = t
-	}
-	if p.packets%expireEvery == 0 {
-		p.tracker.Expire(p.lastTime)
-	}
-}
+func (p *Pipeline) Packet(pkt tap.Packet) { p.eng.Packet(pkt) }
 
-// Datagram implements tap.Handler: one UDP/SCTP payload or exported copy.
-func (p *Pipeline) Datagram(m tap.Meta, payload []byte) {
-	if !sip.LooksLikeSIP(payload) {
-		return
-	}
-	msg, err := p.parser.ParseDatagram(metaOf(m), payload)
-	if err != nil {
-		p.sipErrs++
-		return
-	}
-	p.observe(msg)
-}
-
-func (p *Pipeline) observe(m *sip.Message) {
-	p.sipMsgs++
-	p.tracker.Observe(m)
-}
-
-func metaOf(m tap.Meta) sip.MessageMeta {
-	return sip.MessageMeta{
-		Time:      m.Time,
-		Frame:     m.Frame,
-		Src:       m.Src,
-		Dst:       m.Dst,
-		Transport: m.Transport.String(),
-		Origin:    m.Origin.String(),
-	}
-}
-
-// Stream implements tap.Handler: a TCP connection whose protocol is
-// decided by its first bytes.
-func (p *Pipeline) Stream(c tap.ConnInfo) tap.StreamConsumer {
-	d := &dispatcher{p: p, info: c}
-	return d
-}
-
-// Finish ends the capture: flushes streams, closes dialogs, runs the
-// rules and returns the report.
+// Finish ends the capture: flushes streams, closes dialogs, takes the
+// remaining decisions and returns the report.
 func (p *Pipeline) Finish() *report.Report {
-	p.dec.Close()
-	p.tls.Flush() // streams the tap never closed end as incomplete
-	for _, d := range p.streams {
-		p.sipErrs += d.errors()
-	}
-	calls := p.tracker.Close()
-	conns := p.tls.Conns()
-	tlsFindings := tlsaudit.Findings(conns, tlsaudit.FindingOptions{})
-	sortFindings(tlsFindings)
-	for i, f := range tlsFindings {
-		f.ID = fmt.Sprintf("F%d", i+1)
-	}
-	in := correlate.Input{
-		Calls:          calls,
-		Conns:          conns,
-		TLSFindings:    tlsFindings,
-		Config:         p.cfg,
-		SBCSockets:     p.sockets,
-		TeamsContextID: p.cfg.TeamsTLSContextID,
-	}
-	callFindings := correlate.Run(in)
-	all := append(append([]*finding.Finding{}, tlsFindings...), callFindings...)
-	sortFindings(all)
+	st, hints := p.eng.Close()
+	r := p.col.report(true)
+	r.Stats = reportStats(st)
+	r.Hints = append(r.Hints, hints...)
+	return r
+}
 
-	st := p.dec.Stats()
-	r := report.Build(calls, conns, all)
-	r.Stats.Packets = st.Packets
-	r.Stats.Bytes = st.Bytes
-	r.Stats.SIPMessages = p.sipMsgs
-	r.Stats.SIPErrors = p.sipErrs
-	r.Stats.Malformed = st.Malformed + p.badTime
-	r.Warnings = p.warnings
-	r.Stats.TCPDropped = st.TCPDropped
-	if !st.First.IsZero() && !st.Last.IsZero() {
-		r.Stats.Seconds = st.Last.Sub(st.First).Seconds()
+// reportStats is the report's view of the engine's counters.
+func reportStats(st pipeline.Stats) report.Stats {
+	dst := st.Decoder
+	r := report.Stats{
+		Packets:       dst.Packets,
+		Bytes:         dst.Bytes,
+		SIPMessages:   st.SIPMessages,
+		SIPErrors:     st.SIPErrors,
+		Malformed:     dst.Malformed + st.BadTime,
+		TCPDropped:    dst.TCPDropped,
+		TLSHandshakes: st.TLSHandshakes,
 	}
-	for _, c := range conns {
-		if c.Hello != nil {
-			r.Stats.TLSHandshakes++
-		}
+	if !dst.First.IsZero() && !dst.Last.IsZero() {
+		r.Seconds = dst.Last.Sub(dst.First).Seconds()
 	}
-	r.Stats.Extra = map[string]uint64{
-		"unknown_link":  st.UnknownLink,
-		"fragments":     st.Fragments,
-		"reassembled":   st.Reassembled,
-		"frag_dropped":  st.FragDropped,
-		"tcp_conns":     st.TCPConns,
-		"udp_datagrams": st.UDPDatagrams,
-		"hep_packets":   st.HEPPackets,
-		"acdr_packets":  st.ACDRPackets,
-		"tunneled":      st.Tunnels,
-		"log_lines":     uint64(p.logLines),
-	}
-	r.Hints = append(r.Hints, correlate.Hints(in)...)
-	if len(calls) == 0 && len(conns) > 0 {
-		r.Hints = append(r.Hints, "This capture holds TLS connections but no SIP: the signaling is encrypted. "+
-			"Export the SBC's SIP as AudioCodes debug recording (ACDR) or HEP to the capture point to see the dialogs.")
+	cs := st.Correlate
+	r.Extra = map[string]uint64{
+		"unknown_link":           dst.UnknownLink,
+		"fragments":              dst.Fragments,
+		"reassembled":            dst.Reassembled,
+		"frag_dropped":           dst.FragDropped,
+		"tcp_conns":              dst.TCPConns,
+		"udp_datagrams":          dst.UDPDatagrams,
+		"hep_packets":            dst.HEPPackets,
+		"acdr_packets":           dst.ACDRPackets,
+		"tunneled":               dst.Tunnels,
+		"log_lines":              st.LogLines,
+		"internal_errors":        st.Panics,
+		"dialogs_evicted":        st.DialogsEvicted,
+		"window_calls_evicted":   cs.EvictedCalls,
+		"window_conns_evicted":   cs.EvictedConns,
+		"window_sockets_evicted": cs.EvictedSockets,
+		"window_events_evicted":  cs.EvictedEvents,
+		"window_calls_peak":      uint64(cs.PeakCalls),
+		"window_conns_peak":      uint64(cs.PeakConns),
 	}
 	return r
 }

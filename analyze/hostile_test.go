@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,7 +98,7 @@ func TestLogOddLines(t *testing.T) {
 	nl := bytes.IndexByte(orig, '\n') + 1
 	var long []byte
 	long = append(long, orig[:nl]...)
-	long = append(long, bytes.Repeat([]byte("x"), 3<<20)...)
+	long = append(long, bytes.Repeat([]byte("x"), 40<<20)...)
 	long = append(long, '\n')
 	long = append(long, orig[nl:]...)
 	nul := append([]byte(nil), orig...)
@@ -106,9 +107,15 @@ func TestLogOddLines(t *testing.T) {
 	for name, data := range map[string][]byte{"long.log": long, "nul.log": nul} {
 		path := filepath.Join(dir, name)
 		must(t, os.WriteFile(path, data, 0o600))
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		rep, err := Files(context.Background(), []string{path}, Options{Config: cfg})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
+		}
+		runtime.ReadMemStats(&after)
+		if a := after.TotalAlloc - before.TotalAlloc; a > 16<<20 {
+			t.Errorf("%s: allocated %d MB reading a %d MB log", name, a>>20, len(data)>>20)
 		}
 		if len(rep.Findings) != 1 {
 			t.Errorf("%s: %d findings, want the one of the field log", name, len(rep.Findings))
@@ -154,5 +161,24 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLogReadStopsOnSignal: reading a long log ends when the context does
+// (SIGINT/SIGTERM in the CLI), with the context's error, not an input error.
+func TestLogReadStopsOnSignal(t *testing.T) {
+	orig, err := os.ReadFile(filepath.Join("..", "audiocodes", "syslog", "testdata", "field-evidence.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "big.log")
+	must(t, os.WriteFile(path, bytes.Repeat(orig, 2000), 0o600))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	cfg := config.Default()
+	cfg.LogYear = 2026
+	_, err = Files(ctx, []string{path}, Options{Config: cfg})
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrInput) {
+		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }

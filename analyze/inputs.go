@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/sbcwatch/sbcwatch/audiocodes/syslog"
 	"github.com/sbcwatch/sbcwatch/config"
-	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/sip"
 )
 
@@ -219,7 +219,7 @@ const maxLogLine = 1 << 20
 // readLogs parses AudioCodes syslog/debug-recording text files. A file
 // found in a directory that holds no AudioCodes line is skipped with a
 // warning; a named one is an error.
-func readLogs(in *inputSet, cfg *config.Config, p *sip.Parser) (*logInput, error) {
+func readLogs(ctx context.Context, in *inputSet, cfg *config.Config, p *sip.Parser) (*logInput, error) {
 	loc := time.UTC
 	if cfg.LogTimezone != "" {
 		l, err := time.LoadLocation(cfg.LogTimezone)
@@ -246,9 +246,12 @@ func readLogs(in *inputSet, cfg *config.Config, p *sip.Parser) (*logInput, error
 		if err != nil {
 			return nil, err
 		}
-		lim := &lineLimit{br: bufio.NewReaderSize(f, 1<<16), max: maxLogLine}
+		lim := &lineLimit{ctx: ctx, br: bufio.NewReaderSize(f, 1<<16), max: maxLogLine}
 		res, err := syslog.Parse(lim, opt)
 		f.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
@@ -276,8 +279,9 @@ func readLogs(in *inputSet, cfg *config.Config, p *sip.Parser) (*logInput, error
 
 // lineLimit passes lines through and drops every line longer than max
 // bytes (its line end included), counting them in long. It holds at most
-// one line of max bytes.
+// one line of max bytes, and stops when ctx ends (SIGINT, SIGTERM).
 type lineLimit struct {
+	ctx  context.Context
 	br   *bufio.Reader
 	max  int
 	long int
@@ -288,6 +292,9 @@ type lineLimit struct {
 
 func (l *lineLimit) Read(p []byte) (int, error) {
 	for len(l.out) == 0 {
+		if l.err == nil && l.ctx != nil {
+			l.err = l.ctx.Err()
+		}
 		if l.err != nil {
 			return 0, l.err
 		}
@@ -337,22 +344,21 @@ func sbcAddrs(cfg *config.Config) []netip.Addr {
 // captures gave no packet at all and no log gave a message, there is
 // nothing to report on: that is an input error (exit status 2) naming the
 // first damaged file.
-func damage(p *Pipeline, warnings []string, packets uint64, li *logInput) error {
+func damage(dst *[]string, warnings []string, packets uint64, li *logInput) error {
 	if len(warnings) > 0 && packets == 0 && (li == nil || li.lines == 0) {
 		return fmt.Errorf("%w: %s", ErrInput, warnings[0])
 	}
-	p.warnings = append(p.warnings, warnings...)
+	*dst = append(*dst, warnings...)
 	return nil
 }
 
 // noteInputs counts in the report's stats what the inputs lost: capture
 // files that ended early, log lines skipped for their length.
-func noteInputs(r *report.Report, li *logInput, damaged []string) *report.Report {
+func noteInputs(extra map[string]uint64, li *logInput, damaged []string) {
 	if len(damaged) > 0 {
-		r.Stats.Extra["damaged_files"] = uint64(len(damaged))
+		extra["damaged_files"] = uint64(len(damaged))
 	}
 	if li != nil && li.long > 0 {
-		r.Stats.Extra["log_lines_too_long"] = uint64(li.long)
+		extra["log_lines_too_long"] = uint64(li.long)
 	}
-	return r
 }

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -198,7 +199,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			}
 		}
 	}
-	if len(inRouter) != 16 {
+	if len(inRouter) != 18 {
 		t.Errorf("only %d routes walked: %v", len(inRouter), inRouter)
 	}
 }
@@ -492,6 +493,38 @@ func TestFindingsAckAndAudits(t *testing.T) {
 	checkError(t, b.do(t, "POST", "/api/v1/findings/"+id+"/ack", b.admin, strings.NewReader(`{"who":1}`), "Content-Type", "application/json"), 400, "bad_request")
 	checkError(t, b.do(t, "POST", "/api/v1/findings/"+id+"/ack", b.admin, strings.NewReader(`{"by":"`+strings.Repeat("x", 2<<20)+`"}`)), 413, "payload_too_large")
 	checkError(t, b.do(t, "GET", "/api/v1/findings?severity=bad", b.read, nil), 400, "bad_request")
+	checkError(t, b.do(t, "GET", "/api/v1/findings?state=closed", b.read, nil), 400, "bad_request")
+
+	// The problem behind the finding is acknowledged with it; problems
+	// list by state and can be acknowledged themselves.
+	got = b.do(t, "GET", "/api/v1/problems?state=open&rule=refer_delivery_failed", b.read, nil)
+	var probs struct{ Items []store.Problem }
+	got.json(t, &probs)
+	if got.status != 200 || len(probs.Items) != 1 || !probs.Items[0].Acknowledged || probs.Items[0].Count != 1 ||
+		probs.Items[0].Advice == "" || probs.Items[0].State != "open" {
+		t.Fatalf("problems: %d %s", got.status, got.body)
+	}
+	got = b.do(t, "GET", "/api/v1/problems?state=open&acknowledged=false", b.read, nil)
+	got.json(t, &probs)
+	if len(probs.Items) == 0 {
+		t.Fatalf("no unacknowledged open problems: %s", got.body)
+	}
+	pid := strconv.FormatInt(probs.Items[0].ID, 10)
+	checkError(t, b.do(t, "POST", "/api/v1/problems/"+pid+"/ack", b.read, nil), 403, "forbidden")
+	got = b.do(t, "POST", "/api/v1/problems/"+pid+"/ack", b.admin, nil)
+	var p store.Problem
+	got.json(t, &p)
+	if got.status != 200 || !p.Acknowledged || p.AcknowledgedBy != "boss" {
+		t.Fatalf("ack problem: %d %s", got.status, got.body)
+	}
+	checkError(t, b.do(t, "POST", "/api/v1/problems/x/ack", b.admin, nil), 400, "bad_request")
+	checkError(t, b.do(t, "POST", "/api/v1/problems/99999/ack", b.admin, nil), 404, "not_found")
+	checkError(t, b.do(t, "GET", "/api/v1/problems?state=closed", b.read, nil), 400, "bad_request")
+	got = b.do(t, "GET", "/api/v1/findings?state=resolved", b.read, nil)
+	got.json(t, &page)
+	if got.status != 200 || len(page.Items) != 0 {
+		t.Errorf("resolved findings: %s", got.body)
+	}
 
 	checkError(t, b.do(t, "POST", "/api/v1/audits/run", b.admin, nil), 501, "not_implemented")
 

@@ -29,7 +29,9 @@ const pcapType = "application/vnd.tcpdump.pcap"
 // admin pastes into a ticket.
 type Evidence struct {
 	GeneratedAt time.Time `json:"generated_at"`
-	// Verdict is the findings' summaries, most severe first, one per line.
+	// Verdict is the findings' summaries, most severe first, one per line;
+	// a root cause says how many findings it explains, and those are not
+	// repeated.
 	Verdict  string          `json:"verdict"`
 	Call     store.Call      `json:"call"`
 	Findings []store.Finding `json:"findings"`
@@ -181,7 +183,15 @@ func (s *Server) buildEvidence(r *http.Request, d *CallDetail) (*Evidence, error
 		Pcap: EvidencePcap{Available: false, Note: PcapNote}}
 	var lines []string
 	for _, f := range fs {
-		lines = append(lines, fmt.Sprintf("[%s] %s: %s", f.Severity, f.Rule, f.Summary))
+		// Root cause first: the findings it explains are its evidence.
+		if f.CausedBy != "" {
+			continue
+		}
+		l := fmt.Sprintf("[%s] %s: %s", f.Severity, f.Rule, f.Summary)
+		if n := len(f.Explains); n > 0 {
+			l += fmt.Sprintf(" (+ %d supporting finding%s)", n, map[bool]string{true: "s"}[n > 1])
+		}
+		lines = append(lines, l)
 	}
 	if len(lines) == 0 {
 		lines = append(lines, verdictNoFindings(d.Call))
@@ -302,6 +312,12 @@ func writeEvidenceText(w io.Writer, ev *Evidence) {
 		}
 		if len(f.Cites) > 0 {
 			fmt.Fprintf(w, "    cites: %s\n", strings.Join(f.Cites, ", "))
+		}
+		if f.CausedBy != "" {
+			fmt.Fprintf(w, "    caused by: %s\n", f.CausedBy)
+		}
+		if f.Advice != "" {
+			fmt.Fprintf(w, "    advice: %s\n", f.Advice)
 		}
 		var pretty bytes.Buffer
 		if json.Indent(&pretty, f.Evidence, "    ", "  ") == nil {

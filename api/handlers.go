@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -235,10 +234,10 @@ func (s *Server) handleGetCall(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListFindings(w http.ResponseWriter, r *http.Request) {
-	q := parseQuery(r, "rule", "severity", "sbc", "call_id", "from", "to", "acknowledged", "limit", "cursor")
+	q := parseQuery(r, "rule", "severity", "sbc", "call_id", "from", "to", "acknowledged", "state", "limit", "cursor")
 	fq := store.FindingQuery{Rule: q.str("rule"), Severity: q.str("severity"), SBC: q.str("sbc"),
 		CallID: q.str("call_id"), From: q.time("from"), To: q.time("to"), Acknowledged: q.boolPtr("acknowledged"),
-		Limit: q.limit(), Cursor: q.str("cursor")}
+		State: q.str("state"), Limit: q.limit(), Cursor: q.str("cursor")}
 	if q.err == nil {
 		switch fq.Severity {
 		case "", "critical", "warning", "info":
@@ -264,9 +263,6 @@ type AckRequest struct {
 	By string `json:"by"`
 }
 
-// maxAckBy bounds who acknowledged a finding (a name, not a document).
-const maxAckBy = 200
-
 func (s *Server) handleAckFinding(w http.ResponseWriter, r *http.Request) {
 	id, err := pathParam(r, "id")
 	if err != nil {
@@ -278,11 +274,8 @@ func (s *Server) handleAckFinding(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if req.By == "" {
-		req.By = tokenFrom(r.Context()).Name
-	}
-	if n := utf8.RuneCountInString(req.By); n > maxAckBy {
-		s.writeError(w, r, badRequest("by: %d characters; at most %d", n, maxAckBy))
+	if req.By, err = ackBy(r, req.By); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	f, err := store.AckFinding(r.Context(), s.st.Pool(), id, req.By)

@@ -43,6 +43,7 @@ func TestOddBytesAre400(t *testing.T) {
 	for _, seg := range []string{"%00", "a%00b", "%FF", "%C3%28"} {
 		paths = append(paths, "/api/v1/calls/"+seg, "/api/v1/calls/"+seg+"/evidence", "/api/v1/audits/"+seg, "/calls/"+seg)
 	}
+	paths = append(paths, "/calls?number=%00", "/calls?number=a%FFb", "/certificates?window=%00", "/?x=%C3%28")
 	for _, c := range []string{nulCursor, badCursor} {
 		for _, p := range []string{"/api/v1/findings", "/api/v1/tls", "/api/v1/certificates", "/api/v1/counters"} {
 			paths = append(paths, p+"?cursor="+c)
@@ -92,6 +93,9 @@ func TestAckBody(t *testing.T) {
 	if got := b.do(t, "POST", path, b.admin, nil); got.status != 200 {
 		t.Fatalf("ack without a body: %d %s", got.status, got.body)
 	}
+	// The problems' ack route takes the same body.
+	checkError(t, b.do(t, "POST", "/api/v1/problems/1/ack", b.admin, strings.NewReader(`{"by":"alice"}`), "Content-Type", "text/plain"), 415, "unsupported_media_type")
+	checkError(t, b.do(t, "POST", "/api/v1/problems/1/ack", b.admin, strings.NewReader(`{"by":"`+strings.Repeat("x", maxAckBy+1)+`"}`), "Content-Type", "application/json"), 400, "bad_request")
 }
 
 // TestLikeWildcardsAreLiteral: % and _ in the peer and subject filters

@@ -160,3 +160,18 @@ func atoi3(s string) int {
 	}
 	return n
 }
+
+// maxAckBy bounds who acknowledged (a name, not a document).
+const maxAckBy = 200
+
+// ackBy is the "by" of an acknowledgement: the body's, else the token's
+// name; at most maxAckBy characters.
+func ackBy(r *http.Request, by string) (string, error) {
+	if by == "" {
+		by = tokenFrom(r.Context()).Name
+	}
+	if n := utf8.RuneCountInString(by); n > maxAckBy {
+		return "", badRequest("by: %d characters; at most %d", n, maxAckBy)
+	}
+	return by, nil
+}

@@ -121,6 +121,11 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	}
 	fid := fs.Items[0].ID
 	cid := url.PathEscape(b.callID)
+	ps, err := store.ListProblems(ctx, b.st.Pool(), store.ProblemQuery{Limit: 1})
+	if err != nil || len(ps.Items) == 0 {
+		t.Fatalf("no problem stored for the field case: %v", err)
+	}
+	pid := fmt.Sprint(ps.Items[0].ID)
 
 	type call struct {
 		method, pattern, path, token, body string
@@ -151,6 +156,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		{"POST", "/api/v1/findings/{id}/ack", "/api/v1/findings/" + fid + "/ack", A, `{"by":"alice"}`, 200, []string{"Content-Type", "application/json"}},
 		{"POST", "/api/v1/findings/{id}/ack", "/api/v1/findings/nope/ack", A, "", 404, nil},
 		{"GET", "/api/v1/findings", "/api/v1/findings?acknowledged=true", R, "", 200, nil},
+		{"GET", "/api/v1/findings", "/api/v1/findings?state=open", R, "", 200, nil},
 		{"GET", "/api/v1/tls", "/api/v1/tls", R, "", 200, nil},
 		{"GET", "/api/v1/tls", "/api/v1/tls?failed=true&from_microsoft=true", R, "", 200, nil},
 		{"GET", "/api/v1/certificates", "/api/v1/certificates", R, "", 200, nil},
@@ -163,6 +169,13 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		{"POST", "/api/v1/audits/run", "/api/v1/audits/run", A, `{"sbc":"nope"}`, 404, []string{"Content-Type", "application/json"}},
 		{"POST", "/api/v1/audits/run", "/api/v1/audits/run", A, `{"sbc":"down"}`, 502, []string{"Content-Type", "application/json"}},
 		{"GET", "/api/v1/sbcs", "/api/v1/sbcs", R, "", 200, nil},
+		{"GET", "/api/v1/problems", "/api/v1/problems", R, "", 200, nil},
+		{"GET", "/api/v1/problems", "/api/v1/problems?state=open&severity=critical", R, "", 200, nil},
+		{"GET", "/api/v1/problems", "/api/v1/problems?state=bad", R, "", 400, nil},
+		{"POST", "/api/v1/problems/{id}/ack", "/api/v1/problems/" + pid + "/ack", R, "", 403, nil},
+		{"POST", "/api/v1/problems/{id}/ack", "/api/v1/problems/" + pid + "/ack", A, `{"by":"alice"}`, 200, []string{"Content-Type", "application/json"}},
+		{"POST", "/api/v1/problems/{id}/ack", "/api/v1/problems/999999/ack", A, `{"by":"alice"}`, 404, []string{"Content-Type", "application/json"}},
+		{"GET", "/api/v1/problems", "/api/v1/problems?acknowledged=true", R, "", 200, nil},
 	}
 	okOps := map[string]bool{}
 	for _, c := range calls {

@@ -13,7 +13,7 @@ import (
 // methods; TestOpenAPIMatchesRoutes keeps the two equal.
 func (s *Server) routes() *chi.Mux {
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer, middleware.RequestID, s.instrument, s.recoverJSON, s.checkInput)
+	r.Use(middleware.Recoverer, middleware.RequestID, s.opts.TrustedProxies.Middleware, s.instrument, s.recoverJSON, s.checkInput)
 	// The HTML pages (package web: /, /login, /calls/{call_id}) read this
 	// router in process; mounted here rather than routed so this table
 	// and openapi.json stay /api/v1.
@@ -50,6 +50,8 @@ func (s *Server) routes() *chi.Mux {
 
 			r.Get("/findings", s.handleListFindings)
 			r.Post("/findings/{id}/ack", s.handleAckFinding)
+			r.Get("/problems", s.handleListProblems)
+			r.Post("/problems/{id}/ack", s.handleAckProblem)
 
 			r.Get("/tls", s.handleListTLS)
 			r.Get("/certificates", s.handleListCertificates)

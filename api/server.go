@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/internal/authctx"
+	"github.com/sbcwatch/sbcwatch/internal/forwarded"
 	"github.com/sbcwatch/sbcwatch/metrics"
 	"github.com/sbcwatch/sbcwatch/store"
 )
@@ -43,6 +44,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// Now is the clock (default time.Now), for tests.
 	Now func() time.Time
+	// TrustedProxies may say X-Forwarded-Proto: https for a request
+	// (cookies are then marked Secure); from anyone else it is ignored.
+	TrustedProxies forwarded.Trusted
 }
 
 // Server holds the handlers' dependencies.
@@ -91,22 +95,51 @@ func NewHTTPServer(addr string, h http.Handler) *http.Server {
 
 // ListenAndServe serves h on addr until ctx ends, then shuts down
 // gracefully (in-flight requests get up to 10 s). ready, when not nil,
-// receives the bound address once listening.
-func ListenAndServe(ctx context.Context, addr string, h http.Handler, log *slog.Logger, ready func(net.Addr)) error {
+// receives the bound address once listening. WithTLS makes it HTTPS.
+func ListenAndServe(ctx context.Context, addr string, h http.Handler, log *slog.Logger, ready func(net.Addr), opts ...ServeOption) error {
+	var cfg serveConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	srv := NewHTTPServer(addr, h)
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	// SIGHUP reloads the TLS certificate; without TLS it is logged and
+	// otherwise ignored (so `systemctl reload` never stops the daemon).
+	var cr *certReloader
+	if cfg.certFile != "" || cfg.keyFile != "" {
+		var err error
+		if cr, err = newCertReloader(cfg.certFile, cfg.keyFile); err != nil {
+			return err
+		}
+		srv.TLSConfig = cr.tlsConfig()
+	}
+	sig, stop := cfg.reloadSignal()
+	defer stop()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go watchReload(wctx, sig, cr, log)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("api: listen: %w", err)
 	}
-	srv := NewHTTPServer(addr, h)
-	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	if ready != nil {
 		ready(ln.Addr())
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(jsonErrorListener{ln}) }()
-	if log != nil {
-		log.Info("api listening", "addr", ln.Addr().String())
-	}
+	// jsonErrorListener sits under TLS: it rewrites net/http's own
+	// plain-text errors on plain HTTP (under TLS it sees ciphertext and
+	// passes it on).
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(jsonErrorListener{ln}, "", "")
+			return
+		}
+		errc <- srv.Serve(jsonErrorListener{ln})
+	}()
+	log.Info("api listening", "addr", ln.Addr().String(), "tls", srv.TLSConfig != nil)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("api: serve: %w", err)

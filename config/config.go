@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // DefaultMicrosoftRanges are the Direct Routing signaling and media ranges
@@ -42,7 +42,9 @@ type Duration time.Duration
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		// A TypeError is collected with the others (an unknown key
+		// elsewhere is still reported), not the end of decoding.
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration: use a number with a unit, such as 10s, 1m30s or 2h", n.Line, n.Value)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -178,7 +180,8 @@ type Limits struct {
 	// MaxSIPMessage bounds one SIP message (default 65535 bytes).
 	MaxSIPMessage int `yaml:"max_sip_message"`
 	// MaxDialogs bounds tracked Call-IDs; the oldest idle ones are closed
-	// first (default 200000).
+	// first (default 50000: an open call costs about 14 KB, so about
+	// 700 MB at the bound, sized for a 2-core/4 GB host; see README.md).
 	MaxDialogs int `yaml:"max_dialogs"`
 	// MaxMessagesPerCall bounds the messages kept for a ladder (the count
 	// is always exact; default 500).
@@ -189,6 +192,15 @@ type Limits struct {
 	MaxKeptMessages int `yaml:"max_kept_messages"`
 	// MaxTLSConns bounds tracked TLS connections (default 200000).
 	MaxTLSConns int `yaml:"max_tls_conns"`
+	// MaxWindowCalls, MaxWindowConns and MaxWindowEvents bound what the
+	// streaming correlation holds while its windows pass: calls let go
+	// by the tracker and not yet judged or still needed as context
+	// (default 100000), ended TLS connections (default 100000), and
+	// INVITEs, REFERs and SBC log sockets (default 200000 each). Records
+	// dropped early are counted in the report's stats.
+	MaxWindowCalls  int `yaml:"max_window_calls"`
+	MaxWindowConns  int `yaml:"max_window_conns"`
+	MaxWindowEvents int `yaml:"max_window_events"`
 }
 
 // Serve holds the daemon settings.
@@ -200,6 +212,10 @@ type Serve struct {
 	SyslogListen string   `yaml:"syslog_listen"`
 	Retention    int      `yaml:"retention_days"`
 	MaxPolls     int      `yaml:"max_concurrent_polls"`
+
+	// ResolveAfterDays resolves a stored problem not seen again for this
+	// many days (default 14; -1 never).
+	ResolveAfterDays int `yaml:"resolve_after_days"`
 }
 
 // Default returns a configuration with every default applied.
@@ -225,11 +241,15 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.Limits.MaxBufferedPagesPerConn, 4096)
 	setInt(&c.Limits.MaxBufferedPagesTotal, 65536)
 	setInt(&c.Limits.MaxSIPMessage, 65535)
-	setInt(&c.Limits.MaxDialogs, 200000)
+	setInt(&c.Limits.MaxDialogs, 50000)
 	setInt(&c.Limits.MaxMessagesPerCall, 500)
 	setInt(&c.Limits.MaxKeptMessages, 200000)
 	setInt(&c.Limits.MaxTLSConns, 200000)
+	setInt(&c.Limits.MaxWindowCalls, 100000)
+	setInt(&c.Limits.MaxWindowConns, 100000)
+	setInt(&c.Limits.MaxWindowEvents, 200000)
 	setInt(&c.Serve.Retention, 30)
+	setInt(&c.Serve.ResolveAfterDays, 14)
 	setInt(&c.Serve.MaxPolls, 8)
 	if c.Serve.Listen == "" {
 		c.Serve.Listen = "127.0.0.1:8080"
@@ -304,7 +324,7 @@ func Parse(b []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, errIOEOF) {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %w", explainYAML(b, err))
 	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {

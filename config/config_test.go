@@ -68,8 +68,8 @@ trust: [ca.pem]
 		t.Fatal("IsSBCAddr")
 	}
 	for in, want := range map[string]string{
-		"bogus: 1\n":                                                   "field bogus not found",
-		"short_call: soon\n":                                           "invalid duration",
+		"bogus: 1\n":                                                   `unknown key "bogus"`,
+		"short_call: soon\n":                                           `"soon" is not a duration`,
 		"microsoft_ranges: [52.1.2.3/99]\n":                            "microsoft_ranges",
 		"sbcs: [{name: a}, {name: a}]\n":                               "duplicate name",
 		"sbcs: [{name: a, poll: {method: x}}]":                         "not snmp or rest",

@@ -26,10 +26,11 @@ func (a *analysis) teamsContext(given *int) (id int, inferred, ok bool) {
 	if given != nil {
 		return *given, false, true
 	}
-	count := map[int]int{}
-	for _, s := range a.sockets {
-		if c := s.Context; c != nil && c.ProxySetID >= 0 && a.isMicrosoft(s.Peer) {
-			count[c.ContextID]++
+	count := a.ctxCount
+	if count == nil {
+		count = map[int]int{}
+		for _, s := range a.sockets {
+			a.countContext(count, s)
 		}
 	}
 	best, n := 0, 0
@@ -39,6 +40,14 @@ func (a *analysis) teamsContext(given *int) (id int, inferred, ok bool) {
 		}
 	}
 	return best, true, n > 0
+}
+
+// countContext counts the context the SBC chose for a Microsoft peer
+// that matched a proxy set, for teamsContext.
+func (a *analysis) countContext(count map[int]int, s *syslog.Socket) {
+	if c := s.Context; c != nil && c.ProxySetID >= 0 && a.isMicrosoft(s.Peer) {
+		count[c.ContextID]++
+	}
 }
 
 // contextWrong reports whether the SBC chose the wrong TLS context for a

@@ -114,6 +114,13 @@ type analysis struct {
 	// handshakes, per server address, in first-seen order.
 	certsByServer map[netip.Addr][]servedCert
 	servers       []netip.Addr // keys of certsByServer, sorted
+	// ctxCount, when set, counts the TLS contexts chosen for Microsoft
+	// peers that matched a proxy set (the stream's seen-so-far tally);
+	// nil means count a.sockets.
+	ctxCount map[int]int
+	// open, when set, returns the calls still tracked (the stream's),
+	// which callsUp counts besides calls.
+	open func() []*sip.Call
 }
 
 // referAt is one REFER request: when, and to which address.
@@ -223,30 +230,43 @@ func newAnalysis(in Input) *analysis {
 			a.byClient[c.Client] = append(a.byClient[c.Client], c)
 		}
 	}
-	slices.SortStableFunc(a.conns, func(x, y *tlsaudit.Conn) int {
-		return cmp.Or(x.FirstSeen.Compare(y.FirstSeen), cmp.Compare(x.ID, y.ID))
-	})
+	slices.SortStableFunc(a.conns, compareConns)
 	a.certsByServer = map[netip.Addr][]servedCert{}
 	for _, c := range a.conns {
 		a.see(c.FirstSeen, c.LastSeen)
 		if a.failedInbound(c) {
 			a.failed = append(a.failed, c)
 		}
-		if !c.Established || !c.Server.IsValid() {
-			continue
-		}
-		sc, ok := certOf(c)
-		srv := c.Server.Addr().Unmap()
-		if !ok || slices.ContainsFunc(a.certsByServer[srv], func(x servedCert) bool { return x.fingerprint == sc.fingerprint }) {
-			continue
-		}
-		if _, known := a.certsByServer[srv]; !known {
-			a.servers = append(a.servers, srv)
-		}
-		a.certsByServer[srv] = append(a.certsByServer[srv], sc)
+		a.servedBy(c, 0)
 	}
 	slices.SortFunc(a.servers, netip.Addr.Compare)
 	return a
+}
+
+func compareConns(x, y *tlsaudit.Conn) int {
+	return cmp.Or(x.FirstSeen.Compare(y.FirstSeen), cmp.Compare(x.ID, y.ID))
+}
+
+// servedBy records the certificate an established connection served, at
+// most limit distinct ones per server (0: no limit); it reports whether
+// a new certificate was recorded. Servers are appended unsorted.
+func (a *analysis) servedBy(c *tlsaudit.Conn, limit int) bool {
+	if !c.Established || !c.Server.IsValid() {
+		return false
+	}
+	sc, ok := certOf(c)
+	srv := c.Server.Addr().Unmap()
+	if !ok || slices.ContainsFunc(a.certsByServer[srv], func(x servedCert) bool { return x.fingerprint == sc.fingerprint }) {
+		return false
+	}
+	if limit > 0 && len(a.certsByServer[srv]) >= limit {
+		return false
+	}
+	if _, known := a.certsByServer[srv]; !known {
+		a.servers = append(a.servers, srv)
+	}
+	a.certsByServer[srv] = append(a.certsByServer[srv], sc)
+	return true
 }
 
 // see moves "now" forward.
@@ -324,7 +344,7 @@ func (a *analysis) citesFor(conns []*tlsaudit.Conn) []string {
 // "listener" and "fingerprint_sha256"), and tls_cert_inconsistent per
 // listener and SNI with the "fingerprints" served.
 func about(f *finding.Finding, c *tlsaudit.Conn) bool {
-	if ids, ok := f.Evidence["connection_ids"].([]string); ok && slices.Contains(ids, c.ID) {
+	if ids, ok := strs(f.Evidence["connection_ids"]); ok && slices.Contains(ids, c.ID) {
 		return true
 	}
 	if f.Connection != "" && f.Connection == c.ID {
@@ -357,7 +377,7 @@ func about(f *finding.Finding, c *tlsaudit.Conn) bool {
 		name, _ := f.Evidence["name"].(string)
 		return name == "" || c.Check == nil || !c.Check.NameChecked || strings.EqualFold(name, c.Check.Name)
 	}
-	if fps, ok := f.Evidence["fingerprints"].([]map[string]any); ok {
+	if fps, ok := maps(f.Evidence["fingerprints"]); ok {
 		if sni, ok := f.Evidence["sni"].(string); ok && !strings.EqualFold(sni, c.SNI) {
 			return false
 		}
@@ -453,7 +473,7 @@ func (a *analysis) link(delivered, all []*finding.Finding) {
 	for _, d := range delivered {
 		ids := d.Cites
 		var conns []string
-		if fc, ok := d.Evidence["failed_connections"].([]map[string]any); ok {
+		if fc, ok := maps(d.Evidence["failed_connections"]); ok {
 			for _, c := range fc {
 				if id, ok := c["connection"].(string); ok {
 					conns = append(conns, id)
@@ -461,14 +481,14 @@ func (a *analysis) link(delivered, all []*finding.Finding) {
 			}
 		}
 		for _, f := range ctxWrong {
-			if cids, ok := f.Evidence["connection_ids"].([]string); ok && slices.ContainsFunc(cids, func(id string) bool { return slices.Contains(conns, id) }) {
+			if cids, ok := strs(f.Evidence["connection_ids"]); ok && slices.ContainsFunc(cids, func(id string) bool { return slices.Contains(conns, id) }) {
 				ids = append(ids, f.ID)
 			}
 		}
 		var calls []string
 		if d.CallID != "" {
 			calls = []string{d.CallID}
-		} else if cs, ok := d.Evidence["candidate_call_ids"].([]string); ok {
+		} else if cs, ok := strs(d.Evidence["candidate_call_ids"]); ok {
 			calls = cs
 		}
 		for _, id := range calls {
@@ -485,4 +505,40 @@ func (a *analysis) link(delivered, all []*finding.Finding) {
 		slices.SortFunc(ids, compareIDs)
 		d.Cites = slices.Compact(ids)
 	}
+}
+
+// strs reads a list of strings from evidence, as built ([]string) or
+// after a JSON round trip ([]any).
+func strs(v any) ([]string, bool) {
+	switch x := v.(type) {
+	case []string:
+		return x, true
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// maps reads a list of objects from evidence, as built
+// ([]map[string]any) or after a JSON round trip ([]any).
+func maps(v any) ([]map[string]any, bool) {
+	switch x := v.(type) {
+	case []map[string]any:
+		return x, true
+	case []any:
+		out := make([]map[string]any, 0, len(x))
+		for _, e := range x {
+			if m, ok := e.(map[string]any); ok {
+				out = append(out, m)
+			}
+		}
+		return out, true
+	}
+	return nil, false
 }

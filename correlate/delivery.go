@@ -200,9 +200,12 @@ type delivery struct {
 	claimed map[*tlsaudit.Conn]bool
 }
 
-func (a *analysis) matchDeliveries() delivery {
+func (a *analysis) matchDeliveries() delivery { return a.matchAmong(a.calls) }
+
+// matchAmong matches failed connections to the given calls only.
+func (a *analysis) matchAmong(calls []*sip.Call) delivery {
 	var fits []candidate
-	for _, c := range a.calls {
+	for _, c := range calls {
 		if cd, ok := a.fit(c); ok {
 			fits = append(fits, cd)
 		}
@@ -351,7 +354,11 @@ func (a *analysis) ambiguous(g []candidate) *finding.Finding {
 // (answered, not yet ended) during the attempts, c included.
 func (a *analysis) callsUp(c *sip.Call, first, last time.Time) int {
 	n := 0
-	for _, o := range a.calls {
+	calls := a.calls
+	if a.open != nil {
+		calls = slices.Concat(calls, a.open())
+	}
+	for _, o := range calls {
 		if o.Kind != "invite" || !o.Microsoft || !o.Answered || o.Answer.After(last) {
 			continue
 		}
@@ -407,6 +414,7 @@ func (a *analysis) connsEvidence(conns []*tlsaudit.Conn) []map[string]any {
 	for _, c := range conns {
 		m := map[string]any{
 			"connection":  c.ID,
+			"uid":         c.UID(),
 			"peer":        addrString(c.Client),
 			"server":      addrString(c.Server),
 			"sni":         c.SNI,
@@ -621,14 +629,9 @@ func (a *analysis) unexplained() []*tlsaudit.Conn {
 // that no call explains. Empty when there is nothing to say.
 func Hints(in Input) []string {
 	a := newAnalysis(in)
-	conns := a.unexplained()
-	if len(conns) == 0 {
-		return nil
-	}
-	var peers, servers []string
-	for _, c := range conns {
-		peers = appendNew(peers, addrOnly(c.Client))
-		servers = appendNew(servers, addrOnly(c.Server))
+	var u unexplainedSum
+	for _, c := range a.unexplained() {
+		u.add(c)
 	}
 	msCalls := 0
 	for _, c := range a.calls {
@@ -636,16 +639,48 @@ func Hints(in Input) []string {
 			msCalls++
 		}
 	}
+	return u.hints(msCalls, a.cfg.GiveUpWindow.D())
+}
+
+// maxHintAddrs bounds the addresses one hint lists.
+const maxHintAddrs = 20
+
+// unexplainedSum sums up failed inbound connections no call explains,
+// in time order, for the hint.
+type unexplainedSum struct {
+	n              int
+	peers, servers []string
+	first, last    time.Time
+}
+
+func (u *unexplainedSum) add(c *tlsaudit.Conn) {
+	if u.n == 0 {
+		u.first = c.FirstSeen
+	}
+	u.n++
+	u.last = c.FirstSeen
+	if len(u.peers) < maxHintAddrs {
+		u.peers = appendNew(u.peers, addrOnly(c.Client))
+	}
+	if len(u.servers) < maxHintAddrs {
+		u.servers = appendNew(u.servers, addrOnly(c.Server))
+	}
+}
+
+func (u *unexplainedSum) hints(msCalls int, giveUp time.Duration) []string {
+	if u.n == 0 {
+		return nil
+	}
 	why := "the input holds no call with Microsoft to tie them to"
 	if msCalls > 0 {
 		why = fmt.Sprintf("none of the %s with Microsoft in the input fits them (up at the time, no REFER, ended within %s after)",
-			plural(msCalls, "call", "calls"), humanDur(a.cfg.GiveUpWindow.D()))
+			plural(msCalls, "call", "calls"), humanDur(giveUp))
 	}
 	return []string{fmt.Sprintf(
 		"%s from Microsoft (%s) to %s failed before carrying any SIP between %s and %s UTC, and %s. "+
 			"That is how a REFER (a Teams transfer) or an OPTIONS from Microsoft looks when the SBC serves the wrong certificate on new inbound connections; "+
 			"add the SBC's SIP for that time (a capture with the calls, its debug recording or syslog) to see which calls they hurt.",
-		upperFirst(plural(len(conns), "inbound TLS connection", "inbound TLS connections")),
-		strings.Join(peers, ", "), strings.Join(servers, ", "),
-		conns[0].FirstSeen.UTC().Format(time.DateTime), conns[len(conns)-1].FirstSeen.UTC().Format(time.DateTime), why)}
+		upperFirst(plural(u.n, "inbound TLS connection", "inbound TLS connections")),
+		strings.Join(u.peers, ", "), strings.Join(u.servers, ", "),
+		u.first.UTC().Format(time.DateTime), u.last.UTC().Format(time.DateTime), why)}
 }

@@ -7,6 +7,8 @@
 package finding
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -108,6 +110,36 @@ type Finding struct {
 	Cites []string `json:"cites,omitempty"`
 	// Source is passive, audit or poll.
 	Source string `json:"source,omitempty"`
+	// CausedBy is the ID of the root-cause finding that explains this one
+	// (set by Fold); Explains lists the IDs a root cause explains.
+	CausedBy string   `json:"caused_by,omitempty"`
+	Explains []string `json:"explains,omitempty"`
+	// Advice is what to check or change on the SBC (Advice of the rule,
+	// set by Fold).
+	Advice string `json:"advice,omitempty"`
+	// Key names the problem across runs and processes: the same problem
+	// gives the same key however its summary, evidence or ID change, and
+	// a finding updated after it was first emitted keeps it (KeyOf).
+	Key string `json:"key,omitempty"`
+}
+
+// KeyOf returns a finding's stable key: a hash of its rule, call id,
+// connection, time and the evidence that tells apart findings of one
+// rule about the same thing (REFER time, listener, certificate, name,
+// version, SNI, peer) — never its summary, never counters that grow.
+func KeyOf(f *Finding) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s", f.Rule, f.CallID, f.Connection, f.SBC, f.Time.UTC().Format(time.RFC3339Nano))
+	for _, k := range []string{"refer_time", "listener", "fingerprint_sha256", "name", "version", "sni", "peer", "target"} {
+		switch v := f.Evidence[k].(type) {
+		case nil:
+		case time.Time:
+			fmt.Fprintf(h, "\x00%s=%s", k, v.UTC().Format(time.RFC3339Nano))
+		default:
+			fmt.Fprintf(h, "\x00%s=%v", k, v)
+		}
+	}
+	return "k" + hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 // New returns a finding with an empty evidence map.
@@ -140,6 +172,15 @@ var rulePriority = map[string]int{
 	ReferNoNotify:       11,
 	MediaErrorBye:       12,
 	ContactNotFQDN:      13,
+}
+
+// RulePriority is a rule's place among the rules of one severity in
+// reports (Less); 100 for a rule not listed.
+func RulePriority(rule string) int {
+	if p, ok := rulePriority[rule]; ok {
+		return p
+	}
+	return 100
 }
 
 // Less orders findings for reports: most severe first, then by rule

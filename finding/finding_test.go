@@ -44,3 +44,31 @@ func TestJSONTimesHaveFractions(t *testing.T) {
 		t.Fatalf("round trip: %v %+v", err, back)
 	}
 }
+
+func TestKeyOfIgnoresSummaryAndCounters(t *testing.T) {
+	at := time.Date(2026, 4, 1, 9, 55, 4, 0, time.UTC)
+	a := New(TLSCertUntrusted, Critical, at, "192.0.2.10:5061 served a self-signed certificate")
+	a.Connection = "52.114.75.24:1->192.0.2.10:5061"
+	a.Evidence["listener"] = "192.0.2.10:5061"
+	a.Evidence["fingerprint_sha256"] = "ab"
+	a.Evidence["connections"] = 1
+	b := *a
+	b.Evidence = map[string]any{"listener": "192.0.2.10:5061", "fingerprint_sha256": "ab", "connections": 7}
+	b.Summary = "reworded"
+	b.ID = "F9"
+	if KeyOf(a) != KeyOf(&b) {
+		t.Fatalf("key changed with summary, ID or a counter: %s vs %s", KeyOf(a), KeyOf(&b))
+	}
+	c := b
+	c.Evidence = map[string]any{"listener": "192.0.2.10:5061", "fingerprint_sha256": "cd"}
+	if KeyOf(&c) == KeyOf(a) {
+		t.Fatal("two certificates on one listener share a key")
+	}
+	d := *a
+	d.Evidence = map[string]any{"refer_time": at}
+	e := *a
+	e.Evidence = map[string]any{"refer_time": at.Add(time.Second)}
+	if KeyOf(&d) == KeyOf(&e) {
+		t.Fatal("two REFERs of one call share a key")
+	}
+}

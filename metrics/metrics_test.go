@@ -122,8 +122,16 @@ func TestStoreCollector(t *testing.T) {
 	if err := st.SaveReport(ctx, "sbc1", "field.pcap", r); err != nil {
 		t.Fatal(err)
 	}
-	// An older run of it, two hours ago: counted as open, not in the last hour.
+	// An older run of it, two hours ago: open problems, not in the last hour.
 	if err := st.SaveReport(ctx, "sbc1", "old.pcap", storetest.FieldCase(now.Add(-2*time.Hour), "m0@x")); err != nil {
+		t.Fatal(err)
+	}
+	// The older call's transfer problem is acknowledged: still open.
+	old, err := store.ListFindings(ctx, st.Pool(), store.FindingQuery{CallID: "m0@x", Rule: "refer_delivery_failed", Limit: 1})
+	if err != nil || len(old.Items) != 1 {
+		t.Fatalf("refer finding of m0@x: %v %d", err, len(old.Items))
+	}
+	if _, err := store.AckFinding(ctx, st.Pool(), old.Items[0].ID, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	// An audit of sbc1's listener, clean, served a certificate expiring in 20 days.
@@ -179,11 +187,16 @@ sbcwatch_cert_not_after_timestamp_seconds{listener="%s",sbc="sbc1",sni="sbc.exam
 sbcwatch_findings_last_hour{rule="refer_delivery_failed",sbc="sbc1",severity="critical"} 1
 sbcwatch_findings_last_hour{rule="tls_cert_untrusted",sbc="sbc1",severity="critical"} 1
 sbcwatch_findings_last_hour{rule="tls_handshake_failed",sbc="sbc1",severity="critical"} 4
-# HELP sbcwatch_findings_open Findings not acknowledged, by SBC, rule and severity (within the findings lookback, 30 days by default).
-# TYPE sbcwatch_findings_open gauge
-sbcwatch_findings_open{rule="refer_delivery_failed",sbc="sbc1",severity="critical"} 2
-sbcwatch_findings_open{rule="tls_cert_untrusted",sbc="sbc1",severity="critical"} 2
-sbcwatch_findings_open{rule="tls_handshake_failed",sbc="sbc1",severity="critical"} 8
+# HELP sbcwatch_open_problems Open problems (one per rule and subject on an SBC: see docs/findings.md), by SBC, rule and severity.
+# TYPE sbcwatch_open_problems gauge
+sbcwatch_open_problems{rule="refer_delivery_failed",sbc="sbc1",severity="critical"} 2
+sbcwatch_open_problems{rule="tls_cert_untrusted",sbc="sbc1",severity="critical"} 1
+sbcwatch_open_problems{rule="tls_handshake_failed",sbc="sbc1",severity="critical"} 1
+# HELP sbcwatch_open_problems_unacknowledged Open problems nobody acknowledged yet, by SBC, rule and severity.
+# TYPE sbcwatch_open_problems_unacknowledged gauge
+sbcwatch_open_problems_unacknowledged{rule="refer_delivery_failed",sbc="sbc1",severity="critical"} 1
+sbcwatch_open_problems_unacknowledged{rule="tls_cert_untrusted",sbc="sbc1",severity="critical"} 1
+sbcwatch_open_problems_unacknowledged{rule="tls_handshake_failed",sbc="sbc1",severity="critical"} 1
 # HELP sbcwatch_kpi_average_call_duration_seconds Average call duration of the last poll interval.
 # TYPE sbcwatch_kpi_average_call_duration_seconds gauge
 sbcwatch_kpi_average_call_duration_seconds{sbc="sbc1",scope="global"} 123
@@ -199,12 +212,12 @@ sbcwatch_poll_last_success_timestamp_seconds{sbc="sbc1"} %d
 # HELP sbcwatch_poll_up 1 when the last counter poll of the SBC succeeded, else 0.
 # TYPE sbcwatch_poll_up gauge
 sbcwatch_poll_up{sbc="sbc1"} 0
-# HELP sbcwatch_store_up 1 when the last scrape's store queries succeeded, else 0 (the domain metrics are then left out).
+# HELP sbcwatch_store_up 1 when every store query of the last scrape succeeded, else 0 (see store_query_up for which failed).
 # TYPE sbcwatch_store_up gauge
 sbcwatch_store_up 1
 `, now.Add(-time.Minute).Unix(), expiry.Unix(), storetest.SBCAddr, notAfter, now.Add(-2*time.Minute).Unix())
 	names := []string{"sbcwatch_audit_duration_seconds", "sbcwatch_audit_last_run_timestamp_seconds", "sbcwatch_audit_success",
-		"sbcwatch_cert_not_after_timestamp_seconds", "sbcwatch_findings_last_hour", "sbcwatch_findings_open",
+		"sbcwatch_cert_not_after_timestamp_seconds", "sbcwatch_findings_last_hour", "sbcwatch_open_problems", "sbcwatch_open_problems_unacknowledged",
 		"sbcwatch_kpi_average_call_duration_seconds", "sbcwatch_kpi_ner_percent", "sbcwatch_kpi_short_call_ratio",
 		"sbcwatch_poll_last_success_timestamp_seconds", "sbcwatch_poll_up", "sbcwatch_store_up"}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
@@ -224,9 +237,33 @@ sbcwatch_store_up 1
 		t.Errorf("poll_up after MinInterval = %v, want 1", v)
 	}
 
+	// One query failing leaves only its own metrics out.
+	if _, err := st.Pool().Exec(ctx, "alter table problems rename column state to state_gone"); err != nil {
+		t.Fatal(err)
+	}
+	clock = now.Add(3 * time.Minute)
+	if v := gauge(t, reg, "sbcwatch_store_up"); v != 0 {
+		t.Errorf("store_up with a failing query = %v", v)
+	}
+	if n, err := testutil.GatherAndCount(reg, "sbcwatch_open_problems", "sbcwatch_poll_up", "sbcwatch_findings_last_hour"); err != nil || n != 4 {
+		t.Errorf("with the problems query failing: %d series (%v), want poll_up and 3 findings_last_hour", n, err)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP sbcwatch_store_query_up 1 when the named store query of the last scrape succeeded, else 0 (its metrics are then left out).
+# TYPE sbcwatch_store_query_up gauge
+sbcwatch_store_query_up{query="audits"} 1
+sbcwatch_store_query_up{query="certificates"} 1
+sbcwatch_store_query_up{query="findings"} 1
+sbcwatch_store_query_up{query="kpis"} 1
+sbcwatch_store_query_up{query="polls"} 1
+sbcwatch_store_query_up{query="problems"} 0
+`), "sbcwatch_store_query_up"); err != nil {
+		t.Error(err)
+	}
+
 	// The database gone: store_up 0, no domain metrics, pool metrics stay.
 	st.Close()
-	clock = now.Add(3 * time.Minute)
+	clock = now.Add(5 * time.Minute)
 	if v := gauge(t, reg, "sbcwatch_store_up"); v != 0 {
 		t.Errorf("store_up with the pool closed = %v", v)
 	}
@@ -248,4 +285,21 @@ func gauge(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	}
 	t.Fatalf("no single series %s", name)
 	return 0
+}
+
+// A scrape waits at most QueryTimeout for the store: past it, store_up
+// is 0 and the scrape still answers.
+func TestStoreCollectorTimeout(t *testing.T) {
+	t.Parallel()
+	st, _ := storetest.New(t)
+	c := metrics.NewStoreCollector(st.Pool(), metrics.StoreOptions{Logger: quiet(), QueryTimeout: time.Nanosecond})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	start := time.Now()
+	if v := gauge(t, reg, "sbcwatch_store_up"); v != 0 {
+		t.Errorf("store_up = %v with a 1 ns budget", v)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the scrape took %s", d)
+	}
 }

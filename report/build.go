@@ -2,6 +2,8 @@ package report
 
 import (
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/finding"
@@ -10,7 +12,8 @@ import (
 )
 
 // Build assembles a report from finished records. Findings are kept in
-// the order given; calls by start time; TLS connections by first packet.
+// the order given, with their root-cause references and advice set
+// (finding.Fold); calls by start time; TLS connections by first packet.
 func Build(calls []*sip.Call, conns []*tlsaudit.Conn, fs []*finding.Finding) *Report {
 	r := &Report{
 		Calls:       make([]CallJSON, 0, len(calls)),
@@ -22,6 +25,8 @@ func Build(calls []*sip.Call, conns []*tlsaudit.Conn, fs []*finding.Finding) *Re
 	if r.Findings == nil {
 		r.Findings = []*finding.Finding{}
 	}
+	finding.Fold(r.Findings) // caused_by, explains and advice
+
 	sort.SliceStable(calls, func(i, j int) bool {
 		if !calls[i].Start.Equal(calls[j].Start) {
 			return calls[i].Start.Before(calls[j].Start)
@@ -75,6 +80,7 @@ func CallView(c *sip.Call) CallJSON {
 // ConnView is the JSON contract's view of a TLS connection.
 func ConnView(c *tlsaudit.Conn) TLSJSON {
 	v := TLSJSON{
+		UID:           c.UID(),
 		Client:        c.Client.String(),
 		Server:        c.Server.String(),
 		SNI:           c.SNI,
@@ -125,4 +131,45 @@ func ConnView(c *tlsaudit.Conn) TLSJSON {
 
 func roundMS(d time.Duration) float64 {
 	return float64(d.Milliseconds()) / 1000
+}
+
+// Renumber gives findings the IDs "F1".."Fn" in the order given and
+// rewrites the references between them (Cites, evidence "explained_by"
+// and "possibly_explained_by") to the new IDs.
+func Renumber(fs []*finding.Finding) {
+	ids := make(map[string]string, len(fs))
+	for i, f := range fs {
+		n := "F" + strconv.Itoa(i+1)
+		if f.ID != "" {
+			ids[f.ID] = n
+		}
+		f.ID = n
+	}
+	for _, f := range fs {
+		for i, c := range f.Cites {
+			if n, ok := ids[c]; ok {
+				f.Cites[i] = n
+			}
+		}
+		sort.SliceStable(f.Cites, func(i, j int) bool { return idLess(f.Cites[i], f.Cites[j]) })
+		for _, k := range []string{"explained_by", "possibly_explained_by"} {
+			if v, ok := f.Evidence[k].(string); ok {
+				if n, ok := ids[v]; ok {
+					f.Evidence[k] = n
+					// transfer_missing names its cause: "… F9 (refer_delivery_failed) says why."
+					f.Summary = strings.Replace(f.Summary, " "+v+" (", " "+n+" (", 1)
+				}
+			}
+		}
+	}
+}
+
+// idLess orders "F2" before "F10".
+func idLess(x, y string) bool {
+	nx, ex := strconv.Atoi(strings.TrimPrefix(x, "F"))
+	ny, ey := strconv.Atoi(strings.TrimPrefix(y, "F"))
+	if ex == nil && ey == nil {
+		return nx < ny
+	}
+	return x < y
 }

@@ -68,6 +68,9 @@ type CallJSON struct {
 
 // TLSJSON is one entry of "tls".
 type TLSJSON struct {
+	// UID is unique per connection (tlsaudit.Conn.UID), unlike
+	// client->server, which repeats when a port is reused.
+	UID             string       `json:"uid"`
 	Client          string       `json:"client"`
 	Server          string       `json:"server"`
 	SNI             string       `json:"sni"`

@@ -37,20 +37,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.Findings) == 0 {
 		ew.printf("No findings.\n")
 	} else {
-		ew.printf("Verdicts (most severe first):\n")
-		shown := map[string]int{}
-		hidden := map[string]int{}
-		for _, f := range r.Findings {
-			if shown[f.Rule] >= maxPerRule {
-				hidden[f.Rule]++
-				continue
-			}
-			shown[f.Rule]++
-			ew.printf("  %-8s %-24s %s\n", strings.ToUpper(string(f.Severity)), f.Rule, f.Summary)
-		}
-		for _, rule := range sortedKeys(hidden) {
-			ew.printf("  %-8s %-24s … and %d more (see --format json)\n", "", rule, hidden[rule])
-		}
+		ew.printf("Verdicts (most severe first; a root cause with the findings it explains):\n")
+		writeVerdicts(ew, r.Findings)
 	}
 	for _, h := range r.Hints {
 		ew.printf("\nHint: %s\n", h)
@@ -113,7 +101,7 @@ func (r *Report) SummaryLine() string {
 	for _, f := range r.Findings {
 		sev[f.Severity]++
 	}
-	read := fmt.Sprintf("%d packets over %.1f s", r.Stats.Packets, r.Stats.Seconds)
+	read := fmt.Sprintf("%d packets over %s", r.Stats.Packets, Span(r.Stats.Seconds))
 	if n := r.Stats.Extra["log_lines"]; n > 0 {
 		read += fmt.Sprintf(" and %d SBC log lines", n)
 	}
@@ -207,7 +195,7 @@ func (r *Report) WriteLadder(w io.Writer, callID string) error {
 	if len(fs) > 0 {
 		ew.printf("\nFindings:\n")
 		for _, f := range fs {
-			ew.printf("  %-8s %-24s %s\n", strings.ToUpper(string(f.Severity)), f.Rule, f.Summary)
+			ew.printf("  %-4s %-8s %-24s %s\n", f.ID, strings.ToUpper(string(f.Severity)), f.Rule, f.Summary)
 		}
 	}
 	return ew.err

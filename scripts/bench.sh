@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # The performance figures of BENCHMARKS.md in one run, each against tshark
 # (or a target) in the same run on the same machine:
-#   sip    SIP-heavy capture, 30 000 calls over UDP, ~6 000 up at once:
-#          sbcwatch analyze vs tshark (and heplify when it is on PATH)
+#   mixed  the original comparison: 20 000 calls with TLS handshakes,
+#          tshark extracting the same facts (table "Results")
+#   sip    SIP-heavy capture of a busy SBC, 30 000 calls over UDP, 6 000
+#          up at once (gencap -up 6000 -hold 3m): sbcwatch analyze vs
+#          tshark (and heplify when it is on PATH); peak RSS also goes to
+#          the table "Memory on a busy SBC"
 #   big    the same with 300 000 calls: SIP messages/s end to end
 #   rtp    RTP-heavy capture (1 000 calls, 250 RTP packets each way)
 #   store  analyze --store on the 30 000-call capture: ingest rate
 #   api    one million stored calls, one number in 100 000 of them:
 #          p50/p99 at 200 requests/s on search by number, call detail
 #          and findings (sbcwatch serve + tools/apibench)
-# Usage: scripts/bench.sh            all parts (about 12 minutes on the
-#                                    project's 2-core machine when idle)
+# Usage: scripts/bench.sh            all parts (about 15 minutes on the
+#                                    project's 2-core machine when idle;
+#                                    tshark runs once per capture, sbcwatch
+#                                    best of RUNS=3)
 #        PARTS="sip rtp" scripts/bench.sh
 #        QUICK=1 scripts/bench.sh    a tenth of every size (a smoke run)
 # Figures are appended to BENCHMARKS.md (WRITE=0 to only print them).
@@ -18,7 +24,7 @@
 # $SBCWATCH_BENCH_DB (default the test database).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-parts=${PARTS:-sip big rtp store api}
+parts=${PARTS:-mixed sip big rtp store api}
 runs=${RUNS:-3}
 db=${SBCWATCH_BENCH_DB:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
 scale() { if [ "${QUICK:-0}" = 1 ]; then echo $(($1 / 10)); else echo "$1"; fi; }
@@ -31,6 +37,17 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
+# append_row HEADER ROW: adds ROW at the end of the Markdown table whose
+# header line starts with HEADER (tables may follow one another).
+append_row() {
+	[ "${WRITE:-1}" = 1 ] || return 0
+	awk -v h="$1" -v row="$2" '
+    index($0, h) == 1 { intable = 1 }
+    intable && !/^\|/ { print row; intable = 0; done = 1 }
+    { print }
+    END { if (intable) print row; else if (!done) exit 1 }
+  ' BENCHMARKS.md >"$tmp/bm" && cp "$tmp/bm" BENCHMARKS.md || echo "bench: BENCHMARKS.md has no table $1" >&2
+}
 CGO_ENABLED=0 go build -o "$tmp/sbcwatch" ./cmd/sbcwatch
 go build -o "$tmp/gencap" ./tools/gencap
 go build -o "$tmp/apibench" ./tools/apibench
@@ -46,12 +63,13 @@ began=$(date +%s)
 	echo "|---|---|---|---|---|---|"
 } >"$out"
 
-# measure LABEL CMD...: best wall-clock of $runs runs; sets wall, cpu, rss.
+# measure LABEL CMD...: best wall-clock of $n (default $runs) runs; sets
+# wall, cpu, rss.
 measure() {
 	local label=$1
 	shift
 	wall="" cpu="" rss=0
-	for _ in $(seq "$runs"); do
+	for _ in $(seq "${n:-$runs}"); do
 		/usr/bin/time -f "%e %U %S %M" -o "$tmp/t" "$@" >/dev/null 2>"$tmp/err" || {
 			echo "bench: $label failed:" >&2
 			tail -5 "$tmp/err" >&2
@@ -76,16 +94,23 @@ gen() { # gen NAME ARGS...: a capture, made once
 	echo "$f"
 }
 
+busy_row() { # busy_row CALLS FILE: the memory table of BENCHMARKS.md
+	local mb
+	mb=$(awk "BEGIN{printf \"%.0f\", $(stat -c %s "$2")/1048576}")
+	append_row '| date | busy capture |' "| $(date -u +%Y-%m-%d) | gencap -calls $1 -up $(scale 6000) -hold 3m -tls-every 0, $mb MB | $wall | $((rss / 1024)) |"
+}
+
 sip_part() { # sip_part NAME CALLS: sbcwatch vs tshark (and heplify)
 	local name=$1 calls=$2 f msgs ts tc
-	f=$(gen "$name" -calls "$calls" -concurrent "$(scale 6000)" -tls-every 0)
+	f=$(gen "$name" -calls "$calls" -up "$(scale 6000)" -hold 3m -tls-every 0)
 	msgs=$((calls * 7))
-	measure "tshark $name" tshark -n -r "$f" -Y sip -T fields -e sip.Call-ID -e sip.Method
+	n=1 measure "tshark $name" tshark -n -r "$f" -Y sip -T fields -e sip.Call-ID -e sip.Method
 	ts=$wall tc=$cpu
 	row "tshark, $calls calls ($msgs SIP messages)" "tshark -n -r F -Y sip -T fields -e sip.Call-ID -e sip.Method" ""
 	measure "sbcwatch $name" "$tmp/sbcwatch" analyze --format json "$f"
 	row "sbcwatch, same capture" "sbcwatch analyze --format json F" "$(ratio "$ts" "$wall")× tshark wall, $(ratio "$tc" "$cpu")× CPU; $(awk "BEGIN{printf \"%.0f\", $msgs / $wall}") SIP msg/s"
 	sbc_wall=$wall
+	busy_row "$calls" "$f"
 	if command -v heplify >/dev/null; then
 		measure "heplify $name" heplify -t pcap -rf "$f" -rs -m SIP -hs 127.0.0.1:9
 		row "heplify (parse and forward only)" "heplify -t pcap -rf F -rs -m SIP" "sbcwatch $(ratio "$wall" "$sbc_wall")× heplify"
@@ -95,18 +120,33 @@ sip_part() { # sip_part NAME CALLS: sbcwatch vs tshark (and heplify)
 for part in $parts; do
 	case $part in
 	sip) sip_part sip "$(scale 30000)" ;;
+	mixed)
+		calls=$(scale 20000)
+		f=$(gen mixed -calls "$calls")
+		frames=$(capinfos -c -M "$f" | awk -F: '/Number of packets/{gsub(/ /,"",$2);print $2}')
+		mb=$(awk "BEGIN{printf \"%.1f\", $(stat -c %s "$f")/1048576}")
+		n=1 measure "tshark mixed" tshark -r "$f" -T fields -e sip.Call-ID -e sip.Method -e sip.Status-Code \
+			-e tls.handshake.extensions_server_name -e x509sat.printableString -e tls.alert_message.desc
+		ts=$wall tr=$rss
+		row "tshark, mixed: $calls calls with TLS, $frames frames" "tshark -r F -T fields -e sip.Call-ID … -e tls.alert_message.desc" ""
+		measure "sbcwatch mixed" "$tmp/sbcwatch" analyze --format json "$f"
+		row "sbcwatch, same capture" "sbcwatch analyze --format json F" "$(ratio "$ts" "$wall")× tshark wall"
+		append_row '| date | capture |' "| $(date -u +%Y-%m-%d) | gencap $calls calls, $frames frames, $mb MB | $ts | $((tr / 1024)) | $wall | $((rss / 1024)) | $(ratio "$ts" "$wall")× |"
+		;;
 	big)
 		calls=$(scale 300000)
-		f=$(gen big -calls "$calls" -concurrent "$(scale 6000)" -tls-every 0)
+		f=$(gen big -calls "$calls" -up "$(scale 6000)" -hold 3m -tls-every 0)
 		msgs=$((calls * 7))
 		measure "sbcwatch big" "$tmp/sbcwatch" analyze --format json "$f"
 		row "sbcwatch, $calls calls ($msgs SIP messages)" "sbcwatch analyze --format json F" "$(awk "BEGIN{printf \"%.0f\", $msgs / $wall}") SIP msg/s (target ≥ 250 000)"
+		busy_row "$calls" "$f"
+		rm -f "$f"
 		;;
 	rtp)
 		calls=$(scale 1000)
 		f=$(gen rtp -calls "$calls" -rtp 250 -concurrent 200 -tls-every 0)
 		frames=$(capinfos -c -M "$f" | awk -F: '/Number of packets/{gsub(/ /,"",$2);print $2}')
-		measure "tshark rtp" tshark -n -r "$f" -Y sip -T fields -e sip.Call-ID -e sip.Method
+		n=1 measure "tshark rtp" tshark -n -r "$f" -Y sip -T fields -e sip.Call-ID -e sip.Method
 		ts=$wall tc=$cpu
 		row "tshark, RTP-heavy: $calls calls, $frames frames" "tshark -n -r F -Y sip -T fields -e sip.Call-ID -e sip.Method" ""
 		measure "sbcwatch rtp" "$tmp/sbcwatch" analyze --format json "$f"
@@ -114,7 +154,7 @@ for part in $parts; do
 		;;
 	store)
 		calls=$(scale 30000)
-		f=$(gen sip -calls "$calls" -concurrent "$(scale 6000)" -tls-every 0)
+		f=$(gen sip -calls "$calls" -up "$(scale 6000)" -hold 3m -tls-every 0)
 		msgs=$((calls * 7))
 		measure "analyze without store" "$tmp/sbcwatch" analyze --format json "$f"
 		plain=$wall
@@ -165,16 +205,16 @@ for part in $parts; do
 			echo '```'
 		} >>"$out"
 		;;
-	*) echo "bench: unknown part $part (sip big rtp store api)" >&2; exit 2 ;;
+	*) echo "bench: unknown part $part (mixed sip big rtp store api)" >&2; exit 2 ;;
 	esac
 done
 echo >>"$out"
 echo "Whole run: $(($(date +%s) - began)) s." >>"$out"
 cat "$out"
 if [ "${WRITE:-1}" = 1 ]; then
-	if grep -q '^## Results' BENCHMARKS.md; then
+	if grep -q '^## Runs of scripts/bench.sh' BENCHMARKS.md; then
 		cat "$out" >>BENCHMARKS.md
 	else
-		echo "bench: BENCHMARKS.md has no Results section; add one" >&2
+		echo "bench: BENCHMARKS.md has no section \"Runs of scripts/bench.sh\"; add one" >&2
 	fi
 fi

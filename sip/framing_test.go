@@ -51,7 +51,8 @@ func TestFramingCases(t *testing.T) {
 	}
 
 	// Over TCP: one framing error for the bad Content-Length, then the
-	// next message; a bare LF costs nothing.
+	// next message; a bare LF or lone CR costs nothing, however the bytes
+	// are split.
 	for _, tc := range []struct {
 		name   string
 		ids    []string
@@ -59,12 +60,14 @@ func TestFramingCases(t *testing.T) {
 	}{
 		{"tcp-content-length-bad", []string{"tcp-next-1@52.114.76.76"}, 1},
 		{"tcp-line-end-bare-lf", []string{"tcp-bare-lf-1@52.114.76.76", "tcp-next-1@52.114.76.76"}, 0},
+		{"tcp-line-end-lone-cr", []string{"tcp-lone-cr-1@52.114.76.76", "tcp-next-1@52.114.76.76"}, 0},
+		{"tcp-line-end-lf-only", []string{"tcp-lf-only-1@192.0.2.99", "tcp-next-1@52.114.76.76"}, 0},
 	} {
 		in, stream := load(tc.name)
 		if !stream {
 			t.Fatalf("%s: not a stream", tc.name)
 		}
-		for _, cut := range []int{1, 7, len(in)} {
+		for _, cut := range []int{1, 2, 3, 7, len(in)} {
 			var c collected
 			s := p.NewStream(c.emit)
 			for i := 0; i < len(in); i += cut {
@@ -165,7 +168,7 @@ func TestFramingTshark(t *testing.T) {
 			got = append(got, e)
 		}
 	}
-	if len(want) != 8 || !slices.Equal(got, want) {
+	if len(want) != 12 || !slices.Equal(got, want) {
 		t.Errorf("tshark reads\n%q\nwe read\n%q", got, want)
 	}
 }

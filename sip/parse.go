@@ -113,9 +113,6 @@ func (p *Parser) ParseDatagram(meta MessageMeta, payload []byte) (*Message, erro
 	if len(b) > p.max {
 		return nil, fmt.Errorf("sip: datagram of %d bytes: %w", len(b), ErrTooLarge)
 	}
-	if m, ok := p.fastParse(meta, b); ok {
-		return m, nil // see fast.go: equal to the path below, proven by FuzzFastParse
-	}
 	if oddLineEnds(b) {
 		// sipgo splits header lines on CRLF only: a bare LF or lone CR
 		// would let one header swallow the next (a Call-ID running into
@@ -126,6 +123,8 @@ func (p *Parser) ParseDatagram(meta MessageMeta, payload []byte) (*Message, erro
 				return m, nil
 			}
 		}
+	} else if m, ok := p.fastParse(meta, b); ok {
+		return m, nil // see fast.go: equal to the path below, proven by FuzzFastParse
 	}
 	m, err := p.parseOne(meta, b, b)
 	if err != nil && !errors.Is(err, ErrTooLarge) {

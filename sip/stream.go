@@ -29,7 +29,13 @@ type Stream struct {
 	// chunks records where each Write ended, to date messages.
 	chunks []chunk
 	resync bool
-	errs   uint64
+	// odd: the message at the start of acc has a head with bare LF or
+	// lone CR line ends; it is framed by oddFrame, not by sipgo. oddFrom
+	// and oddClean track how far oddHead has checked that head.
+	odd      bool
+	oddFrom  int
+	oddClean bool
+	errs     uint64
 	// broken is set when a header of the message being parsed failed;
 	// lastN is how far sipgo had got then. skip counts body bytes of an
 	// oversized message still to discard.
@@ -91,8 +97,9 @@ func (s *Stream) Gap(n int) {
 	s.base += uint64(len(s.acc)) + uint64(n)
 	s.acc = s.acc[:0]
 	s.chunks = s.chunks[:0]
-	s.resync = true
+	s.resync, s.odd = true, false
 	s.hdrInit, s.hdrDone = false, false
+	s.oddFrom, s.oddClean = 0, false
 }
 
 var crlfcrlf = []byte("\r\n\r\n")
@@ -156,6 +163,27 @@ func (s *Stream) process() {
 				return
 			}
 		}
+		if !s.odd && s.oddHead() {
+			// sipgo splits header lines on CRLF only and would let a
+			// header swallow the next (or refuse the line): frame this
+			// message by line ends read as tshark reads them instead.
+			s.odd = true
+			s.ps.Reset()
+			s.fed = 0
+			s.broken, s.lastN = false, 0
+		}
+		if s.odd {
+			switch s.oddFrame() {
+			case oddWait:
+				s.trimChunks()
+				return
+			case oddDone:
+				continue
+			}
+			s.odd = false
+			s.fail(1)
+			continue
+		}
 		if end := len(s.acc); s.fed < end {
 			// sipgo decides whether a header line is folded by looking at
 			// the byte after its CRLF; while the header section is open,
@@ -207,6 +235,113 @@ func (s *Stream) process() {
 	}
 }
 
+// oddFrame results.
+const (
+	oddDone = iota // a message was framed (emitted or counted)
+	oddWait        // more bytes are needed
+	oddFail        // no framing: a framing error
+)
+
+// oddFrame frames the message at the start of acc whose head has bare LF
+// or lone CR line ends: the head ends at the first empty line (lineEnd),
+// the body is Content-Length bytes (required over TCP), and the message
+// is parsed through repair. The framing does not depend on how the bytes
+// were split.
+func (s *Stream) oddFrame() int {
+	head, body, hasEnd := splitHead(s.acc)
+	if !hasEnd || len(body) == 0 && s.acc[len(s.acc)-1] == '\r' {
+		// No empty line yet, or one that may still be a CRLF's CR.
+		if len(s.acc) > s.p.max {
+			return oddFail
+		}
+		return oddWait
+	}
+	lines, _, _ := headLines(head)
+	cl, idx := contentLength(lines)
+	if idx < 0 || cl < 0 {
+		return oddFail // over TCP the body cannot be framed without it
+	}
+	hl := len(s.acc) - len(body)
+	if hl+cl > s.p.max {
+		return oddFail
+	}
+	if len(body) < cl {
+		return oddWait
+	}
+	n := hl + cl
+	raw := s.acc[:n]
+	meta := s.metaAt(s.base + uint64(n) - 1)
+	m, err := (*Message)(nil), error(nil)
+	if fixed, what := repair(raw); what != nil {
+		if m, err = s.p.parseOne(meta, fixed, raw); err == nil {
+			m.Repaired = what
+		}
+	} else {
+		m, err = s.p.parseOne(meta, raw, raw)
+	}
+	if err != nil {
+		s.errs++
+	} else {
+		s.emit(m)
+	}
+	s.consume(n)
+	s.fed, s.odd = 0, false
+	s.ps.Reset()
+	return oddDone
+}
+
+// oddHead reports whether the message at the start of acc begins with a
+// plausible start line and its head ends a line otherwise than with CRLF
+// (a bare LF, a lone or doubled CR). It scans each byte about once per
+// message, and trailing CRs decide nothing until the next byte arrives,
+// so the answer does not depend on how the bytes were split.
+func (s *Stream) oddHead() bool {
+	if s.oddClean {
+		return false
+	}
+	b := s.acc
+	if s.oddFrom == 0 {
+		first := bytes.IndexAny(b, "\r\n")
+		if first < 0 {
+			return false // the start line is not whole yet
+		}
+		if first == 0 || !isStartLine(b[:first]) {
+			s.oddClean = true // not a message start: sipgo's path decides
+			return false
+		}
+		s.oddFrom = first
+	}
+	for i := s.oddFrom; ; {
+		j := bytes.IndexAny(b[i:], "\r\n")
+		if j < 0 {
+			s.oddFrom = len(b)
+			return false
+		}
+		i += j
+		switch {
+		case b[i] == '\n':
+			return true
+		case i+1 == len(b):
+			s.oddFrom = i // a CR at the end: wait for the next byte
+			return false
+		case b[i+1] != '\n':
+			return true
+		}
+		// A CRLF at i; an empty line after it ends the head.
+		switch {
+		case i+2 == len(b), i+3 == len(b) && b[i+2] == '\r':
+			s.oddFrom = i
+			return false
+		case b[i+2] == '\n':
+			return true
+		case b[i+2] == '\r' && b[i+3] == '\n':
+			s.oddClean = true
+			return false
+		}
+		i += 2
+	}
+}
+
 // complete handles a message sipgo finished after n bytes of acc.
 func (s *Stream) complete(gm gs.Message, n int) {
 	if s.broken {
@@ -222,19 +357,6 @@ func (s *Stream) complete(gm gs.Message, n int) {
 func (s *Stream) deliver(gm gs.Message, n int) {
 	raw := bytes.TrimLeft(s.acc[:n], "\r\n")
 	meta := s.metaAt(s.base + uint64(n) - 1)
-	if oddLineEnds(raw) {
-		// sipgo framed it, but split its header lines on CRLF only: a
-		// bare LF or CR may have let one header swallow the next. Read
-		// the lines as tshark does (the framing stays sipgo's).
-		if fixed, what := repair(raw); what != nil {
-			if m, err := s.p.parseOne(meta, fixed, raw); err == nil {
-				m.Repaired = what
-				s.emit(m)
-				s.consume(n)
-				return
-			}
-		}
-	}
 	if m, err := s.p.build(meta, raw, gm); err == nil {
 		s.emit(m)
 	} else {
@@ -250,6 +372,7 @@ func (s *Stream) consume(n int) {
 	s.base += uint64(n)
 	s.lastN, s.noNL = 0, 0
 	s.hdrInit, s.hdrDone = false, false
+	s.oddFrom, s.oddClean = 0, false
 	if len(s.acc) == 0 {
 		s.acc = s.acc[:0:0]
 	}
@@ -307,6 +430,7 @@ func (s *Stream) drop(k int) {
 	s.fed = max(0, s.fed-k)
 	s.noNL = 0
 	s.hdrInit, s.hdrDone = false, false
+	s.oddFrom, s.oddClean = 0, false
 	if len(s.acc) == 0 {
 		s.acc = s.acc[:0:0]
 	}

@@ -66,9 +66,10 @@ type Tracker struct {
 	pending []pendingRefer
 	kept    int // messages kept in calls not handed to OnDone
 
-	seed   maphash.Seed // for retransmission keys
-	keyBuf []byte       // reused to hash a retransmission key
-	names  interner     // User-Agents, Allow, Contact and SDP addresses
+	seed    maphash.Seed // for retransmission keys
+	keyBuf  []byte       // reused to hash a retransmission key
+	names   interner     // User-Agents, Allow, Contact and SDP addresses
+	evicted uint64
 }
 
 // pendingRefer is a REFER still waiting for the INVITE that follows it.
@@ -135,6 +136,16 @@ func NewTracker(o TrackerOptions) *Tracker {
 
 // Active is the number of Call-IDs currently tracked.
 func (t *Tracker) Active() int { return len(t.active) }
+
+// Open returns the calls still tracked (open or lingering after their
+// end), in no order. They are still the tracker's: read, do not keep.
+func (t *Tracker) Open() []*Call {
+	out := make([]*Call, 0, len(t.active))
+	for _, cs := range t.active {
+		out = append(out, cs.c)
+	}
+	return out
+}
 
 // Observe takes the next message in capture order.
 func (t *Tracker) Observe(m *Message) {
@@ -721,8 +732,12 @@ func (t *Tracker) Expire(now time.Time) {
 	t.pending = keep
 }
 
+// Evicted counts the calls let go early because MaxDialogs was reached.
+func (t *Tracker) Evicted() uint64 { return t.evicted }
+
 // evict lets go of the least recently active call, ended ones first.
 func (t *Tracker) evict() {
+	t.evicted++
 	if cs := t.ended.head; cs != nil {
 		t.release(cs)
 		return

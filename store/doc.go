@@ -25,15 +25,26 @@
 //     time and summary; Cites are rewritten from the analysis-local ids
 //     ("F3") to these;
 //   - counter_samples: (time, sbc, counter, scope);
-//   - ingests: (sbc, source, digest of the content keys).
+//   - ingests: (sbc, source, digest of the content keys);
+//   - problems: (sbc, rule, subject) with finding.Subject — one row per
+//     problem however often it is seen, counted once per save that
+//     newly stores a sighting of it, with state open/resolved and an
+//     acknowledgement that lasts while it is open (see problems.go).
 //
 // # Partitions and retention
 //
 // sip_messages, tls_connections, counter_samples and findings are range
 // partitioned by UTC day of the event time (capture clock). Partitions are
 // created on demand for the times that arrive (EnsurePartitions, under an
-// advisory lock) and ahead of time by EnsureUpcoming. DropOlderThan drops
-// whole days whose end is older than the retention and deletes calls and
-// audits older than it. Retention follows event time: a capture from two
-// months ago is stored, and dropped by the next retention run.
+// advisory lock) and ahead of time by EnsureUpcoming. Retention counts
+// from when data was stored: each save notes, per table, the days it
+// wrote into (stored_days), and DropOlderThan drops a whole day only once
+// it ended before the cut-off and nothing was stored into it since; calls
+// go by their stored_at as well. A capture from two months ago stored
+// today is kept for the full retention.
+//
+// # Schema
+//
+// Only Migrate creates or changes the schema; CheckSchema tells a command
+// that needs it to ask for `sbcwatch migrate` instead.
 package store

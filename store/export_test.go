@@ -1,4 +1,15 @@
 package store
 
+import "context"
+
 // ListCallsSQL exposes the query ListCalls runs, for the plan test.
-var ListCallsSQL = listCallsSQL
+func ListCallsSQL(ctx context.Context, db DBTX, q CallQuery) (string, []any, int, error) {
+	var nv *numberValues
+	if q.Number != "" {
+		var err error
+		if nv, err = findNumberValues(ctx, db, NumberSuffix(q.Number)); err != nil {
+			return "", nil, 0, err
+		}
+	}
+	return listCallsSQL(q, nv)
+}

@@ -184,11 +184,27 @@ order by c.relname`, PartitionedTables)
 	return out, nil
 }
 
-// DropOlderThan drops every daily partition whose whole day ended more
-// than days days ago (0 or less means DefaultRetentionDays) and returns
-// the names dropped. Data newer than the cut-off is never touched.
+// DropOlderThan applies the retention of days days (0 or less means
+// DefaultRetentionDays) and returns the partitions dropped. Retention
+// counts from when data was stored, not from its own times: a daily
+// partition is dropped once its day has ended more than days days ago and
+// nothing was stored into it for days days, so a capture from two months
+// ago stored today is kept for days days. Calls follow the same rule;
+// audits and resolved problems go days days after they were last written.
+// It also resolves the open problems not seen again for the store's
+// resolve-after days (SetResolveAfter).
+// Data newer than the cut-off is never touched.
 func (s *Store) DropOlderThan(ctx context.Context, days int) ([]string, error) {
 	return dropOlderThan(ctx, s, days, time.Now())
+}
+
+// KeptUntil is when data stored at stored will at the earliest be dropped
+// under a retention of days days (0 or less means DefaultRetentionDays).
+func KeptUntil(stored time.Time, days int) time.Time {
+	if days <= 0 {
+		days = DefaultRetentionDays
+	}
+	return stored.Add(time.Duration(days) * 24 * time.Hour)
 }
 
 func dropOlderThan(ctx context.Context, s *Store, days int, now time.Time) ([]string, error) {
@@ -200,16 +216,26 @@ func dropOlderThan(ctx context.Context, s *Store, days int, now time.Time) ([]st
 	if err != nil {
 		return nil, err
 	}
+	stored, err := lastStored(ctx, s.pool)
+	if err != nil {
+		return nil, err
+	}
 	var dropped []string
 	for _, p := range parts {
 		if p.Day.Add(24 * time.Hour).After(cut) {
+			continue
+		}
+		if t, ok := stored[p.Table+"|"+p.Day.Format("2006-01-02")]; ok && t.After(cut) {
 			continue
 		}
 		err := inTx(ctx, s.pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, "select pg_advisory_xact_lock($1)", partitionLockKey); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, "drop table if exists "+pgx.Identifier{p.Name}.Sanitize())
+			if _, err := tx.Exec(ctx, "drop table if exists "+pgx.Identifier{p.Name}.Sanitize()); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, "delete from stored_days where table_name = $1 and day = $2::date", p.Table, p.Day.Format("2006-01-02"))
 			return err
 		})
 		if err != nil {
@@ -218,14 +244,46 @@ func dropOlderThan(ctx context.Context, s *Store, days int, now time.Time) ([]st
 		dropped = append(dropped, p.Name)
 	}
 	// The unpartitioned tables follow the same cut-off.
-	if _, err := s.pool.Exec(ctx, `delete from calls where coalesce(last_time, end_time, start_time) < $1`, cut); err != nil {
+	if _, err := s.pool.Exec(ctx, `delete from calls where coalesce(last_time, end_time, start_time) < $1 and stored_at < $1`, cut); err != nil {
 		return dropped, fmt.Errorf("store: retention of calls: %w", err)
 	}
 	if _, err := s.pool.Exec(ctx, `delete from audits where started_at < $1`, cut); err != nil {
 		return dropped, fmt.Errorf("store: retention of audits: %w", err)
 	}
+	if _, err := s.pool.Exec(ctx, `delete from problems where state = 'resolved' and updated_at < $1`, cut); err != nil {
+		return dropped, fmt.Errorf("store: retention of problems: %w", err)
+	}
+	resolveAfter := s.resolveAfter
+	if resolveAfter == 0 {
+		resolveAfter = DefaultResolveAfterDays
+	}
+	if n, err := resolveStale(ctx, s.pool, resolveAfter, now); err != nil {
+		return dropped, err
+	} else if n > 0 {
+		s.log.Info("problems resolved after days without a new sighting", "count", n, "days", resolveAfter)
+	}
 	if len(dropped) > 0 {
 		s.log.Info("retention dropped partitions", "days", days, "count", len(dropped), "oldest", dropped[0])
 	}
 	return dropped, nil
+}
+
+// lastStored maps "table|YYYY-MM-DD" to when rows were last stored into
+// that day's partition.
+func lastStored(ctx context.Context, db DBTX) (map[string]time.Time, error) {
+	rows, err := db.Query(ctx, `select table_name || '|' || to_char(day, 'YYYY-MM-DD'), last_stored from stored_days`)
+	if err != nil {
+		return nil, fmt.Errorf("store: stored days: %w", err)
+	}
+	out := map[string]time.Time{}
+	var k string
+	var t time.Time
+	_, err = pgx.ForEachRow(rows, []any{&k, &t}, func() error {
+		out[k] = t
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: stored days: %w", err)
+	}
+	return out, nil
 }

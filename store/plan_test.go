@@ -96,8 +96,12 @@ func TestCallSearchPlanOnABusyNumber(t *testing.T) {
 	for _, tc := range []struct {
 		number string
 		want   int // matches
-	}{{"+4930999", calls/every + calls/1000}, {"4930888", calls / 200}, {"4940777", 1}, {"+4969 4321", calls / 5000}} {
-		sql, args, _, err := store.ListCallsSQL(store.CallQuery{Number: tc.number, Limit: limit})
+		paged  bool
+	}{{"+4930999", calls/every + calls/1000, true}, {"4930888", calls / 200, true}, {"4940777", 1, true}, {"+4969 4321", calls / 5000, true},
+		// A short suffix ends thousands of distinct numbers: the search
+		// falls back to the suffix range and a sort, and must still be right.
+		{"77", 200000, false}} {
+		sql, args, _, err := store.ListCallsSQL(ctx, db, store.CallQuery{Number: tc.number, Limit: limit})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,18 +121,20 @@ func TestCallSearchPlanOnABusyNumber(t *testing.T) {
 		})
 		// Each side of the union reads at most one page (plus the row
 		// that says another page exists).
-		if callRows > 2*(limit+1) {
+		if tc.paged && callRows > 2*(limit+1) {
 			t.Errorf("number %s (%d calls): read %v call rows for a page of %d", tc.number, tc.want, callRows, limit)
 		}
-		if findingLoops > limit+1 {
+		if tc.paged && findingLoops > limit+1 {
 			t.Errorf("number %s: findings looked up %v times for a page of %d", tc.number, findingLoops, limit)
 		}
 		page, err := store.ListCalls(ctx, db, store.CallQuery{Number: tc.number, Limit: limit})
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, err := db.Query(ctx, `select c.call_id from calls c where c.from_digits = $1 or c.to_digits = $1
-		  order by c.start_time desc, c.id desc limit $2`, args[len(args)-1], limit)
+		// The plain query: every call whose number ends in the digits.
+		rows, err := db.Query(ctx, `select c.call_id from calls c
+		  where c.from_digits like '%' || $1 or c.to_digits like '%' || $1
+		  order by c.start_time desc, c.id desc limit $2`, store.NumberSuffix(tc.number), limit)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,12 +152,12 @@ func TestCallSearchPlanOnABusyNumber(t *testing.T) {
 			got = append(got, c.CallID)
 			findings += c.FindingCount
 		}
-		if !slices.Equal(got, want) || len(got) != min(limit, tc.want) {
+		if !slices.Equal(got, want) || (tc.paged && len(got) != min(limit, tc.want)) || len(got) == 0 {
 			t.Errorf("number %s: got %d calls %v…, want %d %v…", tc.number, len(got), got[:min(3, len(got))], len(want), want[:min(3, len(want))])
 		}
 		if tc.number == "+4930999" {
 			// The next page is as cheap: the cursor is an index bound.
-			sql, args, _, err := store.ListCallsSQL(store.CallQuery{Number: tc.number, Limit: limit, Cursor: page.NextCursor})
+			sql, args, _, err := store.ListCallsSQL(ctx, db, store.CallQuery{Number: tc.number, Limit: limit, Cursor: page.NextCursor})
 			if err != nil || page.NextCursor == "" {
 				t.Fatalf("next page: %v, cursor %q", err, page.NextCursor)
 			}

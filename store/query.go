@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/finding"
 	"github.com/sbcwatch/sbcwatch/report"
 )
 
@@ -148,8 +149,9 @@ func (w *where) sql() string {
 
 // CallQuery selects calls. Zero fields do not filter.
 type CallQuery struct {
-	// Number matches the caller or the callee on digits only, so
-	// "+4969…" and "4969…" are the same.
+	// Number matches the end of the caller's or the callee's digits
+	// (NumberSuffix), so "+49 69 12345600", "069 12345600" and
+	// "12345600" all find +496912345600.
 	Number string
 	// From and To select the calls active in [From, To): started before
 	// To and ended (or last seen) at or after From. Calls longer than
@@ -235,7 +237,14 @@ const callOrder = " order by c.start_time desc, c.id desc"
 // ListCalls returns calls newest first.
 func ListCalls(ctx context.Context, db DBTX, q CallQuery) (Page[Call], error) {
 	var page Page[Call]
-	sql, args, limit, err := listCallsSQL(q)
+	var nv *numberValues
+	if q.Number != "" {
+		var err error
+		if nv, err = findNumberValues(ctx, db, NumberSuffix(q.Number)); err != nil {
+			return page, err
+		}
+	}
+	sql, args, limit, err := listCallsSQL(q, nv)
 	if err != nil {
 		return page, err
 	}
@@ -254,7 +263,7 @@ func ListCalls(ctx context.Context, db DBTX, q CallQuery) (Page[Call], error) {
 // two index range scans, calls from the number and calls to it (not also
 // from it), each stopping after the page, merged; the findings of the
 // page's calls are counted last.
-func listCallsSQL(q CallQuery) (sql string, args []any, limit int, err error) {
+func listCallsSQL(q CallQuery, nv *numberValues) (sql string, args []any, limit int, err error) {
 	limit, cur, err := pageArgs(q.Limit, q.Cursor)
 	if err != nil {
 		return "", nil, 0, err
@@ -262,7 +271,7 @@ func listCallsSQL(q CallQuery) (sql string, args []any, limit int, err error) {
 	var w where
 	var number string
 	if q.Number != "" {
-		number = config.Digits(q.Number)
+		number = NumberSuffix(q.Number)
 		if number == "" {
 			return "", nil, 0, fmt.Errorf("%w: number %q has no digits", ErrBadQuery, q.Number)
 		}
@@ -299,14 +308,108 @@ func listCallsSQL(q CallQuery) (sql string, args []any, limit int, err error) {
 	if number == "" {
 		return callsWithFindings("select c.* from calls c " + w.sql() + callOrder + page), w.args, limit, nil
 	}
-	w.args = append(w.args, number)
-	n := fmt.Sprintf("$%d", len(w.args))
+	// Each stored number that ends in the digits is its own index range
+	// in (digits, start_time desc, id desc): one paged scan per number and
+	// side, so a busy number costs a page, not every call it ever had.
+	// Too many distinct numbers (a very short suffix) fall back to the
+	// suffix range and a sort.
 	side := func(cond string) string {
 		return "(select c.* from calls c where " + strings.Join(append(slices.Clone(w.conds), cond), " and ") + callOrder + page + ")"
 	}
-	inner := "select * from (" + side("c.from_digits = "+n) + " union all " +
-		side("c.to_digits = "+n+" and c.from_digits <> "+n) + ") c" + callOrder + page
+	arg := func(v any) string {
+		w.args = append(w.args, v)
+		return fmt.Sprintf("$%d", len(w.args))
+	}
+	var sides []string
+	if nv == nil || len(nv.from) > maxNumberValues || len(nv.to) > maxNumberValues {
+		lo, hi := suffixRange(number)
+		l, h := arg(lo), arg(hi)
+		from := fmt.Sprintf(`reverse(c.from_digits) collate "C" >= %s and reverse(c.from_digits) collate "C" < %s`, l, h)
+		to := fmt.Sprintf(`reverse(c.to_digits) collate "C" >= %s and reverse(c.to_digits) collate "C" < %s`, l, h)
+		sides = []string{side(from), side(to + " and not (" + from + ")")}
+	} else {
+		for _, v := range nv.from {
+			sides = append(sides, side("c.from_digits = "+arg(v)))
+		}
+		for _, v := range nv.to {
+			cond := "c.to_digits = " + arg(v)
+			if len(nv.from) > 0 {
+				// Found on the caller side already.
+				cond += " and c.from_digits <> all(" + arg(nv.from) + "::text[])"
+			}
+			sides = append(sides, side(cond))
+		}
+	}
+	if len(sides) == 0 {
+		// No stored number ends in the digits: an empty page.
+		sides = []string{side("false")}
+	}
+	inner := "select * from (" + strings.Join(sides, " union all ") + ") c" + callOrder + page
 	return callsWithFindings(inner), w.args, limit, nil
+}
+
+// NumberSuffix is the digits a number search matches at the end of the
+// stored numbers: the digits of n without the trunk or international
+// prefix's leading zeros, so "+49 69 12345600", "0049 69 12345600",
+// "069 12345600" and "12345600" all find "+496912345600".
+func NumberSuffix(n string) string {
+	return strings.TrimLeft(config.Digits(n), "0")
+}
+
+// maxNumberValues bounds how many distinct stored numbers a number
+// search pages through one by one.
+const maxNumberValues = 16
+
+// numberValues are the distinct stored numbers (digits) that end in a
+// search's digits, as callers and as callees, at most maxNumberValues+1
+// of each.
+type numberValues struct{ from, to []string }
+
+// suffixRange is the range of reversed digits that end in d: [lo, hi).
+func suffixRange(d string) (lo, hi string) {
+	lo = reverse(d)
+	return lo, lo[:len(lo)-1] + string(lo[len(lo)-1]+1)
+}
+
+// findNumberValues lists the distinct stored numbers ending in d with a
+// loose index scan of the reversed-digits indexes: one index probe per
+// distinct number, however many calls each has.
+func findNumberValues(ctx context.Context, db DBTX, d string) (*numberValues, error) {
+	if d == "" {
+		return nil, nil
+	}
+	lo, hi := suffixRange(d)
+	var nv numberValues
+	for _, col := range []string{"from_digits", "to_digits"} {
+		e := `reverse(` + col + `) collate "C"`
+		rows, err := db.Query(ctx, `with recursive v(d) as (
+  (select `+e+` from calls where `+e+` >= $1 and `+e+` < $2 order by 1 limit 1)
+  union all
+  select (select `+e+` from calls where `+e+` > v.d and `+e+` < $2 order by 1 limit 1)
+  from v where v.d is not null
+) select reverse(d) from v where d is not null limit $3`, lo, hi, maxNumberValues+1)
+		if err != nil {
+			return nil, fmt.Errorf("store: calls: numbers ending in %s: %w", d, err)
+		}
+		vals, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, fmt.Errorf("store: calls: numbers ending in %s: %w", d, err)
+		}
+		if col == "from_digits" {
+			nv.from = vals
+		} else {
+			nv.to = vals
+		}
+	}
+	return &nv, nil
+}
+
+func reverse(s string) string {
+	b := []byte(s)
+	for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
+		b[i], b[j] = b[j], b[i]
+	}
+	return string(b)
 }
 
 // MaxCallSpan bounds how long before From a call may have started and
@@ -419,10 +522,26 @@ type Finding struct {
 	Acknowledged   bool            `json:"acknowledged" db:"acknowledged"`
 	AcknowledgedAt *time.Time      `json:"acknowledged_at,omitempty" db:"acknowledged_at"`
 	AcknowledgedBy string          `json:"acknowledged_by,omitempty" db:"acknowledged_by"`
+	// ProblemID and State are those of the problem this finding is a
+	// sighting of (unset for findings stored before schema version 3).
+	ProblemID *int64 `json:"problem_id,omitempty" db:"problem_id"`
+	State     string `json:"state,omitempty" db:"state"`
+	// Advice is what to check or change (finding.Advice of the rule).
+	Advice string `json:"advice,omitempty" db:"-"`
+	// CausedBy and Explains are the root-cause references among the
+	// findings of one answer (see Fold).
+	CausedBy string   `json:"caused_by,omitempty" db:"-"`
+	Explains []string `json:"explains,omitempty" db:"-"`
 }
 
-const findingSelect = `select id, local_id, rule, severity, severity_rank, call_id, connection, sbc, time, summary,
-  evidence, cites, source, acknowledged, acknowledged_at, acknowledged_by from findings `
+// findingSelect reads findings (alias f) with their problem (alias p):
+// the acknowledgement is the problem's when there is one.
+const findingSelect = `select f.id, f.local_id, f.rule, f.severity, f.severity_rank, f.call_id, f.connection, f.sbc,
+  f.time, f.summary, f.evidence, f.cites, f.source, coalesce(p.acknowledged, f.acknowledged) as acknowledged,
+  case when p.id is null then f.acknowledged_at else p.acknowledged_at end as acknowledged_at,
+  case when p.id is null then f.acknowledged_by else p.acknowledged_by end as acknowledged_by,
+  p.id as problem_id, coalesce(p.state, '') as state
+from findings f left join problems p on p.sbc = f.sbc and p.rule = f.rule and p.subject = f.subject `
 
 // FindingQuery selects findings. Zero fields do not filter.
 type FindingQuery struct {
@@ -432,8 +551,10 @@ type FindingQuery struct {
 	CallID       string
 	From, To     time.Time
 	Acknowledged *bool
-	Limit        int
-	Cursor       string
+	// State keeps the findings whose problem is open or resolved.
+	State  string
+	Limit  int
+	Cursor string
 }
 
 // ListFindings returns findings newest first.
@@ -443,25 +564,32 @@ func ListFindings(ctx context.Context, db DBTX, q FindingQuery) (Page[Finding], 
 	if err != nil {
 		return page, err
 	}
+	if q.State != "" && q.State != StateOpen && q.State != StateResolved {
+		return page, ErrBadState
+	}
 	var w where
-	w.eq("rule", q.Rule)
-	w.eq("severity", q.Severity)
-	w.eq("sbc", q.SBC)
-	w.eq("call_id", q.CallID)
-	w.within("time", q.From, q.To)
+	w.eq("f.rule", q.Rule)
+	w.eq("f.severity", q.Severity)
+	w.eq("f.sbc", q.SBC)
+	w.eq("f.call_id", q.CallID)
+	w.within("f.time", q.From, q.To)
+	w.eq("p.state", q.State)
 	if q.Acknowledged != nil {
-		w.add("acknowledged = ?", *q.Acknowledged)
+		w.add("coalesce(p.acknowledged, f.acknowledged) = ?", *q.Acknowledged)
 	}
 	if cur != nil {
-		w.add("(time, id) < (?, ?)", cur.T, cur.K)
+		w.add("(f.time, f.id) < (?, ?)", cur.T, cur.K)
 	}
-	rows, err := db.Query(ctx, findingSelect+w.sql()+fmt.Sprintf(" order by time desc, id desc limit %d", limit+1), w.args...)
+	rows, err := db.Query(ctx, findingSelect+w.sql()+fmt.Sprintf(" order by f.time desc, f.id desc limit %d", limit+1), w.args...)
 	if err != nil {
 		return page, fmt.Errorf("store: findings: %w", err)
 	}
-	items, err := pgx.CollectRows(rows, pgx.RowToStructByName[Finding])
+	items, err := pgx.CollectRows(rows, pgx.RowToStructByNameLax[Finding])
 	if err != nil {
 		return page, fmt.Errorf("store: findings: %w", err)
+	}
+	for i := range items {
+		items[i].Advice = finding.Advice(items[i].Rule)
 	}
 	return pageOf(items, limit, func(last Finding) cursor { return cursor{T: last.Time, K: last.ID} }), nil
 }
@@ -478,38 +606,63 @@ with recursive fs as (
   join findings g on g.id = any(f.cites)
   where fs.depth < 4
 )
-`+findingSelect+` where (id, time) in (select id, time from fs)
-order by severity_rank, time, id`, callID, sbc)
+`+findingSelect+` where (f.id, f.time) in (select id, time from fs)
+order by f.severity_rank, f.time, f.id`, callID, sbc)
 	if err != nil {
 		return nil, fmt.Errorf("store: call findings: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[Finding])
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByNameLax[Finding])
 	if err != nil {
 		return nil, fmt.Errorf("store: call findings: %w", err)
 	}
+	Fold(out)
 	return out, nil
 }
 
-// AckFinding marks a finding acknowledged by who and returns it. Asking
-// again keeps the first acknowledgement.
+// AckFinding marks a finding acknowledged by who, and with it the problem
+// it is a sighting of, and returns it. Asking again keeps the first
+// acknowledgement.
 func AckFinding(ctx context.Context, db DBTX, id, who string) (Finding, error) {
-	rows, err := db.Query(ctx, `update findings set acknowledged = true,
+	tag, err := db.Exec(ctx, `update findings set acknowledged = true,
   acknowledged_at = coalesce(acknowledged_at, now()),
   acknowledged_by = case when acknowledged then acknowledged_by else $2 end
-where id = $1
-returning id, local_id, rule, severity, severity_rank, call_id, connection, sbc, time, summary,
-  evidence, cites, source, acknowledged, acknowledged_at, acknowledged_by`, id, who)
+where id = $1`, id, who)
 	if err != nil {
 		return Finding{}, fmt.Errorf("store: ack: %w", err)
 	}
-	fs, err := pgx.CollectRows(rows, pgx.RowToStructByName[Finding])
-	if err != nil {
-		return Finding{}, fmt.Errorf("store: ack: %w", err)
-	}
-	if len(fs) == 0 {
+	if tag.RowsAffected() == 0 {
 		return Finding{}, ErrNotFound
 	}
-	return fs[0], nil
+	if _, err := db.Exec(ctx, `update problems p set acknowledged = true,
+  acknowledged_at = coalesce(p.acknowledged_at, now()),
+  acknowledged_by = case when p.acknowledged then p.acknowledged_by else $2 end
+from findings f where f.id = $1 and p.sbc = f.sbc and p.rule = f.rule and p.subject = f.subject`, id, who); err != nil {
+		return Finding{}, fmt.Errorf("store: ack: %w", err)
+	}
+	rows, err := db.Query(ctx, findingSelect+`where f.id = $1 order by f.time desc limit 1`, id)
+	if err != nil {
+		return Finding{}, fmt.Errorf("store: ack: %w", err)
+	}
+	f, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByNameLax[Finding])
+	if err != nil {
+		return Finding{}, fmt.Errorf("store: ack: %w", err)
+	}
+	f.Advice = finding.Advice(f.Rule)
+	return f, nil
+}
+
+// Fold sets CausedBy and Explains among fs from their Cites (see
+// finding.Fold) and fills Advice.
+func Fold(fs []Finding) {
+	view := make([]*finding.Finding, len(fs))
+	for i := range fs {
+		view[i] = &finding.Finding{ID: fs[i].ID, Rule: fs[i].Rule, Cites: fs[i].Cites}
+	}
+	finding.Fold(view)
+	for i := range fs {
+		fs[i].CausedBy, fs[i].Explains = view[i].CausedBy, view[i].Explains
+		fs[i].Advice = finding.Advice(fs[i].Rule)
+	}
 }
 
 // TLSConn is a stored TLS connection.
@@ -824,7 +977,7 @@ func GetAudit(ctx context.Context, db DBTX, id int64) (AuditRecord, error) {
 func TableCounts(ctx context.Context, db DBTX) (map[string]int64, error) {
 	out := map[string]int64{}
 	for _, t := range []string{"sbcs", "ingests", "calls", "sip_messages", "tls_connections", "certificates",
-		"findings", "counter_samples", "audits", "audit_results", "api_tokens", "packets"} {
+		"findings", "counter_samples", "audits", "audit_results", "api_tokens", "packets", "problems"} {
 		var n int64
 		if err := db.QueryRow(ctx, "select count(*) from "+t).Scan(&n); err != nil {
 			return nil, fmt.Errorf("store: count %s: %w", t, err)

@@ -107,6 +107,9 @@ func (s *Store) SaveCounterSamples(ctx context.Context, samples []CounterSample)
 		return err
 	}
 	err := inTx(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := noteStored(ctx, tx, map[string][]time.Time{"counter_samples": ts}); err != nil {
+			return err
+		}
 		for name := range sbcs {
 			if err := UpsertSBC(ctx, tx, SBC{Name: name}); err != nil {
 				return err
@@ -125,9 +128,13 @@ func (s *Store) SaveCounterSamples(ctx context.Context, samples []CounterSample)
 // AuditRecord is one run of an active audit (TLS or other) with its
 // per-target results; payloads are any JSON-able values.
 type AuditRecord struct {
-	ID         int64     `json:"id"`
-	SBC        string    `json:"sbc"`
-	Kind       string    `json:"kind"` // e.g. "tls"
+	ID   int64  `json:"id"`
+	SBC  string `json:"sbc"`
+	Kind string `json:"kind"` // e.g. "tls"
+	// Target is what was audited ("host:port"). An audit that reached
+	// its target resolves the open problems earlier audits of the same
+	// target saw and this one did not.
+	Target     string    `json:"target,omitempty"`
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at"`
 	OK         bool      `json:"ok"`
@@ -164,6 +171,15 @@ func (s *Store) SaveAudit(ctx context.Context, a AuditRecord) (int64, error) {
 	if string(rep) == "null" {
 		rep = []byte("{}")
 	}
+	if a.Target == "" {
+		// An audit report names its target (tlsaudit/audit.Report).
+		var named struct {
+			Target string `json:"target"`
+		}
+		if json.Unmarshal(rep, &named) == nil {
+			a.Target = named.Target
+		}
+	}
 	// finding.New marks findings passive; an audit's findings come from
 	// the audit unless they say otherwise.
 	fs := make([]*finding.Finding, 0, len(a.Findings))
@@ -188,9 +204,12 @@ func (s *Store) SaveAudit(ctx context.Context, a AuditRecord) (int64, error) {
 				return err
 			}
 		}
-		err := tx.QueryRow(ctx, `insert into audits (sbc, kind, started_at, finished_at, ok, summary, report)
-values ($1, $2, $3, $4, $5, $6, $7) returning id`, a.SBC, a.Kind, a.StartedAt.UTC(), a.FinishedAt.UTC(), a.OK,
-			clean(a.Summary), json.RawMessage(rep)).Scan(&id)
+		if err := noteStored(ctx, tx, map[string][]time.Time{"findings": b.findingTimes}); err != nil {
+			return err
+		}
+		err := tx.QueryRow(ctx, `insert into audits (sbc, kind, started_at, finished_at, ok, summary, report, target)
+values ($1, $2, $3, $4, $5, $6, $7, $8) returning id`, a.SBC, a.Kind, a.StartedAt.UTC(), a.FinishedAt.UTC(), a.OK,
+			clean(a.Summary), json.RawMessage(rep), clean(a.Target)).Scan(&id)
 		if err != nil {
 			return err
 		}
@@ -207,7 +226,19 @@ values ($1, $2, $3, $4, $5, $6)`, id, r.Target, r.SNI, r.OK, clean(r.Error), jso
 				return err
 			}
 		}
-		_, err = copyInsert(ctx, tx, "findings", findingCols, b.findings, 0, "on conflict do nothing")
+		if _, _, err := insertFindings(ctx, tx, b.findings, 0); err != nil {
+			return err
+		}
+		// Only an audit that reached its target vouches for what it did
+		// not see.
+		var rules, subjects []string
+		for _, f := range fs {
+			if f.Rule == finding.SBCUnreachable {
+				return nil
+			}
+			rules, subjects = append(rules, f.Rule), append(subjects, clean(finding.Subject(f)))
+		}
+		_, err = resolveByAudit(ctx, tx, a.SBC, clean(a.Target), id, rules, subjects)
 		return err
 	})
 	if err != nil {

@@ -128,7 +128,7 @@ var certCols = []string{"fingerprint", "der", "subject", "issuer", "sans", "not_
 var packetCols = []string{"time", "id", "sbc", "frame", "link_type", "call_id", "tls_id", "data"}
 
 var findingCols = []string{"time", "id", "local_id", "rule", "severity", "severity_rank", "call_id",
-	"connection", "sbc", "summary", "evidence", "cites", "source"}
+	"connection", "sbc", "summary", "evidence", "cites", "source", "subject"}
 
 func buildBatch(sbc string, calls []*sip.Call, conns []*tlsaudit.Conn, fs []*finding.Finding) *batch {
 	b := &batch{}
@@ -268,7 +268,7 @@ func buildBatch(sbc string, calls []*sip.Call, conns []*tlsaudit.Conn, fs []*fin
 		}
 		b.findings = append(b.findings, []any{p.t.UTC(), p.id, clean(f.ID), clean(f.Rule), string(f.Severity),
 			f.Severity.Rank(), clean(f.CallID), clean(f.Connection), clean(fsbc), clean(f.Summary),
-			json.RawMessage(evJSON), cites, src})
+			json.RawMessage(evJSON), cites, src, clean(finding.Subject(f))})
 		b.findingTimes = append(b.findingTimes, p.t)
 		b.keys = append(b.keys, "f"+p.id)
 	}
@@ -533,6 +533,10 @@ func (s *Store) saveBatch(ctx context.Context, sbc, source string, stats []byte,
 		if err := UpsertSBC(ctx, tx, SBC{Name: sbc}); err != nil {
 			return err
 		}
+		if err := noteStored(ctx, tx, map[string][]time.Time{"sip_messages": b.msgTimes,
+			"tls_connections": b.connTimes, "findings": b.findingTimes, "packets": b.packetTimes}); err != nil {
+			return err
+		}
 		digest := b.digest()
 		err := tx.QueryRow(ctx, `
 with ins as (
@@ -565,7 +569,7 @@ on conflict (sbc, call_id, start_time) do update set
   refer_count = excluded.refer_count, invites = excluded.invites, message_count = excluded.message_count,
   microsoft = excluded.microsoft, microsoft_addr = excluded.microsoft_addr, sbc_side = excluded.sbc_side,
   sbc_contact = excluded.sbc_contact, sbc_allow = excluded.sbc_allow, truncated = excluded.truncated,
-  user_agents = excluded.user_agents, refers = excluded.refers
+  user_agents = excluded.user_agents, refers = excluded.refers, stored_at = now()
 where excluded.last_time > calls.last_time or (calls.last_time is null and excluded.last_time is not null)`); err != nil {
 			return err
 		}
@@ -601,7 +605,7 @@ where excluded.last_time > calls.last_time or (calls.last_time is null and exclu
 		if res.Connections, err = copyInsert(ctx, tx, "tls_connections", connCols, b.conns, res.IngestID, "on conflict do nothing"); err != nil {
 			return err
 		}
-		if res.Findings, err = copyInsert(ctx, tx, "findings", findingCols, b.findings, res.IngestID, "on conflict do nothing"); err != nil {
+		if res.Findings, _, err = insertFindings(ctx, tx, b.findings, res.IngestID); err != nil {
 			return err
 		}
 		if res.Packets, err = copyInsert(ctx, tx, "packets", packetCols, b.packets, 0, "on conflict do nothing"); err != nil {
@@ -639,18 +643,10 @@ func copyInsertFrom(ctx context.Context, tx pgx.Tx, table string, cols []string,
 	if n == 0 {
 		return 0, nil
 	}
-	tmp := "_in_" + table
-	colList := strings.Join(cols, ", ")
-	if _, err := tx.Exec(ctx, fmt.Sprintf("create temp table if not exists %s on commit drop as select %s from %s with no data",
-		tmp, colList, table)); err != nil {
-		return 0, fmt.Errorf("%s: temp table: %w", table, err)
+	if err := copyTemp(ctx, tx, table, cols, src); err != nil {
+		return 0, err
 	}
-	if _, err := tx.Exec(ctx, "truncate "+tmp); err != nil {
-		return 0, fmt.Errorf("%s: temp table: %w", table, err)
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{tmp}, cols, src); err != nil {
-		return 0, fmt.Errorf("%s: copy: %w", table, err)
-	}
+	tmp, colList := "_in_"+table, joinCols(cols)
 	insCols, selCols := colList, colList
 	if ingestID != 0 {
 		insCols += ", ingest_id"
@@ -662,6 +658,25 @@ func copyInsertFrom(ctx context.Context, tx pgx.Tx, table string, cols []string,
 	}
 	return tag.RowsAffected(), nil
 }
+
+// copyTemp copies rows into the temporary table _in_<table>, shaped like
+// table's cols and emptied first.
+func copyTemp(ctx context.Context, tx pgx.Tx, table string, cols []string, src pgx.CopyFromSource) error {
+	tmp := "_in_" + table
+	if _, err := tx.Exec(ctx, fmt.Sprintf("create temp table if not exists %s on commit drop as select %s from %s with no data",
+		tmp, joinCols(cols), table)); err != nil {
+		return fmt.Errorf("%s: temp table: %w", table, err)
+	}
+	if _, err := tx.Exec(ctx, "truncate "+tmp); err != nil {
+		return fmt.Errorf("%s: temp table: %w", table, err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{tmp}, cols, src); err != nil {
+		return fmt.Errorf("%s: copy: %w", table, err)
+	}
+	return nil
+}
+
+func joinCols(cols []string) string { return strings.Join(cols, ", ") }
 
 // retryTx runs fn in a transaction, retrying a few times when Postgres
 // aborts it for a deadlock or a serialization failure (two writers saving

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5"
@@ -38,7 +39,20 @@ const VersionTable = "sbcwatch_schema_version"
 type Store struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	// resolveAfter is the days without a sighting after which
+	// DropOlderThan resolves a problem (0: DefaultResolveAfterDays,
+	// negative: never).
+	resolveAfter int
 }
+
+// DefaultResolveAfterDays is how long a problem stays open without a new
+// sighting when SetResolveAfter was not called.
+const DefaultResolveAfterDays = 14
+
+// SetResolveAfter sets after how many days without a new sighting the
+// retention run (DropOlderThan) resolves an open problem: 0 means
+// DefaultResolveAfterDays, a negative value never.
+func (s *Store) SetResolveAfter(days int) { s.resolveAfter = days }
 
 // Open parses dsn (a postgres:// URL or key=value string; pgxpool's
 // pool_* parameters apply), connects and pings. The caller must Close.
@@ -122,6 +136,37 @@ func (s *Store) SchemaVersion(ctx context.Context) (int32, error) {
 		return 0, fmt.Errorf("store: schema version: %w", err)
 	}
 	return v, nil
+}
+
+// ErrNotMigrated is returned by CheckSchema when the database schema is
+// missing or older than this sbcwatch needs.
+var ErrNotMigrated = errors.New("run sbcwatch migrate")
+
+// LatestVersion is the schema version this sbcwatch needs: the number of
+// embedded migrations.
+func LatestVersion() int32 {
+	ents, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil {
+		return 0
+	}
+	return int32(len(ents))
+}
+
+// CheckSchema checks, without changing anything, that the schema is
+// migrated to LatestVersion. It returns an error wrapping ErrNotMigrated
+// when it is not, whose message is one line for an admin.
+func (s *Store) CheckSchema(ctx context.Context) error {
+	v, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if want := LatestVersion(); v < want {
+		if v == 0 {
+			return fmt.Errorf("store: the database has no sbcwatch schema: %w", ErrNotMigrated)
+		}
+		return fmt.Errorf("store: the database schema is at version %d, this sbcwatch needs %d: %w", v, want, ErrNotMigrated)
+	}
+	return nil
 }
 
 // inTx runs fn in a transaction on the pool, committing when fn returns

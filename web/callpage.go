@@ -80,6 +80,12 @@ type callPage struct {
 	EvidenceText, EvidenceJSON, EvidencePcap string
 	// PcapNote is why the bundle has no pcap, when the API says so.
 	PcapNote string
+	// Leg is this call's role ("Teams leg" or "carrier leg"); Partners
+	// are the other legs of the call; Root is the headline (nil: no
+	// finding on either leg).
+	Leg      string
+	Partners []partnerLeg
+	Root     *rootCause
 }
 
 var verdictRE = regexp.MustCompile(`^\[(critical|warning|info)\] `)

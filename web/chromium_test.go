@@ -105,6 +105,13 @@ func TestCallPageInChromium(t *testing.T) {
 		t.Error("rendered DOM lacks the verdict")
 	}
 
+	// A next that Chromium would read as another host (it drops the tab:
+	// "//evil.example") lands on this site's index instead.
+	dom = string(browse(t, bin, "--dump-dom", srv.URL+"/test-signin?next="+url.QueryEscape("/\t/evil.example")))
+	if !strings.Contains(dom, "<h1>Latest calls with findings</h1>") {
+		t.Fatalf("sign-in with next=/<tab>/evil.example did not end on the index:\n%s", dom)
+	}
+
 	shot := filepath.Join(t.TempDir(), "call.png")
 	if keep := os.Getenv("SBCWATCH_SCREENSHOT"); keep != "" {
 		shot = keep

@@ -14,10 +14,13 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/sbcwatch/sbcwatch/internal/authctx"
+	"github.com/sbcwatch/sbcwatch/internal/forwarded"
+	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/store"
 )
 
@@ -37,6 +40,7 @@ var tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 	"callURL": CallPath,
 	"add":     func(a, b int) int { return a + b },
 	"sub":     func(a, b int) int { return a - b },
+	"span":    report.Span,
 }).ParseFS(templateFS, "templates/*.html"))
 
 // Options are the pages' dependencies.
@@ -78,6 +82,14 @@ func New(opts Options) *Pages {
 	m := http.NewServeMux()
 	handle := func(pattern string, h http.HandlerFunc) { m.HandleFunc(pattern, routed(h)) }
 	handle("GET /{$}", p.authed(p.handleIndex))
+	handle("GET /calls", p.authed(p.handleCalls))
+	handle("GET /calls.csv", p.authed(p.handleCallsCSV))
+	handle("GET /certificates", p.authed(p.handleCertificates))
+	handle("GET /audits", p.authed(p.handleAudits))
+	handle("GET /sbcs", p.authed(p.handleSBCs))
+	handle("GET /tls", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/certificates", http.StatusMovedPermanently)
+	})
 	handle("GET /calls/{call_id}", p.authed(p.handleCall))
 	for _, f := range evidenceFormats {
 		handle("GET /calls/{call_id}/evidence."+f.ext, p.authed(p.handleEvidence(f)))
@@ -119,7 +131,11 @@ func routed(h http.HandlerFunc) http.HandlerFunc {
 // Owns reports whether path belongs to the pages (the API hands those
 // over from its not-found handler, so its route table stays /api/v1).
 func Owns(path string) bool {
-	return path == "/" || path == "/login" || path == "/logout" || strings.HasPrefix(path, "/calls/")
+	switch path {
+	case "/", "/login", "/logout", "/calls", "/calls.csv", "/certificates", "/tls", "/audits", "/sbcs":
+		return true
+	}
+	return strings.HasPrefix(path, "/calls/")
 }
 
 // CallPath is the page of a call: /calls/{call_id} with the Call-ID
@@ -267,7 +283,7 @@ func (p *Pages) toLogin(w http.ResponseWriter, r *http.Request) {
 // ("/\t/evil.example" is "//evil.example" to Chromium, which strips tabs
 // and newlines and reads "\" as "/"). Anything else is "/".
 func safeNext(s string) string {
-	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || len(s) > 2048 {
+	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || len(s) > 2048 || !utf8.ValidString(s) {
 		return "/"
 	}
 	for _, c := range s {
@@ -339,7 +355,7 @@ func (p *Pages) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	p.log.Info("page sign-in", "token_name", t.Name, "scope", t.Scope)
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sid, Path: "/", MaxAge: int(sessionTTL / time.Second),
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: forwarded.Secure(r), SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
@@ -364,7 +380,7 @@ func (p *Pages) handleLogout(w http.ResponseWriter, r *http.Request) {
 
 func clearCookie(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: forwarded.Secure(r), SameSite: http.SameSiteStrictMode})
 }
 
 // apiError is an error answer of the API.
@@ -491,5 +507,9 @@ func (p *Pages) handleCall(w http.ResponseWriter, r *http.Request, tok string) {
 		return
 	}
 	data := buildCallPage(&ev, p.opts.LadderSteps)
+	data.Partners = p.partnerLegs(r.Context(), ev.Call)
+	data.Leg = legRole(ev.Call)
+	data.Root = pickRootCause(&ev, data.Partners)
+	partnerVerdict(data.Verdict, data.Root)
 	p.render(w, http.StatusOK, "call.html", page{Title: "Call " + ev.Call.CallID, Authed: true, Data: data})
 }

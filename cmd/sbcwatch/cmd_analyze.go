@@ -6,12 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/analyze"
 	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/report"
 )
 
 // parseInterleaved parses flags that may come before, between or after
@@ -40,13 +42,29 @@ type analyzeFlags struct {
 	store, progress, noSystem, keep       bool
 	fqdns, addrs, expect, trust, ranges   stringList
 	shortCall, referWindow, giveUp        time.Duration
+	// The view of the text and CSV reports.
+	onlyFindings         bool
+	number, since, until string
+	limit, width         int
 }
+
+const analyzeHelp = `usage: sbcwatch analyze [flags] FILE|DIR|-...
+
+Reads packet captures (pcap, pcapng, gzip), AudioCodes SBC logs and
+directories of them as one input in time order, and prints the verdicts,
+the calls and the TLS connections. "-" reads a capture from standard
+input; a FIFO, /dev/stdin and <(process substitution) work too.
+
+The text report fits the terminal (or --width); --only-findings,
+--number, --since, --until and --limit narrow it; --format csv prints
+the calls table as CSV.
+`
 
 func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sbcwatch analyze", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var f analyzeFlags
-	fs.StringVar(&f.format, "format", "text", "output format: text or json")
+	fs.StringVar(&f.format, "format", "text", "output `format`: text, json, csv (the calls table) or ndjson (one record per line as decided)")
 	fs.StringVar(&f.call, "call", "", "print a ladder of the call with this Call-ID")
 	fs.StringVar(&f.configFile, "config", "", "YAML configuration file (shared with serve)")
 	fs.Var(&f.fqdns, "sbc-fqdn", "the SBC's FQDN (repeatable)")
@@ -63,24 +81,35 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&f.sbcName, "sbc", "", "SBC name to file the results under with --store")
 	fs.BoolVar(&f.keep, "keep-packets", false, "with --store, also store the raw frames behind each call (its SIP and its TLS connections) for the evidence pcap")
 	fs.BoolVar(&f.progress, "progress", true, "show progress on standard error when it is a terminal")
-	// A bad flag is one line (the flag package's); -h prints the usage.
-	fs.Usage = func() {}
-	paths, err := parseInterleaved(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stdout, "usage: sbcwatch analyze [flags] FILE|DIR...")
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return exitOK
-		}
-		return exitUsage
+	fs.BoolVar(&f.onlyFindings, "only-findings", false, "text and csv: only the calls and TLS connections with findings")
+	fs.StringVar(&f.number, "number", "", "text and csv: only calls from or to this `number` (part of it, any form: 12345600, 069 12345600, +49 69 …)")
+	fs.StringVar(&f.since, "since", "", "text and csv: only what happened from this `time` on (2026-03-02 09:55, RFC 3339; UTC)")
+	fs.StringVar(&f.until, "until", "", "text and csv: only what happened before this `time`")
+	fs.IntVar(&f.limit, "limit", 0, "text: at most this many rows per table (0: all)")
+	fs.IntVar(&f.width, "width", 0, "text: wrap to this many columns (default: the terminal's width; unlimited when not a terminal)")
+	paths, code, ok := parseArgs(fs, args, true, analyzeHelp, stdout, stderr)
+	if !ok {
+		return code
 	}
 	if len(paths) == 0 {
-		fmt.Fprintln(stderr, "sbcwatch analyze: no capture file given (usage: sbcwatch analyze [flags] FILE|DIR...)")
+		fmt.Fprintln(stderr, "sbcwatch analyze: no capture file given (usage: sbcwatch analyze [flags] FILE|DIR|-...; try -h)")
 		return exitUsage
 	}
-	if f.format != "text" && f.format != "json" {
-		fmt.Fprintf(stderr, "sbcwatch analyze: --format must be text or json, not %q\n", f.format)
+	if f.format != "text" && f.format != "json" && f.format != "csv" && f.format != "ndjson" {
+		fmt.Fprintf(stderr, "sbcwatch analyze: --format must be text, json, csv or ndjson, not %q\n", f.format)
+		return exitUsage
+	}
+	if f.format == "csv" && f.call != "" {
+		fmt.Fprintln(stderr, "sbcwatch analyze: --call prints a ladder (text) or JSON, not csv")
+		return exitUsage
+	}
+	if f.format == "ndjson" && (f.call != "" || f.store) {
+		fmt.Fprintln(stderr, "sbcwatch analyze: --format ndjson streams the records; it does not go with --call or --store")
+		return exitUsage
+	}
+	view, err := f.view()
+	if err != nil {
+		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", err)
 		return exitUsage
 	}
 	cfg, err := f.config()
@@ -99,11 +128,29 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if f.progress && isTerminal(os.Stderr) && stderr == io.Writer(os.Stderr) {
 		opt.Progress = progressPrinter(stderr)
 	}
+	paths, cleanup, err := spoolInputs(ctx, paths, os.Stdin)
+	defer cleanup()
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "sbcwatch analyze: interrupted while reading the input")
+			return exitInterrupted
+		}
+		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
+		return exitUsage
+	}
+	if !f.store && f.call == "" {
+		// Nothing needs the records after the report: stream them.
+		return f.streamReport(ctx, paths, opt, view, stdout, stderr)
+	}
 	rep, err := analyze.Files(ctx, paths, opt)
 	if opt.Progress != nil {
 		fmt.Fprint(stderr, "\r\033[K")
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "sbcwatch analyze: interrupted")
+			return exitInterrupted
+		}
 		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
 		if errors.Is(err, analyze.ErrInput) {
 			return exitUsage
@@ -113,12 +160,15 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(stderr, "sbcwatch analyze: warning: %s\n", w)
 	}
+	// A store that fails (exit 3) does not cost the report: it is still
+	// written below. A missing DSN is a usage error (exit 2).
+	stored := exitOK
 	if f.store {
 		if f.sbcName == "" && len(cfg.SBCs) == 1 {
 			f.sbcName = cfg.SBCs[0].Name // file it under the one configured SBC
 		}
-		if code := storeReport(ctx, f.db, f.sbcName, strings.Join(paths, ","), rep, stderr); code != exitOK {
-			return code
+		if stored = storeReport(ctx, f.db, f.sbcName, strings.Join(paths, ","), rep, cfg.Serve.Retention, stderr); stored == exitUsage {
+			return stored
 		}
 	}
 	switch {
@@ -134,14 +184,131 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 	case f.format == "json":
 		err = rep.WriteJSON(stdout)
+	case f.format == "csv":
+		err = rep.Filter(view).WriteCallsCSV(stdout)
 	default:
-		err = rep.WriteText(stdout)
+		width := f.width
+		if width == 0 && stdout == io.Writer(os.Stdout) {
+			width = terminalWidth(os.Stdout)
+		}
+		err = rep.Filter(view).WriteTextWidth(stdout, width)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: writing the report: %v\n", err)
 		return exitInternal
 	}
+	return stored
+}
+
+// streamReport runs the analysis with the records leaving as they are
+// decided: straight to stdout for ndjson, through a spool on disk for
+// json and text, so memory does not grow with the input.
+func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt analyze.Options, view report.View, stdout, stderr io.Writer) int {
+	format := f.format
+	fail := func(err error) int {
+		if opt.Progress != nil {
+			fmt.Fprint(stderr, "\r\033[K")
+		}
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "sbcwatch analyze: interrupted")
+			return exitInterrupted
+		}
+		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
+		if errors.Is(err, analyze.ErrInput) {
+			return exitUsage
+		}
+		return exitInternal
+	}
+	opt.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	var sum analyze.Summary
+	var err error
+	var write func() error
+	if format == "ndjson" {
+		nd := report.NewNDJSON(stdout)
+		if sum, err = analyze.Stream(ctx, paths, opt, nd); err != nil {
+			return fail(err)
+		}
+		write = func() error { return nd.End(sum.Stats, sum.Hints, sum.Warnings) }
+	} else {
+		sp, err := report.NewSpool("")
+		if err != nil {
+			return fail(err)
+		}
+		defer sp.Close()
+		if sum, err = analyze.Stream(ctx, paths, opt, sp); err != nil {
+			return fail(err)
+		}
+		write = func() error {
+			if format == "json" {
+				return sp.WriteJSON(stdout, sum.Stats, sum.Hints, sum.Warnings)
+			}
+			rep, err := sp.Report(sum.Stats, sum.Hints, sum.Warnings)
+			if err != nil {
+				return err
+			}
+			if format == "csv" {
+				return rep.Filter(view).WriteCallsCSV(stdout)
+			}
+			width := f.width
+			if width == 0 && stdout == io.Writer(os.Stdout) {
+				width = terminalWidth(os.Stdout)
+			}
+			return rep.Filter(view).WriteTextWidth(stdout, width)
+		}
+	}
+	if opt.Progress != nil {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	for _, w := range sum.Warnings {
+		fmt.Fprintf(stderr, "sbcwatch analyze: warning: %s\n", w)
+	}
+	if err := write(); err != nil {
+		fmt.Fprintf(stderr, "sbcwatch analyze: writing the report: %v\n", err)
+		return exitInternal
+	}
 	return exitOK
+}
+
+// view is the report view the flags ask for.
+func (f *analyzeFlags) view() (report.View, error) {
+	v := report.View{OnlyFindings: f.onlyFindings, Number: f.number, Limit: f.limit}
+	if f.number != "" && strings.Trim(f.number, "0+ -()/.") == "" {
+		return v, fmt.Errorf("--number %q: give some digits of the number", f.number)
+	}
+	if f.limit < 0 {
+		return v, fmt.Errorf("--limit %d: use 0 (all) or more", f.limit)
+	}
+	if f.width < 0 {
+		return v, fmt.Errorf("--width %d: use 0 (the terminal's) or a number of columns such as 80", f.width)
+	}
+	var err error
+	if v.Since, err = parseTime("--since", f.since); err != nil {
+		return v, err
+	}
+	if v.Until, err = parseTime("--until", f.until); err != nil {
+		return v, err
+	}
+	if !v.Since.IsZero() && !v.Until.IsZero() && !v.Until.After(v.Since) {
+		return v, fmt.Errorf("--until %s is not after --since %s", f.until, f.since)
+	}
+	return v, nil
+}
+
+// timeLayouts are the forms --since and --until take (UTC unless the
+// time says otherwise).
+var timeLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02 15:04:05.999999999",
+	"2006-01-02 15:04", "2006-01-02"}
+
+func parseTime(name, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, strings.TrimSpace(s)); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%s %q: use a time such as \"2026-03-02 09:55\" (UTC) or 2026-03-02T09:55:00+01:00", name, s)
 }
 
 // config merges the YAML file (if any) with the flags; flags win.

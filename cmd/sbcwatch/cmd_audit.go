@@ -41,6 +41,7 @@ Exit status: 0 no critical finding, 1 a critical finding, 2 usage error
 or the SBC could not be reached (one-line error on standard error).
 
 flags (may follow HOST:PORT; repeatable ones marked ...):
+
 `
 
 // cmdAuditTLS runs `sbcwatch audit tls`.
@@ -63,25 +64,10 @@ func cmdAuditTLS(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	noSIP := fs.Bool("no-sip", false, "do not send SIP OPTIONS after the handshakes")
 	expiryDays := fs.Int("expiry-days", 30, "warn when the certificate expires within this many days")
 	verbose := fs.Bool("verbose", false, "log every attempt to standard error")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, auditUsage)
-		fs.PrintDefaults()
-	}
-
 	// Flags may come before or after HOST:PORT.
-	var positional []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return exitOK
-			}
-			return exitUsage // the flag package printed the error
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	positional, code, ok := parseArgs(fs, args, true, auditUsage, stdout, stderr)
+	if !ok {
+		return code
 	}
 	fail := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "sbcwatch audit tls: "+format+"\n", args...)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,9 +27,8 @@ cannot be read.
 
 // cmdPoll implements `sbcwatch poll`.
 func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("poll", flag.ContinueOnError)
+	fs := flag.NewFlagSet("sbcwatch poll", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, pollUsage); fs.PrintDefaults() }
 	var (
 		sbcName    = fs.String("sbc", "", "name of the SBC in the configuration")
 		cfgFile    = fs.String("config", "", "configuration file (YAML)")
@@ -51,11 +49,8 @@ func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		retries    = fs.Int("retries", -1, "retries after a failed attempt (default: config, else 1)")
 	)
 	fs.StringVar(v3User, "v3", "", "alias of --v3-user")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if _, code, ok := parseArgs(fs, args, false, pollUsage, stdout, stderr); !ok {
+		return code
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "sbcwatch poll: "+format+"\n", a...)

@@ -14,8 +14,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/sbcwatch/sbcwatch/api"
 	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/internal/forwarded"
+	"github.com/sbcwatch/sbcwatch/metrics"
 	"github.com/sbcwatch/sbcwatch/store"
 )
 
@@ -48,10 +52,45 @@ func storeOpen(ctx context.Context, dsn string) (*store.Store, error) {
 	defer cancel()
 	st, err := store.Open(octx, dsn)
 	if err != nil {
-		return nil, err
+		return nil, storeHint(err, dsn)
 	}
 	return st, nil
 }
+
+// storeHint turns the usual first-run connection failures into one
+// sentence saying what to do; other errors pass unchanged.
+func storeHint(err error, dsn string) error {
+	cfg, perr := pgconn.ParseConfig(dsn)
+	if perr != nil {
+		return err
+	}
+	at := net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port))
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch pg.Code {
+		case "3D000": // invalid_catalog_name
+			return hinted{fmt.Sprintf("database %q does not exist on %s: create it with 'createdb -h %s -p %d %s', then run 'sbcwatch migrate'",
+				cfg.Database, at, cfg.Host, cfg.Port, cfg.Database), err}
+		case "28P01", "28000": // invalid_password, invalid_authorization_specification
+			return hinted{fmt.Sprintf("PostgreSQL at %s refused user %q (%s): check the user and password in --db or DATABASE_URL", at, cfg.User, pg.Message), err}
+		}
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && strings.Contains(err.Error(), "connection refused") {
+		return hinted{fmt.Sprintf("nothing listens at %s (connection refused): is PostgreSQL running there? (--db or DATABASE_URL)", at), err}
+	}
+	return err
+}
+
+// hinted is an error shown as a sentence saying what to do, wrapping
+// the driver's error.
+type hinted struct {
+	msg string
+	err error
+}
+
+func (e hinted) Error() string { return e.msg }
+func (e hinted) Unwrap() error { return e.err }
 
 // storeLine flattens an error to one line.
 func storeLine(err error) string {
@@ -66,21 +105,11 @@ func storeFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	return fs, db
 }
 
-// storeParse parses args: -h prints the flags to stdout (done, exit 0), a
-// bad flag is one line on stderr (exit 2).
-func storeParse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, ok bool) {
-	err := fs.Parse(args)
-	if err == nil {
-		return 0, true
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(stdout, "usage of %s:\n", fs.Name())
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		return exitOK, false
-	}
-	fmt.Fprintf(stderr, "%s: %s\n", fs.Name(), storeLine(err))
-	return exitUsage, false
+// storeParse parses args: -h prints the help and flags to stdout (done,
+// exit 0), a bad flag is one line on stderr (exit 2).
+func storeParse(fs *flag.FlagSet, args []string, help string, stdout, stderr io.Writer) (code int, ok bool) {
+	_, code, ok = parseArgs(fs, args, false, help, stdout, stderr)
+	return code, ok
 }
 
 // storeGetenv is the environment lookup (a variable for tests).
@@ -89,7 +118,7 @@ var storeGetenv = os.Getenv
 // cmdMigrate applies the database schema: sbcwatch migrate --db DSN.
 func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, db := storeFlagSet("sbcwatch migrate", stderr)
-	if code, ok := storeParse(fs, args, stdout, stderr); !ok {
+	if code, ok := storeParse(fs, args, migrateHelp, stdout, stderr); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
@@ -125,9 +154,26 @@ const tokenUsage = `usage: sbcwatch token create --name NAME --scope read|admin 
        sbcwatch token revoke --name NAME [--db DSN]
        sbcwatch token list [--db DSN]`
 
+const migrateHelp = `usage: sbcwatch migrate [--db DSN]
+
+Creates or updates the database schema. The database itself must exist:
+createdb sbcwatch (or CREATE DATABASE sbcwatch as a superuser).
+`
+
+const serveHelp = `usage: sbcwatch serve [--db DSN] [--migrate] [--listen ADDR] [--config FILE]
+
+Runs the daemon: the REST API and the pages (/calls, /certificates) over
+what is stored, and, when the configuration says so, capture, polls and
+audits.
+`
+
 // cmdToken creates, revokes and lists API tokens. create prints the new
 // token alone on stdout; only its SHA-256 is stored.
 func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprintln(stdout, tokenUsage)
+		return exitOK
+	}
 	if len(args) == 0 || (args[0] != "create" && args[0] != "revoke" && args[0] != "list") {
 		fmt.Fprintln(stderr, "sbcwatch token: expected create, revoke or list; "+strings.ReplaceAll(tokenUsage, "\n       ", " | "))
 		return exitUsage
@@ -136,7 +182,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs, db := storeFlagSet("sbcwatch token "+sub, stderr)
 	name := fs.String("name", "", "token name (create, revoke)")
 	scope := fs.String("scope", "read", "read (GET) or admin (GET and POST) (create)")
-	if code, ok := storeParse(fs, args[1:], stdout, stderr); !ok {
+	if code, ok := storeParse(fs, args[1:], tokenUsage+"\n", stdout, stderr); !ok {
 		return code
 	}
 	fail := func(format string, a ...any) int {
@@ -162,7 +208,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	defer st.Close()
 	st.SetLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := st.Migrate(ctx); err != nil {
+	if err := st.CheckSchema(ctx); err != nil {
 		return fail("%s", storeLine(err))
 	}
 	switch sub {
@@ -196,14 +242,20 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return exitOK
 }
 
-// cmdServe migrates and serves the API over what is stored, until ctx
-// ends: sbcwatch serve --db DSN [--listen ADDR] [--config FILE].
+// cmdServe serves the API over what is stored, until ctx ends: sbcwatch
+// serve --db DSN [--migrate] [--listen ADDR] [--config FILE]. The schema
+// must be current; only --migrate applies it.
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, db := storeFlagSet("sbcwatch serve", stderr)
 	listen := fs.String("listen", "", "API address (default serve.listen of the config, else 127.0.0.1:8080)")
 	cfgPath := fs.String("config", "", "configuration file (SBCs, retention; capture, polls and audits when wired)")
 	retention := fs.Int("retention-days", 0, "days of data to keep (default serve.retention_days of the config, else 30)")
-	if code, ok := storeParse(fs, args, stdout, stderr); !ok {
+	migrate := fs.Bool("migrate", false, "apply the database schema first (as sbcwatch migrate)")
+	lf := addLogFlags(fs, storeGetenv)
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain); reloaded on SIGHUP")
+	tlsKey := fs.String("tls-key", "", "the PEM private key of --tls-cert")
+	proxies := fs.String("trusted-proxy", "", "reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-Proto: https marks sign-in cookies Secure")
+	if code, ok := storeParse(fs, args, serveHelp, stdout, stderr); !ok {
 		return code
 	}
 	fail := func(code int, format string, a ...any) int {
@@ -225,7 +277,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	addr := *listen
 	keep := *retention
+	resolveAfter := 0
 	if cfg != nil {
+		resolveAfter = cfg.Serve.ResolveAfterDays
 		if addr == "" {
 			addr = cfg.Serve.Listen
 		}
@@ -243,17 +297,37 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return fail(exitUsage, "--listen %q: %v", addr, err)
 	}
 
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	trusted, err := forwarded.Parse(*proxies)
+	if err != nil {
+		return fail(exitUsage, "--trusted-proxy: %v", err)
+	}
+	var serveOpts []api.ServeOption
+	scheme := "http"
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return fail(exitUsage, "--tls-cert and --tls-key go together")
+	} else if *tlsCert != "" {
+		serveOpts, scheme = append(serveOpts, api.WithTLS(*tlsCert, *tlsKey)), "https"
+	}
 	st, err := storeOpen(ctx, dsn)
 	if err != nil {
 		return fail(exitUsage, "%s", storeLine(err))
 	}
 	defer st.Close()
 	st.SetLogger(log)
-	if err := st.Migrate(ctx); err != nil {
-		return fail(exitInternal, "%s", storeLine(err))
+	if *migrate {
+		if err := st.Migrate(ctx); err != nil {
+			return fail(exitInternal, "%s", storeLine(err))
+		}
 	}
-	opts := api.Options{Logger: log, Version: version}
+	if err := st.CheckSchema(ctx); err != nil {
+		return fail(exitUsage, "%s", storeLine(err))
+	}
+	bi := readBuildInfo()
+	opts := api.Options{Logger: log, Metrics: metrics.New(bi.Version, bi.Commit, bi.Date), TrustedProxies: trusted}
 	if cfg != nil {
 		for _, s := range cfg.SBCs {
 			if err := store.UpsertSBC(ctx, st.Pool(), store.SBC{Name: s.Name, FQDNs: s.FQDNs, Addresses: s.Addresses}); err != nil {
@@ -269,6 +343,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	st.SetResolveAfter(resolveAfter)
 	wg.Go(func() { serveRetention(ctx, st, keep, log) })
 	if cfg != nil {
 		for _, h := range serveHooks {
@@ -283,8 +358,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		log.Info("serving stored data only; nothing is captured, polled or audited by this process")
 	}
 	err = api.ListenAndServe(ctx, addr, api.NewServer(st, opts), log, func(a net.Addr) {
-		fmt.Fprintf(stdout, "listening on http://%s\n", a)
-	})
+		fmt.Fprintf(stdout, "listening on %s://%s\n", scheme, a)
+	}, serveOpts...)
 	cancel()
 	if err != nil {
 		return fail(exitUsage, "%s", storeLine(err))
@@ -292,8 +367,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return exitOK
 }
 
-// serveRetention drops old partitions and creates the next days' ones,
-// at start and then hourly.
+// serveRetention drops old partitions, resolves the problems not seen
+// again for serve.resolve_after_days (in DropOlderThan) and creates the
+// next days' partitions, at start and then hourly.
 func serveRetention(ctx context.Context, st *store.Store, days int, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()

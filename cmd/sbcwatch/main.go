@@ -20,6 +20,8 @@ const (
 	exitFinding  = 1 // audit: a critical finding
 	exitUsage    = 2 // bad input, usage, or network error
 	exitInternal = 3
+	// exitInterrupted: stopped by SIGINT or SIGTERM (128 + SIGINT).
+	exitInterrupted = 130
 )
 
 func main() {
@@ -38,8 +40,9 @@ commands:
   poll                  read an SBC's call counters once (SNMP or REST)
   migrate               apply the database schema
   token create          create an API token
+  version               print the version, commit and build date
 
-Run 'sbcwatch <command> -h' for the flags of one command.
+Run 'sbcwatch help <command>' (or 'sbcwatch <command> -h') for one command's help.
 `
 
 // run dispatches to a subcommand and returns the exit code.
@@ -55,6 +58,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		return cmdServe(ctx, rest, stdout, stderr)
 	case "audit":
+		if len(rest) > 0 && (rest[0] == "-h" || rest[0] == "--help") {
+			return cmdHelp(ctx, "audit", stdout, stderr)
+		}
 		if len(rest) == 0 || rest[0] != "tls" {
 			fmt.Fprintln(stderr, "sbcwatch audit: usage: sbcwatch audit tls HOST:PORT [flags]")
 			return exitUsage
@@ -67,14 +73,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "token":
 		return cmdToken(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
+		if len(rest) > 0 {
+			return cmdHelp(ctx, rest[0], stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	case "version", "--version":
-		fmt.Fprintln(stdout, "sbcwatch", version)
+		readBuildInfo().write(stdout)
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "sbcwatch: unknown command %q (try 'sbcwatch help')\n", cmd)
 	return exitUsage
 }
-
-var version = "dev"

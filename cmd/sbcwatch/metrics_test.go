@@ -103,7 +103,7 @@ func TestMetricsAfterAnalysisAndPoll(t *testing.T) {
 	}
 	back := time.Since(first) + 24*time.Hour
 	reg := metrics.New("test", "abc", "")
-	if err := reg.Register(metrics.NewStoreCollector(st.Pool(), metrics.StoreOptions{Lookback: back, FindingsLookback: back, Logger: log})); err != nil {
+	if err := reg.Register(metrics.NewStoreCollector(st.Pool(), metrics.StoreOptions{Lookback: back, Logger: log})); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(api.NewServer(st, api.Options{Metrics: reg, Logger: log}))
@@ -125,7 +125,7 @@ func TestMetricsAfterAnalysisAndPoll(t *testing.T) {
 		t.Fatalf("promtool check metrics: %v\n%s\n%s", err, out, m)
 	}
 	for _, want := range []string{
-		`sbcwatch_findings_open{rule="refer_delivery_failed",sbc="lab-sbc",severity="critical"} 1`,
+		`sbcwatch_open_problems{rule="refer_delivery_failed",sbc="lab-sbc",severity="critical"} 1`,
 		`sbcwatch_cert_not_after_timestamp_seconds{listener="192.0.2.10:5061",sbc="lab-sbc",sni="sbc.contoso.example",source="passive"} `,
 		`sbcwatch_poll_up{sbc="m800"} 1`,
 		`sbcwatch_poll_last_success_timestamp_seconds{sbc="m800"} `,

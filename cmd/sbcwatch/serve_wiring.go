@@ -114,7 +114,7 @@ func runAudits(ctx context.Context, s config.SBC, target string, roots *x509.Cer
 			continue
 		}
 		rec := store.AuditRecord{
-			SBC: s.Name, Kind: "tls", StartedAt: started, FinishedAt: time.Now().UTC(),
+			SBC: s.Name, Kind: "tls", Target: tg, StartedAt: started, FinishedAt: time.Now().UTC(),
 			OK: err == nil && !rep.Critical(), Report: rep, Findings: rep.Findings,
 			Summary: auditSummary(rep, err),
 		}

@@ -2,16 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/sbcwatch/sbcwatch/report"
+	"github.com/sbcwatch/sbcwatch/store"
 )
 
-// storeReport writes an analysis to the database: it migrates first (a
-// no-op when the schema is current), then saves idempotently.
-func storeReport(ctx context.Context, dsnFlag, sbc, source string, r *report.Report, stderr io.Writer) int {
+// storeReport writes an analysis to a migrated database, idempotently,
+// and says how long the store keeps it (retentionDays, 0 for the
+// default).
+func storeReport(ctx context.Context, dsnFlag, sbc, source string, r *report.Report, retentionDays int, stderr io.Writer) int {
 	dsn, err := storeDSN(dsnFlag, os.Getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %v\n", err)
@@ -23,12 +27,15 @@ func storeReport(ctx context.Context, dsnFlag, sbc, source string, r *report.Rep
 	st, err := storeOpen(ctx, dsn)
 	if err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
-		return exitUsage
+		return exitInternal
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
+	if err := st.CheckSchema(ctx); err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
-		return exitUsage
+		if errors.Is(err, store.ErrNotMigrated) {
+			return exitUsage // the admin's step: sbcwatch migrate
+		}
+		return exitInternal
 	}
 	res, err := st.SaveReportResult(ctx, sbc, source, r)
 	if err != nil {
@@ -37,5 +44,10 @@ func storeReport(ctx context.Context, dsnFlag, sbc, source string, r *report.Rep
 	}
 	fmt.Fprintf(stderr, "stored under SBC %q: %d new calls, %d SIP messages, %d TLS connections, %d certificates, %d findings, %d packets\n",
 		sbc, res.Calls, res.Messages, res.Connections, res.Certificates, res.Findings, res.Packets)
+	if retentionDays <= 0 {
+		retentionDays = store.DefaultRetentionDays
+	}
+	fmt.Fprintf(stderr, "kept for %d days from now (serve.retention_days), until at least %s, whatever the capture's own dates\n",
+		retentionDays, store.KeptUntil(time.Now().UTC(), retentionDays).Format("2006-01-02"))
 	return exitOK
 }

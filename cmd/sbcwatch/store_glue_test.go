@@ -12,9 +12,20 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// testDatabase creates a fresh database on the test server and returns
-// its URL; it is dropped when the test ends.
+// testDatabase creates a fresh, migrated database on the test server and
+// returns its URL; it is dropped when the test ends.
 func testDatabase(t *testing.T) string {
+	t.Helper()
+	dsn := emptyDatabase(t)
+	if code, _, errOut := runCLI("migrate", "--db", dsn); code != exitOK {
+		t.Fatalf("migrate: %s", errOut)
+	}
+	return dsn
+}
+
+// emptyDatabase creates a fresh database without the sbcwatch schema and
+// returns its URL; it is dropped when the test ends.
+func emptyDatabase(t *testing.T) string {
 	t.Helper()
 	base := os.Getenv("SBCWATCH_TEST_DB")
 	if base == "" {
@@ -60,7 +71,8 @@ func TestAnalyzeStoreIdempotent(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("first store: exit %d: %s", code, errOut)
 	}
-	if !strings.Contains(errOut, "stored under SBC \"lab\"") || strings.Contains(errOut, " 0 new calls") {
+	if !strings.Contains(errOut, "stored under SBC \"lab\"") || strings.Contains(errOut, " 0 new calls") ||
+		!strings.Contains(errOut, "kept for 30 days from now") {
 		t.Fatalf("first store: %s", errOut)
 	}
 	code, _, errOut = runCLI("analyze", "--config", cfg, "--store", "--db", dsn, "--sbc", "lab", sample)
@@ -70,9 +82,18 @@ func TestAnalyzeStoreIdempotent(t *testing.T) {
 	if !strings.Contains(errOut, "0 new calls, 0 SIP messages, 0 TLS connections, 0 certificates, 0 findings") {
 		t.Fatalf("second store added rows: %s", errOut)
 	}
-	// An unreachable database is a one-line error and exit 2.
-	code, _, errOut = runCLI("analyze", "--store", "--db", "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2", sample)
-	if code != exitUsage || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+	// An unreachable database is a one-line error and exit 3; the report
+	// is still written.
+	code, out, errOut := runCLI("analyze", "--store", "--db", "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2", sample)
+	if code != exitInternal || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "--store: ") {
 		t.Fatalf("unreachable db: exit %d %q", code, errOut)
+	}
+	if !strings.Contains(out, "findings: ") {
+		t.Fatalf("the report is lost when the store fails: %q", out)
+	}
+	// No database named at all is a usage error.
+	t.Setenv("DATABASE_URL", "")
+	if code, _, errOut := runCLI("analyze", "--store", sample); code != exitUsage {
+		t.Fatalf("no DSN: exit %d %q", code, errOut)
 	}
 }

@@ -12,6 +12,7 @@
 package main
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -39,9 +40,17 @@ func main() {
 	out := flag.String("o", "gen.pcap", "output file")
 	concurrent := flag.Int("concurrent", 1, "calls up at once (their messages interleave)")
 	rtp := flag.Int("rtp", 0, "RTP packets per call and direction")
+	up := flag.Int("up", 1, "calls up at once, each held -hold (1: one call after the other, each a few ms long; see -concurrent for interleaved short calls)")
+	hold := flag.Duration("hold", 3*time.Minute, "how long each call stays up when -up > 1")
 	flag.Parse()
-	if *calls < 0 || *concurrent < 1 || *rtp < 0 || *tlsEvery < 0 {
-		log.Fatal("gencap: -calls, -rtp and -tls-every must be >= 0 and -concurrent >= 1")
+	if *calls < 0 || *concurrent < 1 || *rtp < 0 || *tlsEvery < 0 || *up < 1 {
+		log.Fatal("gencap: -calls, -rtp and -tls-every must be >= 0, -concurrent and -up >= 1")
+	}
+	if *up > 1 {
+		if err := runBusy(*calls, *tlsEvery, *up, *hold, *out); err != nil {
+			log.Fatal(err)
+		}
+		return
 	}
 	if err := run(*calls, *tlsEvery, *concurrent, *rtp, *out); err != nil {
 		log.Fatal(err)
@@ -152,6 +161,68 @@ func (w *writer) emit(i int, m msg) error {
 		return w.packet(src, dst, port, port, nil, b)
 	}
 	return w.packet(src, dst, 5060, 5060, nil, []byte(m.text))
+}
+
+// runBusy writes calls as a busy SBC carries them: a new call every
+// hold/up, each answered at once and ended hold later, so about up calls
+// are up at any time and the capture spans calls*hold/up.
+func runBusy(calls, tlsEvery, up int, hold time.Duration, out string) error {
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	pw := pcapgo.NewWriter(bw)
+	if err := pw.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		return err
+	}
+	t0 := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
+	w := &writer{w: pw, t: t0, buf: gopacket.NewSerializeBuffer()}
+	hs, err := handshakes()
+	if err != nil {
+		return err
+	}
+	gap := hold / time.Duration(up)
+	write := func(ms []msg) error {
+		for _, m := range ms {
+			src, dst := carrier, sbc
+			if m.fromSBC {
+				src, dst = sbc, carrier
+			}
+			if err := w.packet(src, dst, 5060, 5060, nil, []byte(m.text)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for s, e := 0, 0; e < calls; {
+		start := t0.Add(time.Duration(s) * gap)
+		end := t0.Add(time.Duration(e)*gap + hold)
+		if s < calls && start.Before(end) {
+			if start.After(w.t) {
+				w.t = start
+			}
+			if err := write(callMessages(s, 0)[:5]); err != nil {
+				return err
+			}
+			if tlsEvery > 0 && s%tlsEvery == 0 {
+				if err := w.tlsConn(hs[s/tlsEvery%len(hs)], uint16(20000+s%40000)); err != nil {
+					return err
+				}
+			}
+			s++
+			continue
+		}
+		if end.After(w.t) {
+			w.t = end
+		}
+		if err := write(callMessages(e, 0)[5:]); err != nil {
+			return err
+		}
+		e++
+	}
+	return bw.Flush()
 }
 
 type msg struct {

@@ -1,4 +1,4 @@
-package analyze
+package pipeline
 
 import (
 	"bytes"
@@ -36,7 +36,7 @@ type op struct {
 // dispatcher holds a TCP stream's first bytes until its content says
 // what it is, then hands everything, in order, to the right consumer.
 type dispatcher struct {
-	p        *Pipeline
+	p        *Engine
 	info     tap.ConnInfo
 	proto    protocol
 	pending  []op
@@ -45,6 +45,7 @@ type dispatcher struct {
 	sipDirs  [2]*sip.Stream
 	ws       [2]*wsStream
 	sipOwned bool
+	counted  bool // SIP parse errors added to the stats
 }
 
 func (d *dispatcher) Data(dir tap.Dir, data []byte, t time.Time) {
@@ -79,6 +80,10 @@ func (d *dispatcher) Close(t time.Time, reason tap.CloseReason) {
 	}
 	if d.target != nil {
 		d.target.Close(t, reason)
+	}
+	if d.proto == protoSIP && !d.counted {
+		d.counted = true
+		d.p.st.SIPErrors += d.errors()
 	}
 	d.pending = nil
 }
@@ -190,7 +195,7 @@ func (d *dispatcher) start(p protocol) {
 	d.proto = p
 	switch p {
 	case protoTLS:
-		d.p.tlsConns++
+		d.p.st.TLSConns++
 		d.target = d.p.tls.Stream(d.info)
 	case protoSIP:
 		for i := range d.sipDirs {
@@ -199,7 +204,6 @@ func (d *dispatcher) start(p protocol) {
 				d.sipDirs[i].Gap(0) // picked up mid-connection: resync first
 			}
 		}
-		d.p.streams = append(d.p.streams, d)
 	case protoWS:
 		for i := range d.ws {
 			d.ws[i] = &wsStream{}
@@ -243,7 +247,7 @@ func (d *dispatcher) deliver(o op) {
 			m.Transport = "ws"
 			msg, err := d.p.parser.ParseDatagram(m, payload)
 			if err != nil {
-				d.p.sipErrs++
+				d.p.st.SIPErrors++
 				continue
 			}
 			d.p.observe(msg)
