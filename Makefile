@@ -8,6 +8,8 @@ SAMPLECFG ?= testdata/lab/sbcwatch.yaml
 # "context deadline exceeded" as a failure when the clock runs out mid-run.
 FUZZTIME  ?= 20000x
 export SBCWATCH_CAPTURES ?= $(CAPTURES)
+# The browser tests keep their screenshots here (git-ignored).
+export SBCWATCH_ARTIFACTS ?= $(abspath artifacts)
 # Go stamps vcs.revision and vcs.time from git itself; these -ldflags
 # values are the fallback `sbcwatch version` prints when a build has no
 # VCS information (a source tarball, a Docker context without .git).

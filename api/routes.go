@@ -19,7 +19,7 @@ func (s *Server) routes() *chi.Mux {
 	// and openapi.json stay /api/v1.
 	pages := web.New(web.Options{API: r, Store: s.st, Logger: s.log, Timeout: s.opts.RequestTimeout})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		if web.Owns(r.URL.Path) {
+		if web.OwnsRequest(r) {
 			pages.ServeHTTP(w, r)
 			return
 		}

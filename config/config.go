@@ -187,8 +187,9 @@ type Limits struct {
 	// is always exact; default 500).
 	MaxMessagesPerCall int `yaml:"max_messages_per_call"`
 	// MaxKeptMessages bounds the SIP messages kept for ladders across all
-	// calls of one analysis (default 200000); past it, calls keep exact
-	// counts and summaries but no further messages.
+	// calls of one analysis (default 200000); past it, each call still
+	// keeps its first 16 messages and is marked truncated, with exact
+	// counts and summaries.
 	MaxKeptMessages int `yaml:"max_kept_messages"`
 	// MaxTLSConns bounds tracked TLS connections (default 200000).
 	MaxTLSConns int `yaml:"max_tls_conns"`

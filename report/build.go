@@ -64,6 +64,7 @@ func CallView(c *sip.Call) CallJSON {
 		Microsoft:   c.Microsoft,
 		Q850Cause:   c.Q850Cause,
 		FinalStatus: c.FinalStatus,
+		Truncated:   c.Truncated,
 	}
 	if !c.Answer.IsZero() {
 		t := finding.Time(c.Answer.UTC())

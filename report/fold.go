@@ -38,18 +38,31 @@ func writeVerdicts(ew *errWriter, fs []*finding.Finding) {
 			ew.printf("%sAdvice: %s\n", pad, a)
 		}
 	}
+	// A filtered report (View) may lack some findings: fold only under a
+	// root cause that is there, and name only the findings that are.
+	explains := func(f *finding.Finding) []string {
+		var out []string
+		for _, id := range f.Explains {
+			if byID[id] != nil {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	isRoot := func(f *finding.Finding) bool { return f.CausedBy == "" && len(explains(f)) > 0 }
 	for _, f := range fs {
-		if len(f.Explains) == 0 || f.CausedBy != "" {
+		if !isRoot(f) {
 			continue
 		}
+		ex := explains(f)
 		line(f)
 		advice(f)
-		ew.printf("%s+ %d supporting finding%s: %s\n", pad, len(f.Explains), plural(len(f.Explains)), supporting(f.Explains, byID))
+		ew.printf("%s+ %d supporting finding%s: %s\n", pad, len(ex), plural(len(ex)), supporting(ex, byID))
 	}
 	shown := map[string]int{}
 	hidden := map[string]int{}
 	for _, f := range fs {
-		if len(f.Explains) > 0 && f.CausedBy == "" {
+		if isRoot(f) {
 			continue
 		}
 		if f.CausedBy != "" && byID[f.CausedBy] != nil {
@@ -108,4 +121,24 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// foldNote is the summary line's " (1 root cause explains 8)", or "" when
+// no finding explains another.
+func foldNote(fs []*finding.Finding) string {
+	roots, explained := 0, 0
+	for _, f := range fs {
+		if f.CausedBy == "" && len(f.Explains) > 0 {
+			roots++
+		} else if f.CausedBy != "" {
+			explained++
+		}
+	}
+	if roots == 0 || explained == 0 {
+		return ""
+	}
+	if roots == 1 {
+		return fmt.Sprintf(" (1 root cause explains %d)", explained)
+	}
+	return fmt.Sprintf(" (%d root causes explain %d)", roots, explained)
 }

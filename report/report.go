@@ -64,6 +64,9 @@ type CallJSON struct {
 	Microsoft   bool          `json:"microsoft"`
 	Q850Cause   int           `json:"q850_cause,omitempty"`
 	FinalStatus int           `json:"final_status,omitempty"`
+	// Truncated says the call's ladder kept fewer messages than it had
+	// (limits.max_messages_per_call, or limits.max_kept_messages reached).
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // TLSJSON is one entry of "tls".

@@ -71,6 +71,9 @@ func (r *Report) WriteText(w io.Writer) error {
 			if c.Alert != "" {
 				outcome += ": " + c.Alert
 			}
+			if len(c.Warnings) > 0 {
+				outcome += " (warning " + strings.Join(c.Warnings, ", ") + ")"
+			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%s\n",
 				time.Time(c.Start).Format("15:04:05.000"), c.Client, c.Server, dash(c.SNI), dash(c.Version),
 				dash(cert), outcome, c.DurationMS, yesNo(c.FromMicrosoft))
@@ -101,14 +104,15 @@ func (r *Report) SummaryLine() string {
 	for _, f := range r.Findings {
 		sev[f.Severity]++
 	}
+	folded := foldNote(r.Findings)
 	read := fmt.Sprintf("%d packets over %s", r.Stats.Packets, Span(r.Stats.Seconds))
 	if n := r.Stats.Extra["log_lines"]; n > 0 {
 		read += fmt.Sprintf(" and %d SBC log lines", n)
 	}
 	return fmt.Sprintf("%s: %d SIP messages in %d Call-IDs (%d answered, %d with Microsoft); "+
-		"%d TLS connections (%d failed); findings: %d critical, %d warning, %d info.",
+		"%d TLS connections (%d failed); findings: %d critical, %d warning, %d info%s.",
 		read, r.Stats.SIPMessages, len(r.Calls), answered, ms,
-		len(r.TLS), failed, sev[finding.Critical], sev[finding.Warning], sev[finding.Info])
+		len(r.TLS), failed, sev[finding.Critical], sev[finding.Warning], sev[finding.Info], folded)
 }
 
 // WriteLadder writes a text ladder of one call: every message kept, with

@@ -11,10 +11,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sbcwatch/sbcwatch/analyze"
 	"github.com/sbcwatch/sbcwatch/config"
 	"github.com/sbcwatch/sbcwatch/finding"
+	"github.com/sbcwatch/sbcwatch/report"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden text reports")
@@ -114,4 +116,33 @@ func sortedCopy(s []string) []string {
 	c := slices.Clone(s)
 	slices.Sort(c)
 	return c
+}
+
+// A report that lacks some of a root cause's findings (a filtered view)
+// names only those it has, and a finding whose root cause is missing
+// stands on its own.
+func TestFoldWithMissingFindings(t *testing.T) {
+	at := time.Date(2026, 11, 21, 20, 52, 31, 0, time.UTC)
+	mk := func(id, rule string, cites ...string) *finding.Finding {
+		f := finding.New(rule, finding.Critical, at, "%s summary", id)
+		f.ID, f.Cites = id, cites
+		return f
+	}
+	root := mk("F1", finding.ReferDeliveryFailed, "F2", "F3")
+	hs2, hs3 := mk("F2", finding.TLSHandshakeFailed), mk("F3", finding.TLSHandshakeFailed)
+	finding.Fold([]*finding.Finding{root, hs2, hs3})
+	var b bytes.Buffer
+	if err := (&report.Report{Findings: []*finding.Finding{root, hs2}}).WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "+ 1 supporting finding: tls_handshake_failed F2\n") || strings.Contains(b.String(), "F3") {
+		t.Errorf("root with a missing finding:\n%s", b.String())
+	}
+	b.Reset()
+	if err := (&report.Report{Findings: []*finding.Finding{hs3}}).WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "F3 CRITICAL tls_handshake_failed") {
+		t.Errorf("orphan not listed:\n%s", b.String())
+	}
 }

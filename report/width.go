@@ -145,8 +145,12 @@ func (r *Report) Filter(v View) *Report {
 		}
 		out.TLS = append(out.TLS, c)
 	}
+	out.Hints = append([]string(nil), r.Hints...)
+	if v.OnlyFindings || v.Number != "" || !v.Since.IsZero() || !v.Until.IsZero() {
+		out.Hints = append(out.Hints, fmt.Sprintf("This report shows %d of %d calls, %d of %d TLS connections and %d of %d findings (%s).",
+			len(out.Calls), len(r.Calls), len(out.TLS), len(r.TLS), len(out.Findings), len(r.Findings), v.flags()))
+	}
 	if v.Limit > 0 {
-		out.Hints = append([]string(nil), r.Hints...)
 		if n := len(out.Calls); n > v.Limit {
 			out.Hints = append(out.Hints, fmt.Sprintf("The calls table shows the first %d of %d calls (--limit).", v.Limit, n))
 			out.Calls = out.Calls[:v.Limit]
@@ -157,6 +161,24 @@ func (r *Report) Filter(v View) *Report {
 		}
 	}
 	return &out
+}
+
+// flags names the view's filters as analyze's flags.
+func (v View) flags() string {
+	var fs []string
+	if v.OnlyFindings {
+		fs = append(fs, "--only-findings")
+	}
+	if v.Number != "" {
+		fs = append(fs, "--number "+v.Number)
+	}
+	if !v.Since.IsZero() {
+		fs = append(fs, "--since "+v.Since.UTC().Format(time.RFC3339))
+	}
+	if !v.Until.IsZero() {
+		fs = append(fs, "--until "+v.Until.UTC().Format(time.RFC3339))
+	}
+	return strings.Join(fs, ", ")
 }
 
 func digits(s string) string {

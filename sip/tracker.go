@@ -24,15 +24,20 @@ type TrackerOptions struct {
 	// MaxRawBytes bounds Message.Raw of kept messages (default 8192).
 	MaxRawBytes int
 	// MaxKeptMessages bounds the messages kept across all calls not yet
-	// handed to OnDone (0: no bound). Past it, calls keep their exact
-	// counts and summaries but no further messages (Truncated), so the
-	// memory of a long analysis grows with the number of calls only.
+	// handed to OnDone (0: no bound). Past it, each call still keeps its
+	// first LadderFloor messages — so a call late in a big capture has a
+	// ladder too — and then only its exact counts and summaries
+	// (Truncated, per call): memory grows with the number of calls times
+	// LadderFloor, not with the messages.
 	MaxKeptMessages int
 	// MessagesOwned says the caller hands each Message over with Observe
 	// and never touches it again (as a parser's output): the tracker then
 	// keeps it for the ladder as it is instead of keeping a copy, which
 	// saves an allocation of a Message per message.
 	MessagesOwned bool
+	// LadderFloor is how many messages every call keeps however far past
+	// MaxKeptMessages (default 16, never above MaxMessagesPerCall).
+	LadderFloor int
 	// IsMicrosoft reports whether an address is a Microsoft proxy.
 	IsMicrosoft func(netip.Addr) bool
 	// IsMicrosoftHost reports whether a SIP host is Microsoft's proxy.
@@ -111,6 +116,10 @@ func NewTracker(o TrackerOptions) *Tracker {
 	if o.MaxMessagesPerCall <= 0 {
 		o.MaxMessagesPerCall = 500
 	}
+	if o.LadderFloor <= 0 {
+		o.LadderFloor = 16
+	}
+	o.LadderFloor = min(o.LadderFloor, o.MaxMessagesPerCall)
 	if o.DialogTimeout <= 0 {
 		o.DialogTimeout = 4 * time.Hour
 	}
@@ -276,9 +285,11 @@ func kindOf(m *Message) string {
 	return "other"
 }
 
-// keep appends a copy of m to the ladder while there is room.
+// keep appends a copy of m to the ladder while there is room: up to
+// MaxMessagesPerCall, and past MaxKeptMessages up to LadderFloor.
 func (t *Tracker) keep(c *Call, m *Message) {
-	if len(c.Messages) >= t.o.MaxMessagesPerCall || (t.o.MaxKeptMessages > 0 && t.kept >= t.o.MaxKeptMessages) {
+	n := len(c.Messages)
+	if n >= t.o.MaxMessagesPerCall || (t.o.MaxKeptMessages > 0 && t.kept >= t.o.MaxKeptMessages && n >= t.o.LadderFloor) {
 		c.Truncated = true
 		return
 	}

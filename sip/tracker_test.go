@@ -3,6 +3,7 @@ package sip
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -698,33 +699,38 @@ func TestTrackerTimedOutCallResumes(t *testing.T) {
 	check(t, "end", c.End, at(70000))
 }
 
-// TestMaxKeptMessages: past the budget, calls keep exact counts but no
-// more messages; handing calls to OnDone frees their share.
+// TestMaxKeptMessages: past the budget, calls keep exact counts and
+// their first LadderFloor messages, each marked truncated on its own.
 func TestMaxKeptMessages(t *testing.T) {
 	p := NewParser(0)
-	msg := func(id string) *Message {
-		m, err := p.ParseDatagram(MessageMeta{Time: time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)}, []byte("OPTIONS sip:a@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK"+id+"\r\nFrom: <sip:b@192.0.2.2>;tag=1\r\nTo: <sip:a@192.0.2.1>\r\nCall-ID: "+id+"\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"))
+	msg := func(id string, cseq int) *Message {
+		m, err := p.ParseDatagram(MessageMeta{Time: time.Date(2026, 4, 1, 9, 0, cseq, 0, time.UTC)}, []byte("OPTIONS sip:a@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK"+id+strconv.Itoa(cseq)+"\r\nFrom: <sip:b@192.0.2.2>;tag=1\r\nTo: <sip:a@192.0.2.1>\r\nCall-ID: "+id+"\r\nCSeq: "+strconv.Itoa(cseq)+" OPTIONS\r\nContent-Length: 0\r\n\r\n"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return m
 	}
-	tr := NewTracker(TrackerOptions{MaxKeptMessages: 3})
+	tr := NewTracker(TrackerOptions{MaxKeptMessages: 3, LadderFloor: 2})
 	for _, id := range []string{"k1", "k2", "k3", "k4", "k5"} {
-		tr.Observe(msg(id))
+		for cseq := 1; cseq <= 3; cseq++ {
+			tr.Observe(msg(id, cseq))
+		}
 	}
 	calls := tr.Close()
-	kept, truncated := 0, 0
-	for _, c := range calls {
-		kept += len(c.Messages)
-		if c.Truncated {
-			truncated++
-		}
-		if c.MessageCount != 1 {
-			t.Fatalf("%s: count %d", c.CallID, c.MessageCount)
-		}
+	if len(calls) != 5 {
+		t.Fatalf("calls %d", len(calls))
 	}
-	if len(calls) != 5 || kept != 3 || truncated != 2 {
-		t.Fatalf("calls %d kept %d truncated %d", len(calls), kept, truncated)
+	for i, c := range calls {
+		if c.MessageCount != 3 {
+			t.Errorf("%s: count %d", c.CallID, c.MessageCount)
+		}
+		// The first call fills the budget; every later one keeps the floor.
+		want, trunc := 2, true
+		if i == 0 {
+			want, trunc = 3, false
+		}
+		if len(c.Messages) != want || c.Truncated != trunc {
+			t.Errorf("%s: kept %d truncated %v, want %d %v", c.CallID, len(c.Messages), c.Truncated, want, trunc)
+		}
 	}
 }

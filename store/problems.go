@@ -109,8 +109,8 @@ select (select count(*) from ins), (select count(*) from up)`, ingest).Scan(&fin
 
 // resolveByAudit resolves the open problems an audit of target on sbc
 // was in a position to see and did not: those an audit of the same
-// target saw before. keys are the audit's own findings as (rule,
-// subject) pairs.
+// target saw before. rules and subjects pair up as the (rule, subject)
+// of the audit's own findings.
 func resolveByAudit(ctx context.Context, tx pgx.Tx, sbc, target string, auditID int64, rules, subjects []string) (int64, error) {
 	if target == "" {
 		return 0, nil
@@ -235,32 +235,6 @@ where id = $1 returning `+problemCols, id, who)
 	}
 	ps[0].Advice = finding.Advice(ps[0].Rule)
 	return ps[0], nil
-}
-
-// OpenProblemCounts counts open problems per rule and severity (for
-// /metrics).
-type OpenProblemCount struct {
-	Rule     string `json:"rule"`
-	Severity string `json:"severity"`
-	Count    int64  `json:"count"`
-}
-
-// CountOpenProblems returns the open problems per rule and severity.
-func CountOpenProblems(ctx context.Context, db DBTX) ([]OpenProblemCount, error) {
-	rows, err := db.Query(ctx, `select rule, severity, count(*) from problems where state = 'open'
-group by rule, severity order by rule, severity`)
-	if err != nil {
-		return nil, fmt.Errorf("store: count problems: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (OpenProblemCount, error) {
-		var c OpenProblemCount
-		err := r.Scan(&c.Rule, &c.Severity, &c.Count)
-		return c, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: count problems: %w", err)
-	}
-	return out, nil
 }
 
 // noteStored records that rows were just written into the daily

@@ -68,12 +68,12 @@ func TestProblemLifecycle(t *testing.T) {
 		expiring(now.Add(-50*time.Hour), "52.114.75.24:50001->192.0.2.10:5061", false),
 		expiring(now.Add(-49*time.Hour), "52.114.75.24:50002->192.0.2.10:5061", false),
 	}}
-	if err := st.SaveReport(ctx, "sbc1", "capture1.pcap", c1); err != nil {
-		t.Fatal(err)
+	if res, err := st.SaveReportResult(ctx, "sbc1", "capture1.pcap", c1); err != nil || res.Findings != 2 || res.Problems != 1 {
+		t.Fatalf("first save: %+v %v", res, err)
 	}
 	// The same capture again stores nothing and counts nothing.
-	if err := st.SaveReport(ctx, "sbc1", "capture1.pcap", c1); err != nil {
-		t.Fatal(err)
+	if res, err := st.SaveReportResult(ctx, "sbc1", "capture1.pcap", c1); err != nil || res.Findings != 0 || res.Problems != 0 {
+		t.Fatalf("second save: %+v %v", res, err)
 	}
 	a1 := saveAudit(t, st, now.Add(-48*time.Hour), expiring(now.Add(-48*time.Hour), "", true))
 	p := onlyProblem(t, st, store.ProblemQuery{})
@@ -291,5 +291,45 @@ func TestNumberSearchBySuffix(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(lines, "\n"), "calls_to_digits_rev_idx") {
 		t.Errorf("suffix search does not use the index:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+// Stored references between findings use store ids: cites, caused_by /
+// explains in a call's findings, and evidence explained_by.
+func TestStoredReferencesUseStoreIDs(t *testing.T) {
+	t.Parallel()
+	st, _ := storetest.New(t)
+	ctx := context.Background()
+	at := time.Now().UTC().Add(-time.Hour).Truncate(time.Millisecond)
+	root := finding.New(finding.ReferDeliveryFailed, finding.Critical, at, "transfer never arrived")
+	root.ID, root.CallID, root.Cites = "F1", "ref-call", []string{"F2"}
+	miss := finding.New(finding.TransferMissing, finding.Warning, at, "no transfer. F1 (refer_delivery_failed) says why.")
+	miss.ID, miss.CallID = "F2", "ref-call"
+	miss.Evidence["explained_by"] = "F1"
+	r := &report.Report{Findings: []*finding.Finding{root, miss},
+		CallRecords: []*sip.Call{storetest.PlainCall(at.Add(-time.Minute), "ref-call", "+4930555", "+4969123456")}}
+	if err := st.SaveReport(ctx, "sbc1", "refs", r); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := store.CallFindings(ctx, st.Pool(), "sbc1", "ref-call")
+	if err != nil || len(fs) != 2 {
+		t.Fatalf("call findings %+v %v", fs, err)
+	}
+	byRule := map[string]store.Finding{}
+	for _, f := range fs {
+		byRule[f.Rule] = f
+	}
+	rd, tm := byRule[finding.ReferDeliveryFailed], byRule[finding.TransferMissing]
+	if rd.LocalID != "F1" || len(rd.ID) != 32 || len(rd.Cites) != 1 || rd.Cites[0] != tm.ID {
+		t.Errorf("root %+v", rd)
+	}
+	if tm.CausedBy != rd.ID || len(rd.Explains) != 1 || rd.Explains[0] != tm.ID {
+		t.Errorf("caused_by %q explains %v", tm.CausedBy, rd.Explains)
+	}
+	if !strings.Contains(string(tm.Evidence), `"explained_by": "`+rd.ID+`"`) && !strings.Contains(string(tm.Evidence), `"explained_by":"`+rd.ID+`"`) {
+		t.Errorf("evidence %s does not name %s", tm.Evidence, rd.ID)
+	}
+	if miss.Evidence["explained_by"] != "F1" {
+		t.Error("saving changed the report's finding")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -37,6 +38,9 @@ type SaveResult struct {
 	Certificates int64 `json:"certificates"`
 	Findings     int64 `json:"findings"`
 	Packets      int64 `json:"packets"`
+	// Problems counts the problems the new findings are sightings of
+	// (new, updated or re-opened).
+	Problems int64 `json:"problems"`
 }
 
 // SaveReport stores one analysis of the capture or log named source, seen
@@ -257,6 +261,14 @@ func buildBatch(sbc string, calls []*sip.Call, conns []*tlsaudit.Conn, fs []*fin
 		ev := f.Evidence
 		if ev == nil {
 			ev = map[string]any{}
+		}
+		// References to other findings use the store's ids, like Cites
+		// (the analysis-local id stays in local_id).
+		for _, k := range []string{"explained_by", "possibly_explained_by"} {
+			if v, ok := ev[k].(string); ok && ids[v] != "" {
+				ev = maps.Clone(ev)
+				ev[k] = ids[v]
+			}
 		}
 		evJSON, err := jsonb(ev)
 		if err != nil {
@@ -605,7 +617,7 @@ where excluded.last_time > calls.last_time or (calls.last_time is null and exclu
 		if res.Connections, err = copyInsert(ctx, tx, "tls_connections", connCols, b.conns, res.IngestID, "on conflict do nothing"); err != nil {
 			return err
 		}
-		if res.Findings, _, err = insertFindings(ctx, tx, b.findings, res.IngestID); err != nil {
+		if res.Findings, res.Problems, err = insertFindings(ctx, tx, b.findings, res.IngestID); err != nil {
 			return err
 		}
 		if res.Packets, err = copyInsert(ctx, tx, "packets", packetCols, b.packets, 0, "on conflict do nothing"); err != nil {

@@ -82,7 +82,7 @@ func TestSaveReportIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := store.SaveResult{IngestID: res.IngestID, Calls: 2, Messages: 8, Connections: 4, Certificates: 1, Findings: 6}
+	want := store.SaveResult{IngestID: res.IngestID, Calls: 2, Messages: 8, Connections: 4, Certificates: 1, Findings: 6, Problems: 3}
 	if res != want {
 		t.Fatalf("first save = %+v, want %+v", res, want)
 	}

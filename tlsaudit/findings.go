@@ -214,14 +214,20 @@ func (c *Conn) DurationMS() float64 {
 // "bad_certificate (42) from client", "encrypted alert from client", or
 // "" when there was none.
 func (c *Conn) AlertSummary() string {
+	// The first fatal or encrypted alert; else the first close_notify or
+	// user_canceled (a warning that closes); else the first alert.
 	var pick *Alert
-	for i := range c.Alerts {
-		a := &c.Alerts[i]
-		if a.Level == 2 || a.Encrypted {
-			pick = a
-			break
+	rank := func(a *Alert) int {
+		switch {
+		case a.Level == 2 || a.Encrypted:
+			return 0
+		case a.Description == 0 || a.Description == 90:
+			return 1
 		}
-		if pick == nil {
+		return 2
+	}
+	for i := range c.Alerts {
+		if a := &c.Alerts[i]; pick == nil || rank(a) < rank(pick) {
 			pick = a
 		}
 	}

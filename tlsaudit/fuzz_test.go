@@ -31,7 +31,9 @@ func (c *collector) Close(time.Time, tap.CloseReason) {
 // connections in our capture and a few shared ones.
 func seedStreams(t testing.TB) [][2][]byte {
 	var out [][2][]byte
-	files := []string{filepath.Join("testdata", "peers.pcap")}
+	// outcomes.pcap.gz adds HelloRetryRequests, warning alerts, probes
+	// closed with close_notify and hand-made ServerHellos.
+	files := []string{filepath.Join("testdata", "peers.pcap"), filepath.Join("testdata", "outcomes.pcap.gz")}
 	if dir, ok := findCaptures(); ok {
 		for _, f := range []string{"arkime/badcurveball.pcap", "nDPI/ssl-cert-name-mismatch.pcap", "suricata-verify/ja4-tls--input.pcap", "nDPI/tls_alert.pcap"} {
 			files = append(files, filepath.Join(dir, f))

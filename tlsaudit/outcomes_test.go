@@ -100,7 +100,9 @@ func TestOutcomes(t *testing.T) {
 
 	// Item 5: a Certificate message of 302351 bytes: the length Go's
 	// client reported when it refused it ("handshake message of length
-	// 302351 bytes exceeds maximum of 262144 bytes", internal_error).
+	// 302351 bytes exceeds maximum of 262144 bytes", internal_error; gen.sh
+	// prints that line, and the figure changes when the capture is made
+	// again).
 	c = by[47109][0]
 	if c.CertMessageTooLarge != 302351 || c.Leaf() != nil || c.Outcome != OutcomeAlert || c.AlertSummary() != "fatal internal_error (80) from client" {
 		t.Errorf("47109: too large %d leaf %v %s %q", c.CertMessageTooLarge, c.Leaf() != nil, c.Outcome, c.AlertSummary())
@@ -473,6 +475,10 @@ func TestAlertLevels(t *testing.T) {
 		{"fatal", []step{
 			{dir: tap.ServerToClient, data: flight}, {dir: tap.ClientToServer, data: alert(2, 48)},
 		}, OutcomeAlert, "client", nil},
+		{"warning, then plaintext close_notify before Finished", []step{
+			{dir: tap.ServerToClient, data: alert(1, 112)}, {dir: tap.ServerToClient, data: flight},
+			{dir: tap.ClientToServer, data: alert(1, 0)}, {dir: tap.ClientToServer, ev: kind(tap.EventFIN)},
+		}, OutcomeAlert, "client", []string{"unrecognized_name (server)"}},
 		{"plaintext close_notify before Finished", []step{
 			{dir: tap.ServerToClient, data: flight}, {dir: tap.ClientToServer, data: alert(1, 0)},
 			{dir: tap.ClientToServer, ev: kind(tap.EventFIN)},
@@ -496,6 +502,18 @@ func TestAlertLevels(t *testing.T) {
 		failed := slices.ContainsFunc(fs, func(f *finding.Finding) bool { return f.Rule == finding.TLSHandshakeFailed })
 		if failed != (c.outcome != OutcomeEstablished) {
 			t.Errorf("%s: tls_handshake_failed %v", c.name, failed)
+		}
+		if c.outcome == OutcomeAlert && strings.Contains(conn.AlertSummary(), "unrecognized_name") {
+			t.Errorf("%s: the warning is named as what ended it: %s", c.name, conn.AlertSummary())
+		}
+	}
+}
+
+func TestSNIIsIP(t *testing.T) {
+	for sni, want := range map[string]bool{"127.0.0.1": true, "::1": true, "[2001:db8::1]": true, "sbc.example.test": false,
+		"1.2.3": false, "": false, "10.0.0.1.example": false} {
+		if SNIIsIP(sni) != want {
+			t.Errorf("SNIIsIP(%q) = %v", sni, !want)
 		}
 	}
 }

@@ -76,6 +76,16 @@ func TestPagesInChromium(t *testing.T) {
 			if !strings.Contains(root, "partner Teams leg") || !strings.Contains(root, "default.sbc.local") {
 				t.Errorf("carrier leg's root cause reads %q", root)
 			}
+			// Its ladder has four lanes (carrier, SBC, two Microsoft
+			// addresses): all of them inside the window, none scrolled off.
+			var lanes struct{ N, Visible int }
+			b.eval(`(() => { const fig = document.querySelector('figure.ladder').getBoundingClientRect();
+				const heads = [...document.querySelectorAll('svg.ladder g.lane rect.lane-head')];
+				return {N: heads.length, Visible: heads.filter(h => { const r = h.getBoundingClientRect();
+					return r.left >= fig.left - 1 && r.right <= fig.right + 1 && r.right <= window.innerWidth; }).length}; })()`, &lanes)
+			if lanes.N != 4 || lanes.Visible != 4 {
+				t.Errorf("carrier leg ladder: %d of %d lanes visible, want 4 of 4", lanes.Visible, lanes.N)
+			}
 			fits("carrier-leg")
 
 			// Certificates: the default certificate with its verdict.
@@ -86,6 +96,10 @@ func TestPagesInChromium(t *testing.T) {
 				t.Errorf("default certificate row reads %q", row)
 			}
 			fits("certificates")
+
+			// The list of calls with findings fits too.
+			b.open(srv.URL + "/")
+			fits("index")
 
 			// Audits and SBCs: charts drawn without JavaScript.
 			for _, pg := range []string{"audits", "sbcs"} {

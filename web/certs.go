@@ -44,7 +44,7 @@ func (p *Pages) handleCertificates(w http.ResponseWriter, r *http.Request, _ str
 		}
 	}
 	if d.Window == "" {
-		d.Window = "30d"
+		d.Window = "7d" // a week of connections: every listener, a bounded scan
 	}
 	span, ok := certWindows[d.Window]
 	if !ok {

@@ -120,6 +120,9 @@ func svgChart(label, unit string, series []chartSeries, spikes []spike) template
 		vmax = 1
 	}
 	top := niceCeil(vmax * 1.05)
+	if unit == "%" && vmax <= 100 {
+		top = 100 // a ratio's scale ends at 100 %
+	}
 	span := t1.Sub(t0)
 	if span <= 0 {
 		span = time.Minute

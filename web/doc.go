@@ -1,7 +1,32 @@
 // Package web serves sbcwatch's HTML pages next to the REST API: the call
-// page (verdict, call facts, an SVG ladder that draws the TLS attempts
-// between the SIP messages, findings with their evidence, TLS table) and
-// a short list of the latest calls with findings.
+// page (root cause and advice on top, the call's other legs with their
+// verdicts, call facts, an SVG ladder that draws the TLS attempts between
+// the SIP messages, findings with their evidence folded, TLS table), a
+// short list of the latest calls with findings, and the admin's pages:
+//
+//   - /calls: a search form over every stored call (part of a number in
+//     any form, time range, SBC, kind, rule, severity, answered, talk
+//     time, final response), keyset paging, the query in the URL, and
+//     /calls.csv with the same query for the whole result (cells that a
+//     spreadsheet would read as a formula, "+49…" included, get a
+//     leading apostrophe);
+//   - /certificates (/tls redirects): every certificate each listener
+//     served per SNI over the last 7 days (?window=1d|7d|30d|all), days to expiry, the trust verdict of its last
+//     check, how many connections got it, inconsistent listeners first;
+//   - /audits: per audited target the last result, the history and an
+//     SVG chart of handshake time per resolved address;
+//   - /sbcs: per SBC the poll status and SVG charts of short calls, NER
+//     and ACD with spikes (values far above the series' median) marked.
+//
+// The call page links a call's other legs (store.PartnerLegs: same SBC,
+// the same caller and callee digits either way round, overlapping time),
+// so the carrier leg of a failed transfer shows the Teams leg's root
+// cause. The search, certificates, audits and SBCs pages read the store
+// directly (store.SearchCalls, ServedCertificates, AuditAttempts,
+// ListCounterSamples); the call page reads the API's evidence bundle.
+// Every page fits an 800 px window (the tests check that the page is no
+// wider than the window in headless chromium). A browser asking for an
+// unknown path outside /api/ gets an HTML error page (OwnsRequest).
 //
 // The pages are a client of the API: each one reads the API's JSON in
 // process (GET /api/v1/calls/{call_id}/evidence, GET /api/v1/calls), so

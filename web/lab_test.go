@@ -10,6 +10,7 @@ import (
 
 	"github.com/sbcwatch/sbcwatch/analyze"
 	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/store"
 	"github.com/sbcwatch/sbcwatch/web"
 )
@@ -22,19 +23,26 @@ const labCallID = "752b01c65f7d53cc77ff@192.0.2.10"
 // --config testdata/lab/sbcwatch.yaml --store` does and stores it.
 func saveLab(t *testing.T, e *env) {
 	t.Helper()
-	dir := filepath.Join("..", "testdata", "lab")
-	cfg, err := config.Load(filepath.Join(dir, "sbcwatch.yaml"))
+	if err := e.st.SaveReport(context.Background(), "lab-sbc", labPcap, labReport(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// labPcap is the lab's field-case capture.
+var labPcap = filepath.Join("..", "testdata", "lab", "transfer_fails_default_cert.pcap")
+
+// labReport analyses labPcap with the lab's configuration.
+func labReport(t *testing.T) *report.Report {
+	t.Helper()
+	cfg, err := config.Load(filepath.Join("..", "testdata", "lab", "sbcwatch.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pcap := filepath.Join(dir, "transfer_fails_default_cert.pcap")
-	rep, err := analyze.Files(context.Background(), []string{pcap}, analyze.Options{Config: cfg})
+	rep, err := analyze.Files(context.Background(), []string{labPcap}, analyze.Options{Config: cfg})
 	if err != nil {
 		t.Fatalf("analyze: %v", err)
 	}
-	if err := e.st.SaveReport(context.Background(), "lab-sbc", pcap, rep); err != nil {
-		t.Fatal(err)
-	}
+	return rep
 }
 
 func TestCallPageLabCapture(t *testing.T) {

@@ -267,7 +267,7 @@ func layoutLadder(ev *evidence, limit int) *ladder {
 	l := &ladder{LifelineTop: laneTop + 44}
 	spacing := 360
 	if n := len(order); n > 3 {
-		spacing = max(230, 1100/(n-1))
+		spacing = max(230, 800/(n-1))
 	}
 	x := map[string]int{}
 	for i, h := range order {

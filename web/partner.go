@@ -99,8 +99,9 @@ type rootCause struct {
 	Rule     string
 	Summary  string
 	Advice   string
-	// Supporting counts the other findings shown below.
-	Supporting int
+	// Supporting counts the findings the root cause explains; Others
+	// the rest; both are listed below.
+	Supporting, Others int
 	// Partner is set when the cause is on the partner leg.
 	Partner *partnerLeg
 }
@@ -121,7 +122,7 @@ func pickRootCause(ev *evidence, partners []partnerLeg) *rootCause {
 	}
 	if best != nil {
 		return &rootCause{Severity: best.Severity, Rule: best.Rule, Summary: best.Summary,
-			Advice: best.Advice, Supporting: len(ev.Findings) - 1}
+			Advice: best.Advice, Supporting: len(best.Explains), Others: max(len(ev.Findings)-1-len(best.Explains), 0)}
 	}
 	for i := range partners {
 		if partners[i].Severity != "none" {

@@ -1,10 +1,13 @@
 package web_test
 
 import (
+	"context"
 	"html"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/sbcwatch/sbcwatch/store"
 	"github.com/sbcwatch/sbcwatch/web"
 )
 
@@ -45,6 +48,9 @@ func TestPartnerLegs(t *testing.T) {
 	if !strings.Contains(text, `Root cause: <span class="mono">refer_delivery_failed</span> (critical)`) {
 		t.Errorf("Teams leg's root cause is not refer_delivery_failed:\n%s", text[strings.Index(text, `class="root"`):][:600])
 	}
+	if !strings.Contains(text, "+ 8 supporting findings and 1 more below.") {
+		t.Errorf("root cause does not count its supporting findings")
+	}
 	if !strings.Contains(text, "No finding: answered, 28.0 s talk, ended by the caller") {
 		t.Errorf("Teams leg does not say how the carrier leg ended")
 	}
@@ -54,5 +60,35 @@ func TestPartnerLegs(t *testing.T) {
 	}
 	if !strings.Contains(res.body, `<details class="evidence-json"><summary>evidence (JSON)</summary><pre class="evidence">`) {
 		t.Error("evidence JSON not folded in <details>")
+	}
+}
+
+// The same capture stored for another SBC does not link across SBCs,
+// and a leg never links itself.
+func TestPartnerLegsStayOnTheirSBC(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	saveLab(t, e)
+	rep := labReport(t)
+	if err := e.st.SaveReport(context.Background(), "other-sbc", "copy.pcap", rep); err != nil {
+		t.Fatal(err)
+	}
+	c, err := store.GetCall(context.Background(), e.st.Pool(), labCallID, "lab-sbc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	legs, err := store.PartnerLegs(context.Background(), e.st.Pool(), c, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(legs) != 1 || legs[0].CallID != labCarrierCallID || legs[0].SBC != "lab-sbc" {
+		t.Fatalf("partner legs %+v", legs)
+	}
+	// Moved a minute later, the legs no longer overlap.
+	c.Start = c.Start.Add(time.Minute)
+	end := c.End.Add(time.Minute)
+	c.End, c.Last = &end, &end
+	if legs, err = store.PartnerLegs(context.Background(), e.st.Pool(), c, 5*time.Second); err != nil || len(legs) != 0 {
+		t.Fatalf("a minute later: %d legs, %v", len(legs), err)
 	}
 }

@@ -142,7 +142,7 @@ func TestCertificatesPage(t *testing.T) {
 	}
 	row := text[def:]
 	row = row[:strings.Index(row, "</tr>")]
-	for _, w := range []string{"untrusted (self-signed)", "does not cover sbc.contoso.example", `4 <span class="rel">(4 failed)</span>`} {
+	for _, w := range []string{"untrusted (self-signed)", "does not cover sbc.contoso.example", `4<br><span class="rel failed-count">4 failed</span>`} {
 		if !strings.Contains(row, w) {
 			t.Errorf("default certificate row lacks %q:\n%s", w, row)
 		}
@@ -155,5 +155,24 @@ func TestCertificatesPage(t *testing.T) {
 	}
 	if res := e.get(t, "/tls", auth...); res.status != http.StatusMovedPermanently || res.header.Get("Location") != "/certificates" {
 		t.Errorf("/tls: %d %s", res.status, res.header.Get("Location"))
+	}
+}
+
+// A browser that asks for a page that does not exist gets an HTML page;
+// an API client gets the API's JSON error.
+func TestUnknownPathForBrowserIsHTML(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	res := e.get(t, "/nope", "Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+	if res.status != http.StatusNotFound || !strings.HasPrefix(res.header.Get("Content-Type"), "text/html") || !strings.Contains(res.body, "No such page: /nope") {
+		t.Errorf("browser: %d %s %q", res.status, res.header.Get("Content-Type"), res.body)
+	}
+	res = e.get(t, "/nope", "Accept", "application/json")
+	if res.status != http.StatusNotFound || strings.HasPrefix(res.header.Get("Content-Type"), "text/html") {
+		t.Errorf("API client: %d %s", res.status, res.header.Get("Content-Type"))
+	}
+	res = e.get(t, "/api/v1/nope", "Accept", "text/html")
+	if strings.HasPrefix(res.header.Get("Content-Type"), "text/html") {
+		t.Errorf("/api/ answered with HTML")
 	}
 }

@@ -37,10 +37,17 @@ var templateFS embed.FS
 
 var tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 	"ts":      func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") },
+	"tsec":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
 	"callURL": CallPath,
 	"add":     func(a, b int) int { return a + b },
 	"sub":     func(a, b int) int { return a - b },
 	"span":    report.Span,
+	"ms": func(ms float64) string {
+		if ms >= 1000 {
+			return report.Span(ms / 1000)
+		}
+		return fmt.Sprintf("%.1f ms", ms)
+	},
 }).ParseFS(templateFS, "templates/*.html"))
 
 // Options are the pages' dependencies.
@@ -136,6 +143,21 @@ func Owns(path string) bool {
 		return true
 	}
 	return strings.HasPrefix(path, "/calls/")
+}
+
+// OwnsRequest reports whether the pages answer r: their own paths
+// (Owns), and any other path outside /api/ that a browser asks for
+// (Accept: text/html), so that a mistyped address shows an HTML page
+// rather than the API's JSON error.
+func OwnsRequest(r *http.Request) bool {
+	if Owns(r.URL.Path) {
+		return true
+	}
+	p := r.URL.Path
+	if strings.HasPrefix(p, "/api/") || p == "/healthz" || p == "/readyz" || p == "/metrics" {
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
 // CallPath is the page of a call: /calls/{call_id} with the Call-ID

@@ -183,7 +183,10 @@ func cmdHelp(ctx context.Context, topic string, stdout, stderr io.Writer) int {
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
+	case "version":
+		fmt.Fprintln(stdout, "usage: sbcwatch version\n\nPrints the version, commit, build date and Go version.")
+		return exitOK
 	}
-	fmt.Fprintf(stderr, "sbcwatch help: unknown command %q (commands: analyze, serve, audit, poll, migrate, token)\n", topic)
+	fmt.Fprintf(stderr, "sbcwatch help: unknown command %q (commands: analyze, serve, audit, poll, migrate, token, version)\n", topic)
 	return exitUsage
 }

@@ -4,7 +4,7 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,27 +15,24 @@ import (
 )
 
 // TestHelperMain is the sbcwatch binary for the tests below: with
-// SBCWATCH_HELPER_ARGS set it runs main with those arguments (JSON)
+// SBCWATCH_HELPER_MAIN=1 it runs main with the arguments after "--"
 // and exits; otherwise it does nothing.
 func TestHelperMain(t *testing.T) {
-	raw := os.Getenv("SBCWATCH_HELPER_ARGS")
-	if raw == "" {
+	if os.Getenv("SBCWATCH_HELPER_MAIN") != "1" {
 		return
 	}
-	var args []string
-	if err := json.Unmarshal([]byte(raw), &args); err != nil {
-		panic(err)
-	}
-	os.Args = append([]string{"sbcwatch"}, args...)
+	os.Args = append([]string{"sbcwatch"}, flag.Args()...)
 	main()
 }
+
+// helperArgs run the test binary as sbcwatch (see TestHelperMain).
+var helperArgs = []string{"-test.run=^TestHelperMain$", "--"}
 
 // sbcwatch is the test binary run as sbcwatch with args.
 func sbcwatch(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
-	raw, _ := json.Marshal(args)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperMain$")
-	cmd.Env = append(os.Environ(), "SBCWATCH_HELPER_ARGS="+string(raw))
+	cmd := exec.Command(os.Args[0], append(append([]string(nil), helperArgs...), args...)...)
+	cmd.Env = append(os.Environ(), "SBCWATCH_HELPER_MAIN=1")
 	return cmd
 }
 
@@ -82,6 +79,24 @@ func TestAnalyzeReadsStdinAndFIFO(t *testing.T) {
 	}
 	if out.String() != want {
 		t.Errorf("analyze FIFO differs from analyze FILE")
+	}
+
+	// /dev/stdin fed by a pipe, and bash's process substitution.
+	for name, script := range map[string]string{
+		"/dev/stdin":           `cat "$1" | "$0" "$2" "$3" analyze --format json /dev/stdin`,
+		"process substitution": `"$0" "$2" "$3" analyze --format json <(cat "$1")`,
+	} {
+		cmd := exec.Command("bash", "-c", script, os.Args[0], labPcap, helperArgs[0], helperArgs[1])
+		cmd.Env = append(os.Environ(), "SBCWATCH_HELPER_MAIN=1")
+		out.Reset()
+		stderr.Reset()
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s: %v: %s", name, err, stderr.String())
+		}
+		if out.String() != want {
+			t.Errorf("%s differs from analyze FILE", name)
+		}
 	}
 
 	// An empty standard input is one line, exit 2.

@@ -42,8 +42,8 @@ func storeReport(ctx context.Context, dsnFlag, sbc, source string, r *report.Rep
 		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
 		return exitInternal
 	}
-	fmt.Fprintf(stderr, "stored under SBC %q: %d new calls, %d SIP messages, %d TLS connections, %d certificates, %d findings, %d packets\n",
-		sbc, res.Calls, res.Messages, res.Connections, res.Certificates, res.Findings, res.Packets)
+	fmt.Fprintf(stderr, "stored under SBC %q: %d new calls, %d SIP messages, %d TLS connections, %d certificates, %d findings (sightings of %d problems), %d packets\n",
+		sbc, res.Calls, res.Messages, res.Connections, res.Certificates, res.Findings, res.Problems, res.Packets)
 	if retentionDays <= 0 {
 		retentionDays = store.DefaultRetentionDays
 	}

@@ -61,9 +61,14 @@ func (r *Report) WriteText(w io.Writer) error {
 			none = false
 			c := cs.Check
 			verdict := []string{}
-			if c.Trusted {
+			switch {
+			case c.Trusted:
 				verdict = append(verdict, "trusted")
-			} else {
+			case c.ChainTrusted && c.NotYetValid:
+				verdict = append(verdict, "NOT YET VALID: "+c.VerifyError)
+			case c.ChainTrusted && c.Expired:
+				verdict = append(verdict, "EXPIRED: "+c.VerifyError)
+			default:
 				verdict = append(verdict, "UNTRUSTED: "+c.VerifyError)
 			}
 			if c.NameChecked {
