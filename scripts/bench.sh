@@ -13,7 +13,7 @@
 #   api    one million stored calls, one number in 100 000 of them:
 #          p50/p99 at 200 requests/s on search by number, call detail
 #          and findings (sbcwatch serve + tools/apibench)
-# Usage: scripts/bench.sh            all parts (about 15 minutes on the
+# Usage: scripts/bench.sh            all parts (about 7 minutes on the
 #                                    project's 2-core machine when idle;
 #                                    tshark runs once per capture, sbcwatch
 #                                    best of RUNS=3)
