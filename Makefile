@@ -54,7 +54,7 @@ demo: build
 	$(BIN) analyze --config $(SAMPLECFG) $(SAMPLE)
 
 ## bench: Go benchmarks (allocations per SIP message), then every figure
-## of BENCHMARKS.md in one run (about 12 minutes; appends to BENCHMARKS.md).
+## of BENCHMARKS.md in one run (about 7 minutes; appends to BENCHMARKS.md).
 bench:
 	$(GO) test -run '^$$' -bench 'ParseDatagram|Tracker|ParseTrunk' -benchmem ./sip/
 	$(GO) test -run '^$$' -bench . -benchmem ./analyze/

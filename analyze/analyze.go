@@ -295,6 +295,8 @@ func reportStats(st pipeline.Stats) report.Stats {
 		"log_lines":              st.LogLines,
 		"internal_errors":        st.Panics,
 		"dialogs_evicted":        st.DialogsEvicted,
+		"calls_truncated":        st.CallsTruncated,
+		"tls_conns_evicted":      st.TLSEvicted,
 		"window_calls_evicted":   cs.EvictedCalls,
 		"window_conns_evicted":   cs.EvictedConns,
 		"window_sockets_evicted": cs.EvictedSockets,

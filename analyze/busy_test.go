@@ -48,6 +48,8 @@ func TestTinyLimits(t *testing.T) {
 	pcap := busyCapture(t, "1500", "150")
 	cfg := config.Default()
 	cfg.Limits.MaxDialogs = 50
+	cfg.Limits.MaxKeptMessages = 100
+	cfg.Limits.MaxMessagesPerCall = 4 // each call carries 7: every ladder is cut
 	cfg.Limits.MaxWindowCalls = 60
 	cfg.Limits.MaxWindowConns = 20
 	cfg.Limits.MaxWindowEvents = 100
@@ -58,7 +60,7 @@ func TestTinyLimits(t *testing.T) {
 	}
 	x := sum.Stats.Extra
 	t.Logf("calls out %d, conns %d, findings %d, stats %v", c.calls, c.conns, len(c.findings), x)
-	if x["dialogs_evicted"] == 0 || x["window_calls_evicted"] == 0 || x["window_events_evicted"] == 0 {
+	if x["dialogs_evicted"] == 0 || x["window_calls_evicted"] == 0 || x["window_events_evicted"] == 0 || x["calls_truncated"] == 0 {
 		t.Fatalf("evictions not counted: %v", x)
 	}
 	if x["window_calls_peak"] > 60 || x["window_conns_peak"] > 20 {

@@ -130,6 +130,13 @@ func TestStreamingMatchesBatch(t *testing.T) {
 	for _, c := range allCaptures(t, capturesDir(t)) {
 		inputs = append(inputs, input{c, config.Default()})
 	}
+	// The SBC's own log: tls_context_wrong, sockets standing in for
+	// connections the capture lacks; alone and beside a capture.
+	logCfg := config.Default()
+	logCfg.LogYear = 2026
+	log := filepath.Join("..", "audiocodes", "syslog", "testdata", "field-evidence.log")
+	inputs = append(inputs, input{log, logCfg})
+	inputs = append(inputs, input{log + string(filepath.ListSeparator) + filepath.Join(lab, "transfer_fails_default_cert.pcap"), logCfg})
 	// Longer than every window: decisions are taken mid-stream, grouped
 	// TLS findings merged across rounds.
 	inputs = append(inputs, input{busyCapture(t, "1500", "150"), config.Default()})
@@ -139,8 +146,9 @@ func TestStreamingMatchesBatch(t *testing.T) {
 	for _, in := range inputs {
 		t.Run(filepath.Base(in.path), func(t *testing.T) {
 			ctx := context.Background()
-			batch, berr := Files(ctx, []string{in.path}, Options{Config: in.cfg, batch: true})
-			stream, serr := Files(ctx, []string{in.path}, Options{Config: in.cfg})
+			paths := filepath.SplitList(in.path)
+			batch, berr := Files(ctx, paths, Options{Config: in.cfg, batch: true})
+			stream, serr := Files(ctx, paths, Options{Config: in.cfg})
 			if (berr == nil) != (serr == nil) {
 				t.Fatalf("batch error %v, streaming error %v", berr, serr)
 			}

@@ -6,8 +6,12 @@
 // sockets of the SBC's own log (package audiocodes/syslog),
 // tls_context_wrong.
 //
-// Everything here is a pure function of its Input: no wall clock, no I/O,
-// the same input gives the same findings in the same order. "Now" is the
+// Run is a pure function of its Input (the whole input at once): no wall
+// clock, no I/O, the same input gives the same findings in the same
+// order. Stream applies the same rules incrementally, as records arrive,
+// deciding each once its windows have passed and holding only bounded
+// windows (README.md, "Streaming"); pipeline runs it for analyze and
+// serve. "Now" is the
 // latest time seen in the records, so a call still open when the capture
 // ended, or a REFER whose window had not elapsed, never fires a rule that
 // needs the end of something.

@@ -84,6 +84,10 @@ type Stream struct {
 	invites []inviteSent
 	refers  []referAt
 	seenInv map[string]bool
+	// openRefers is the first REFER seen in each call not yet judged:
+	// the INVITEs from then on stay, however long the call lasts, for
+	// refer_not_followed.
+	openRefers map[string]time.Time
 
 	connFindings map[*tlsaudit.Conn][]*finding.Finding
 	groups       map[string]*finding.Finding
@@ -108,7 +112,7 @@ func NewStream(o StreamOptions) *Stream {
 	if cfg == nil {
 		cfg = config.Default()
 	}
-	s := &Stream{o: o, cfg: cfg, seenInv: map[string]bool{},
+	s := &Stream{o: o, cfg: cfg, seenInv: map[string]bool{}, openRefers: map[string]time.Time{},
 		connFindings: map[*tlsaudit.Conn][]*finding.Finding{}, groups: map[string]*finding.Finding{},
 		served: map[listenerSNI]*servedTally{}, claimed: map[*tlsaudit.Conn]bool{}}
 	s.a = &analysis{cfg: cfg, sbcAddrs: map[netip.Addr]bool{}, fromLog: map[*tlsaudit.Conn]bool{},
@@ -125,7 +129,9 @@ func NewStream(o StreamOptions) *Stream {
 	// window after it (let go by the tracker a linger later), the INVITE
 	// that follows a REFER, a REFER retried within Timer F.
 	s.lag = max(cfg.GiveUpWindow.D(), cfg.ReferWindow.D(), retryGap) + 32*time.Second + 2*retryGap
-	s.connKeep = s.lag + cfg.GiveUpWindow.D() + 2*retryGap
+	// Connections stay for the calls judged a lag after their end: back
+	// over the give-up window and a run of retries before it.
+	s.connKeep = 2*s.lag + cfg.GiveUpWindow.D() + 4*retryGap
 	s.maxCalls = pick(cfg.Limits.MaxWindowCalls, DefaultMaxWindowCalls)
 	s.maxConns = pick(cfg.Limits.MaxWindowConns, DefaultMaxWindowConns)
 	s.maxEvents = pick(cfg.Limits.MaxWindowEvents, DefaultMaxWindowEvents)
@@ -170,6 +176,9 @@ func (s *Stream) Observe(m *sip.Message) {
 	case "INVITE":
 		s.addInvite(inviteSent{m.CallID, m.Time, m.Src, m.Dst, m.RequestURI})
 	case "REFER":
+		if _, ok := s.openRefers[m.CallID]; !ok && len(s.openRefers) < s.maxEvents {
+			s.openRefers[m.CallID] = m.Time
+		}
 		if len(s.refers) >= s.maxEvents {
 			s.refers = s.refers[1:]
 			s.st.EvictedEvents++
@@ -308,7 +317,7 @@ func (s *Stream) AddSocket(sk *syslog.Socket) {
 	// With the SBC's log, a call waits for the sockets around its end to
 	// be matched with the capture (syslogMatchWindow).
 	s.lag = max(s.lag, syslogMatchWindow+2*retryGap+cmpLag(s.cfg))
-	s.connKeep = max(s.connKeep, s.lag+syslogMatchWindow)
+	s.connKeep = max(s.connKeep, 2*s.lag+s.cfg.GiveUpWindow.D()+4*retryGap, s.lag+syslogMatchWindow)
 }
 
 func cmpLag(cfg *config.Config) time.Duration {
@@ -400,7 +409,17 @@ func (s *Stream) trim(cut time.Time) {
 	for len(s.conns) > 0 && s.conns[0].FirstSeen.Before(connCut) {
 		s.dropConn()
 	}
-	for len(s.invites) > 0 && s.invites[0].time.Before(ctxCut) {
+	invCut := ctxCut
+	stale := s.now.Add(-s.cfg.DialogTimeout.D() - 2*s.lag)
+	for id, t := range s.openRefers {
+		switch {
+		case t.Before(stale):
+			delete(s.openRefers, id) // its call was let go unjudged
+		case t.Before(invCut):
+			invCut = t
+		}
+	}
+	for len(s.invites) > 0 && s.invites[0].time.Before(invCut) {
 		s.dropInvite()
 	}
 	for len(s.refers) > 0 && s.refers[0].time.Before(ctxCut) {
@@ -498,6 +517,7 @@ func (s *Stream) decideWith(ripe []*sip.Call, sockets []*syslog.Socket, force bo
 		out = append(out, a.callRules(c)...)
 		out = append(out, a.referRules(c)...)
 		s.decided = append(s.decided, c)
+		delete(s.openRefers, c.CallID)
 	}
 	slices.SortStableFunc(s.decided, func(x, y *sip.Call) int { return callTime(x).Compare(callTime(y)) })
 	out = append(out, delivered...)

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/audiocodes/syslog"
@@ -90,8 +92,11 @@ type Stats struct {
 	// updated counts once).
 	Calls, Conns, Findings uint64
 	// DialogsEvicted counts calls the SIP tracker let go early because
-	// limits.max_dialogs was reached.
-	DialogsEvicted uint64
+	// limits.max_dialogs was reached; CallsTruncated the calls whose
+	// ladder lost messages to max_messages_per_call or max_kept_messages;
+	// TLSEvicted the TLS connections finalized early because
+	// max_tls_conns were tracked at once.
+	DialogsEvicted, CallsTruncated, TLSEvicted uint64
 	// Panics counts internal errors (a panic after the bytes were
 	// decoded: in the tracker, the correlation or the sink). Each is a
 	// bug; the first is logged with its stack.
@@ -294,6 +299,9 @@ func (e *Engine) takeConns() {
 		if c.Hello != nil {
 			e.st.TLSHandshakes++
 		}
+		if slices.ContainsFunc(c.Anomalies, func(a string) bool { return strings.HasPrefix(a, "evicted:") }) {
+			e.st.TLSEvicted++
+		}
 		e.corr.addConn(c)
 	}
 }
@@ -332,6 +340,9 @@ func (e *Engine) Stats() Stats {
 
 // callDone takes a call the tracker let go.
 func (e *Engine) callDone(c *sip.Call) {
+	if c.Truncated {
+		e.st.CallsTruncated++
+	}
 	e.corr.addCall(c)
 }
 

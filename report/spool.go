@@ -31,9 +31,9 @@ type Spool struct {
 	kinds  [3]*spoolKind
 	seq    uint64
 	err    error
-	latest map[string]uint64 // finding ID -> seq of its latest version
-	refs   map[string]bool   // IDs other findings refer to
-	run    int               // records per sorted run
+	latest latestSeq       // finding ID -> seq of its latest version
+	refs   map[string]bool // IDs other findings refer to
+	run    int             // records per sorted run
 
 	// Counters for the summary line.
 	calls, answered, microsoft, conns, failed int
@@ -82,7 +82,7 @@ func NewSpool(dir string) (*Spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("report: spool: %w", err)
 	}
-	s := &Spool{dir: d, run: spoolRun, latest: map[string]uint64{}, refs: map[string]bool{}, sev: map[finding.Severity]int{}}
+	s := &Spool{dir: d, run: spoolRun, latest: latestSeq{other: map[string]uint64{}}, refs: map[string]bool{}, sev: map[finding.Severity]int{}}
 	for i := range s.kinds {
 		s.kinds[i] = &spoolKind{}
 	}
@@ -121,7 +121,7 @@ func (s *Spool) TLSConn(c *tlsaudit.Conn) {
 
 // Finding takes a finding as it is decided or updated.
 func (s *Spool) Finding(f *finding.Finding) {
-	if _, again := s.latest[f.ID]; !again || f.ID == "" {
+	if s.latest.get(f.ID) == 0 || f.ID == "" {
 		s.sev[f.Severity]++
 	}
 	r := spoolRec{p: int64(f.Severity.Rank())*1000 + int64(finding.RulePriority(f.Rule)), s0: f.Rule,
@@ -132,7 +132,7 @@ func (s *Spool) Finding(f *finding.Finding) {
 		s.refs[id] = true
 	}
 	s.add(kindFinding, r, f)
-	s.latest[f.ID] = s.seq
+	s.latest.set(f.ID, s.seq)
 }
 
 // Refs returns the IDs a finding refers to: Cites, and evidence
@@ -304,6 +304,43 @@ func (s *Spool) each(kind int, f func(*spoolRec) error) error {
 	return nil
 }
 
+// latestSeq maps finding IDs to the seq of their latest version (0: not
+// seen): a slice for the engine's "F<n>", a map for any other ID, so a
+// report of many findings costs 8 bytes each here.
+type latestSeq struct {
+	byN   []uint64
+	other map[string]uint64
+}
+
+func idNumber(id string) (int, bool) {
+	if len(id) < 2 || id[0] != 'F' || id[1] == '0' {
+		return 0, false
+	}
+	n, err := strconv.Atoi(id[1:])
+	return n, err == nil && n > 0 && n < 1<<31
+}
+
+func (l *latestSeq) get(id string) uint64 {
+	if n, ok := idNumber(id); ok {
+		if n < len(l.byN) {
+			return l.byN[n]
+		}
+		return 0
+	}
+	return l.other[id]
+}
+
+func (l *latestSeq) set(id string, seq uint64) {
+	if n, ok := idNumber(id); ok {
+		if n >= len(l.byN) {
+			l.byN = append(l.byN, make([]uint64, n+1-len(l.byN)+len(l.byN)/2)...)
+		}
+		l.byN[n] = seq
+		return
+	}
+	l.other[id] = seq
+}
+
 // findings walks the latest version of every finding in report order,
 // numbered F1..Fn, with references rewritten to the new IDs and the
 // root-cause links and advice of finding.Fold, worked out over the
@@ -320,7 +357,7 @@ func (s *Spool) findings(f func(*finding.Finding) error) error {
 	present := map[string]bool{}
 	n := 0
 	err := s.each(kindFinding, func(r *spoolRec) error {
-		if s.latest[r.id] != r.seq {
+		if s.latest.get(r.id) != r.seq {
 			return nil
 		}
 		n++
@@ -342,7 +379,7 @@ func (s *Spool) findings(f func(*finding.Finding) error) error {
 		return st
 	}
 	err = s.each(kindFinding, func(r *spoolRec) error {
-		if s.latest[r.id] != r.seq || r.nc == 0 {
+		if s.latest.get(r.id) != r.seq || r.nc == 0 {
 			return nil
 		}
 		me := state(r.id)
@@ -379,7 +416,7 @@ func (s *Spool) findings(f func(*finding.Finding) error) error {
 	}
 	n = 0
 	return s.each(kindFinding, func(r *spoolRec) error {
-		if s.latest[r.id] != r.seq {
+		if s.latest.get(r.id) != r.seq {
 			return nil
 		}
 		n++
