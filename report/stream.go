@@ -72,8 +72,9 @@ type textPlan struct {
 
 // planText is Report.Filter as a pass over the source: the same rows
 // kept in the same order, the same hints, and the summary line's counts
-// of what is shown.
-func planText(src *textSrc, v View) (*textPlan, error) {
+// of what is shown. With raw (a Report written as it is: the zero View,
+// no Filter) every finding is kept, as Report.WriteText always has.
+func planText(src *textSrc, v View, raw bool) (*textPlan, error) {
 	p := &textPlan{src: src, v: v, oneDay: true}
 	inTime := func(t time.Time) bool {
 		return (v.Since.IsZero() || !t.Before(v.Since)) && (v.Until.IsZero() || t.Before(v.Until))
@@ -139,6 +140,7 @@ func planText(src *textSrc, v View) (*textPlan, error) {
 	kept := map[string]bool{}
 	for _, f := range src.findings {
 		switch {
+		case raw:
 		case f.CallID != "" && !keptCall[f.CallID]:
 			continue
 		case f.CallID == "" && (v.Number != "" || !inTime(f.Time)):
@@ -498,7 +500,7 @@ func (s *Spool) WriteText(w io.Writer, v View, width int, st Stats, hints, warni
 	if err != nil {
 		return err
 	}
-	p, err := planText(src, v)
+	p, err := planText(src, v, false)
 	if err != nil {
 		return err
 	}
@@ -513,7 +515,7 @@ func (s *Spool) WriteCallsCSV(w io.Writer, v View, st Stats, hints, warnings []s
 	if err != nil {
 		return err
 	}
-	p, err := planText(src, v)
+	p, err := planText(src, v, false)
 	if err != nil {
 		return err
 	}

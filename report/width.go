@@ -192,7 +192,7 @@ func digits(s string) string {
 // TLS tables turn into two-line rows when they would be wider. A width
 // below 40 is taken as 40; 0 means WriteText as is.
 func (r *Report) WriteTextWidth(w io.Writer, width int) error {
-	p, err := planText(reportSrc(r), View{})
+	p, err := planText(reportSrc(r), View{}, true)
 	if err != nil {
 		return err
 	}
@@ -343,7 +343,7 @@ var callsCSVHeader = []string{"start_utc", "kind", "from", "to", "answered", "fi
 // WriteCallsCSV writes the calls table as CSV with the rules of the
 // findings about each call.
 func (r *Report) WriteCallsCSV(w io.Writer) error {
-	p, err := planText(reportSrc(r), View{})
+	p, err := planText(reportSrc(r), View{}, true)
 	if err != nil {
 		return err
 	}
