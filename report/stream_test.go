@@ -221,7 +221,9 @@ func TestSpoolTextMemoryFlat(t *testing.T) {
 		"text-80": func(sp *Spool, w io.Writer) error {
 			return sp.WriteText(w, View{Since: time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)}, 80, Stats{}, nil, nil)
 		},
-		"csv": func(sp *Spool, w io.Writer) error { return sp.WriteCallsCSV(w, View{OnlyFindings: false}, Stats{}, nil, nil) },
+		"csv": func(sp *Spool, w io.Writer) error {
+			return sp.WriteCallsCSV(w, View{OnlyFindings: false}, Stats{}, nil, nil)
+		},
 	}
 	// The control: the report read back whole, as text and CSV were
 	// written before, must break the bound, or the bound proves nothing.
