@@ -204,15 +204,38 @@ type Limits struct {
 	MaxWindowEvents int `yaml:"max_window_events"`
 }
 
-// Serve holds the daemon settings.
+// Serve holds the daemon settings (serve.go has the types of the live
+// inputs, the spool and the alerts, their defaults and checks).
 type Serve struct {
-	Listen       string   `yaml:"listen"`
-	Interfaces   []string `yaml:"interfaces"`
-	ACDRListen   string   `yaml:"acdr_listen"`
-	HEPListen    string   `yaml:"hep_listen"`
-	SyslogListen string   `yaml:"syslog_listen"`
-	Retention    int      `yaml:"retention_days"`
-	MaxPolls     int      `yaml:"max_concurrent_polls"`
+	Listen string `yaml:"listen"`
+	// Interfaces are captured with AF_PACKET (Linux, CAP_NET_RAW).
+	Interfaces []string `yaml:"interfaces"`
+	// ACDRListen, HEPListen and SyslogListen (host:port) each listen on
+	// UDP and TCP at that address.
+	ACDRListen   string `yaml:"acdr_listen"`
+	HEPListen    string `yaml:"hep_listen"`
+	SyslogListen string `yaml:"syslog_listen"`
+	Retention    int    `yaml:"retention_days"`
+	MaxPolls     int    `yaml:"max_concurrent_polls"`
+	// Instance names this serve process in every row it stores, so that
+	// several instances (one per site or SBC pair) can share a database
+	// (default: the host name).
+	Instance string `yaml:"instance"`
+	// Capture tunes packet capture on Interfaces.
+	Capture Capture `yaml:"capture"`
+	// QueueSize bounds the items waiting from each source (default
+	// 4096); past it, items are dropped and counted.
+	QueueSize int `yaml:"queue_size"`
+	// OptionsMissingAfter is how long the SBC and a Microsoft proxy may go
+	// without OPTIONS before options_missing fires (default 3m).
+	OptionsMissingAfter Duration `yaml:"options_missing_after"`
+	// Spool keeps pending writes on disk while the database is down or
+	// slow.
+	Spool Spool `yaml:"spool"`
+	// ShutdownTimeout bounds the last writes on SIGTERM (default 10s).
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// Alerts sends new critical and warning findings to webhooks.
+	Alerts Alerts `yaml:"alerts"`
 
 	// ResolveAfterDays resolves a stored problem not seen again for this
 	// many days (default 14; -1 never).
@@ -255,6 +278,7 @@ func (c *Config) ApplyDefaults() {
 	if c.Serve.Listen == "" {
 		c.Serve.Listen = "127.0.0.1:8080"
 	}
+	c.Serve.applyDefaults()
 	for i := range c.SBCs {
 		if p := c.SBCs[i].Poll; p != nil {
 			setDur(&p.Interval, time.Minute)
@@ -298,7 +322,12 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	dir := filepath.Dir(path)
+	c.resolvePaths(filepath.Dir(path))
+	return c, nil
+}
+
+// resolvePaths makes the relative file paths of c relative to dir.
+func (c *Config) resolvePaths(dir string) {
 	rel := func(p *string) {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
@@ -316,7 +345,10 @@ func Load(path string) (*Config, error) {
 			rel(&p.REST.CAFile)
 		}
 	}
-	return c, nil
+	rel(&c.Serve.Spool.Dir)
+	for i := range c.Serve.Alerts.Webhooks {
+		rel(&c.Serve.Alerts.Webhooks[i].SecretFile)
+	}
 }
 
 // Parse decodes YAML strictly, applies defaults and validates.
@@ -387,6 +419,7 @@ func (c *Config) Validate() error {
 	if c.ShortCall.D() < 0 || c.ReferWindow.D() < 0 || c.GiveUpWindow.D() < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
+	errs = append(errs, c.Serve.validate()...)
 	c.validated = true
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %w", errors.Join(errs...))

@@ -3,390 +3,299 @@ package live
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/sbcwatch/sbcwatch/config"
-	"github.com/sbcwatch/sbcwatch/lab/acdrenc"
-	"github.com/sbcwatch/sbcwatch/sip"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/net/bpf"
 )
 
-var (
-	msProxy = netip.MustParseAddrPort("52.114.75.24:5061")
-	sbcTLS  = netip.MustParseAddrPort("192.0.2.10:5061")
-	carrier = netip.MustParseAddrPort("198.51.100.7:5060")
-	sbcUDP  = netip.MustParseAddrPort("192.0.2.10:5060")
-)
-
-// msg is one SIP message of a test dialog with its original endpoints.
-type msg struct {
-	src, dst netip.AddrPort
-	text     string
-}
-
-// dialog returns INVITE/100/200/ACK/BYE/200 between caller and callee;
-// the BYE comes from the callee when byCallee is set.
-func dialog(callID string, caller, callee netip.AddrPort, tr string, byCallee bool) []msg {
-	from := fmt.Sprintf("<sip:+4915112345678@%s>;tag=caller-1", caller.Addr())
-	to := fmt.Sprintf("<sip:+496912345@%s>", callee.Addr())
-	toTag := to + ";tag=callee-1"
-	via := fmt.Sprintf("SIP/2.0/%s %s;branch=z9hG4bK-%s-inv", tr, caller, callID)
-	m := func(start string, hdrs ...string) string {
-		return start + "\r\n" + strings.Join(hdrs, "\r\n") + "\r\nCall-ID: " + callID + "\r\nContent-Length: 0\r\n\r\n"
-	}
-	out := []msg{
-		{caller, callee, m("INVITE sip:+496912345@"+callee.String()+" SIP/2.0", "Via: "+via, "Max-Forwards: 70",
-			"From: "+from, "To: "+to, "CSeq: 1 INVITE", "Contact: <sip:"+caller.String()+">")},
-		{callee, caller, m("SIP/2.0 100 Trying", "Via: "+via, "From: "+from, "To: "+to, "CSeq: 1 INVITE")},
-		{callee, caller, m("SIP/2.0 200 OK", "Via: "+via, "From: "+from, "To: "+toTag, "CSeq: 1 INVITE",
-			"Contact: <sip:"+callee.String()+">")},
-		{caller, callee, m("ACK sip:"+callee.String()+" SIP/2.0", "Via: "+strings.Replace(via, "-inv", "-ack", 1),
-			"Max-Forwards: 70", "From: "+from, "To: "+toTag, "CSeq: 1 ACK")},
-	}
-	if byCallee {
-		bvia := fmt.Sprintf("SIP/2.0/%s %s;branch=z9hG4bK-%s-bye", tr, callee, callID)
-		bfrom, bto := toTag, from
-		out = append(out,
-			msg{callee, caller, m("BYE sip:"+caller.String()+" SIP/2.0", "Via: "+bvia, "Max-Forwards: 70",
-				"From: "+bfrom, "To: "+bto, "CSeq: 1 BYE", `Reason: Q.850;cause=16;text="Normal call clearing"`)},
-			msg{caller, callee, m("SIP/2.0 200 OK", "Via: "+bvia, "From: "+bfrom, "To: "+bto, "CSeq: 1 BYE")})
-	} else {
-		bvia := strings.Replace(via, "-inv", "-bye", 1)
-		out = append(out,
-			msg{caller, callee, m("BYE sip:"+callee.String()+" SIP/2.0", "Via: "+bvia, "Max-Forwards: 70",
-				"From: "+from, "To: "+toTag, "CSeq: 2 BYE")},
-			msg{callee, caller, m("SIP/2.0 200 OK", "Via: "+bvia, "From: "+from, "To: "+toTag, "CSeq: 2 BYE")})
-	}
-	return out
-}
-
-// acdrPackets encodes a dialog as ACDR copies exported by the SBC at
-// sbc: messages it sent are outgoing.
-func acdrPackets(t *testing.T, d []msg, sbc netip.Addr, proto uint8) [][]byte {
+func run(t *testing.T, s Source, q *Queue) {
 	t.Helper()
-	var out [][]byte
-	for i, m := range d {
-		p := acdrenc.Packet{Time: time.Now(), Seq: uint16(i), BoardID: 0x665997, ResetCounter: 1, Session: 7,
-			Src: m.src, Dst: m.dst, Proto: proto, Outgoing: m.src.Addr() == sbc, Payload: []byte(m.text)}
-		b, err := p.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
 	}
-	return out
-}
-
-// hepPacket builds one HEP v3 packet (tap/hep.go's layout): IPv4, UDP,
-// the given timestamp, payload type SIP.
-func hepPacket(src, dst netip.AddrPort, ts time.Time, payload []byte) []byte {
-	b := []byte("HEP3\x00\x00")
-	chunk := func(typ uint16, v []byte) {
-		var h [6]byte
-		binary.BigEndian.PutUint16(h[2:], typ)
-		binary.BigEndian.PutUint16(h[4:], uint16(6+len(v)))
-		b = append(append(b, h[:]...), v...)
-	}
-	u16 := func(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
-	u32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
-	s4, d4 := src.Addr().As4(), dst.Addr().As4()
-	chunk(1, []byte{2})  // IPv4
-	chunk(2, []byte{17}) // UDP
-	chunk(3, s4[:])
-	chunk(4, d4[:])
-	chunk(7, u16(src.Port()))
-	chunk(8, u16(dst.Port()))
-	chunk(9, u32(uint32(ts.Unix())))
-	chunk(10, u32(uint32(ts.Nanosecond()/1000)))
-	chunk(11, []byte{1}) // SIP
-	chunk(12, u32(2001)) // capture agent id
-	chunk(15, payload)
-	binary.BigEndian.PutUint16(b[4:], uint16(len(b)))
-	return b
-}
-
-// sink collects handed-over calls.
-type sink struct {
-	mu    sync.Mutex
-	calls []*sip.Call
-	block chan struct{} // when set, AddCall waits on it
-}
-
-func (s *sink) AddCall(c *sip.Call) {
-	if s.block != nil {
-		<-s.block
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls = append(s.calls, c)
-}
-
-func (s *sink) byID() map[string]*sip.Call {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := map[string]*sip.Call{}
-	for _, c := range s.calls {
-		m[c.CallID] = c
-	}
-	return m
-}
-
-// start runs l in the background; the returned function cancels it and
-// returns Run's error, failing the test when Run does not return within
-// two seconds.
-func start(t *testing.T, l *Listener) (stop func() error) {
-	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- l.Run(ctx) }()
-	select {
-	case <-l.Ready():
-	case err := <-errc:
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, q) }()
+	t.Cleanup(func() {
 		cancel()
-		t.Fatalf("Run: %v", err)
-	case <-time.After(5 * time.Second):
-		cancel()
-		t.Fatal("not ready")
-	}
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case err = <-errc:
-			case <-time.After(2 * time.Second):
-				t.Fatal("Run did not return promptly after cancel")
-			}
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
+		if err := <-done; err != nil {
+			t.Errorf("%s: Run: %v", s.Name(), err)
+		}
+	})
 }
 
-func send(t *testing.T, to netip.AddrPort, pkts [][]byte) {
+func take(t *testing.T, q *Queue, n int) []Item {
 	t.Helper()
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
+	var out []Item
+	deadline := time.After(5 * time.Second)
+	for len(out) < n {
+		select {
+		case it := <-q.C():
+			q.Done(it)
+			out = append(out, it)
+		case <-deadline:
+			t.Fatalf("got %d items, want %d", len(out), n)
+		}
+	}
+	return out
+}
+
+// TestQueueBoundsAndCounts: a full queue drops and counts, by items and
+// by bytes, and never blocks.
+func TestQueueBoundsAndCounts(t *testing.T) {
+	q := NewQueue(2, 1000)
+	for range 5 {
+		q.Offer(Item{Data: make([]byte, 10)})
+	}
+	if s := q.Stats(); s.Received != 5 || s.Dropped != 3 || s.Queued != 2 || s.Bytes != 20 {
+		t.Fatalf("by items: %+v", s)
+	}
+	q = NewQueue(100, 25)
+	for range 5 {
+		q.Offer(Item{Data: make([]byte, 10)})
+	}
+	if s := q.Stats(); s.Dropped != 3 || s.Queued != 2 {
+		t.Fatalf("by bytes: %+v", s)
+	}
+	it := <-q.C()
+	q.Done(it)
+	if s := q.Stats(); s.Bytes != 10 || s.Handled != 1 {
+		t.Fatalf("after Done: %+v", s)
+	}
+}
+
+// TestBindErrorNamesTheSource: a taken port fails Start with the source
+// and the address named.
+func TestBindErrorNamesTheSource(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	for _, p := range pkts {
-		if _, err := c.Write(p); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(2 * time.Millisecond) // keep the dialog's order on arrival
+	defer ln.Close()
+	err = NewTCP(KindHEP, ln.Addr().String()).Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "hep-tcp") || !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Fatalf("Start = %v", err)
+	}
+	err = NewCapture("nosuchif0", Filter{}, 1).Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "nosuchif0") {
+		t.Fatalf("capture Start = %v", err)
 	}
 }
 
-func testConfig() *config.Config {
-	cfg := config.Default()
-	cfg.Serve.ACDRListen = "127.0.0.1:0"
-	cfg.Serve.HEPListen = "127.0.0.1:0"
-	return cfg
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
+// TestUDPAndTCPFraming: the same payloads over UDP and over TCP (HEP
+// self-delimited, ACDR length-prefixed, syslog octet-counted and
+// line-framed) come out as the same items.
+func TestUDPAndTCPFraming(t *testing.T) {
+	hep := func(n int) []byte {
+		b := make([]byte, n)
+		copy(b, "HEP3")
+		binary.BigEndian.PutUint16(b[4:], uint16(n))
+		return b
 	}
-}
-
-// TestACDRAndHEPDialogs sends one dialog as ACDR and one as HEP: both
-// calls reach the sink once their linger is over, with every message,
-// answered, ended by the right side, dated by the receive time.
-func TestACDRAndHEPDialogs(t *testing.T) {
-	s := &sink{}
-	l := New(testConfig(), s, nil, Options{Linger: 200 * time.Millisecond, ExpireEvery: 50 * time.Millisecond})
-	stop := start(t, l)
-	acdrAddr, hepAddr := l.Addrs()
-	if !acdrAddr.IsValid() || acdrAddr.Port() == 0 || !hepAddr.IsValid() || hepAddr.Port() == 0 {
-		t.Fatalf("addrs %v %v", acdrAddr, hepAddr)
-	}
-	before := time.Now()
-
-	send(t, acdrAddr, acdrPackets(t, dialog("acdr-call-1", msProxy, sbcTLS, "TLS", true), sbcTLS.Addr(), acdrenc.ProtoTCP))
-	// The exporter's clock is far off: live mode ignores it.
-	skewed := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
-	var hep [][]byte
-	for _, m := range dialog("hep-call-1", carrier, sbcUDP, "UDP", false) {
-		hep = append(hep, hepPacket(m.src, m.dst, skewed, []byte(m.text)))
-	}
-	send(t, hepAddr, hep)
-
-	waitFor(t, "two calls handed over", func() bool { return len(s.byID()) == 2 })
-	calls := s.byID()
-	for id, want := range map[string]struct {
-		endedBy, origin, transport string
-		caller, callee             netip.AddrPort
-	}{
-		"acdr-call-1": {"callee", "acdr", "tcp", msProxy, sbcTLS},
-		"hep-call-1":  {"caller", "hep", "udp", carrier, sbcUDP},
-	} {
-		c := calls[id]
-		if c == nil {
-			t.Fatalf("%s missing; got %v", id, calls)
-		}
-		if c.MessageCount != 6 || len(c.Messages) != 6 || !c.Answered || c.EndedBy != want.endedBy || c.EndReason != "BYE" {
-			t.Errorf("%s: count %d kept %d answered %v ended_by %q reason %q", id, c.MessageCount, len(c.Messages), c.Answered, c.EndedBy, c.EndReason)
-		}
-		if c.Caller != want.caller || c.Callee != want.callee {
-			t.Errorf("%s: caller %v callee %v, want %v %v", id, c.Caller, c.Callee, want.caller, want.callee)
-		}
-		for i, m := range c.Messages {
-			if m.Origin != want.origin || m.Transport != want.transport {
-				t.Errorf("%s message %d: origin %s transport %s", id, i, m.Origin, m.Transport)
-			}
-			if m.Time.Before(before) || m.Time.After(time.Now()) {
-				t.Errorf("%s message %d dated %v, not by its receive time", id, i, m.Time)
-			}
-		}
-	}
-	if c := calls["acdr-call-1"]; c.Q850Cause != 16 {
-		t.Errorf("acdr call Q.850 cause %d", c.Q850Cause)
-	}
-	if err := stop(); err != nil {
+	// UDP: one item per datagram.
+	u := NewUDP(KindACDR, "127.0.0.1:0")
+	uq := NewQueue(16, 0)
+	run(t, u, uq)
+	c, err := net.Dial("udp", u.Addr().String())
+	if err != nil {
 		t.Fatal(err)
 	}
-	st := l.Stats()
-	if st.Received != 12 || st.Dropped != 0 || st.Messages != 12 || st.ParseErrors != 0 || st.Calls != 2 || st.Active != 0 {
-		t.Errorf("stats %+v", st)
+	c.Write([]byte("acdr-1"))
+	c.Write([]byte("acdr-2"))
+	c.Close()
+	got := take(t, uq, 2)
+	if string(got[0].Data) != "acdr-1" || got[1].Kind != KindACDR || !got[0].From.Addr().IsLoopback() || got[0].Time.IsZero() {
+		t.Fatalf("udp items %+v", got)
 	}
-}
 
-// TestOpenCallsHandedOverAtEnd: a call still ringing when the context
-// ends goes to the sink from Close, open (no end).
-func TestOpenCallsHandedOverAtEnd(t *testing.T) {
-	cfg := testConfig()
-	cfg.Serve.HEPListen = ""
-	s := &sink{}
-	l := New(cfg, s, nil, Options{})
-	stop := start(t, l)
-	acdrAddr, hepAddr := l.Addrs()
-	if hepAddr.IsValid() {
-		t.Fatalf("HEP bound at %v though not configured", hepAddr)
-	}
-	d := dialog("ringing-1", msProxy, sbcTLS, "TLS", true)[:2]
-	send(t, acdrAddr, acdrPackets(t, d, sbcTLS.Addr(), acdrenc.ProtoTCP))
-	send(t, acdrAddr, [][]byte{[]byte("not an ACDR packet")})
-	waitFor(t, "three datagrams decoded", func() bool { st := l.Stats(); return st.Messages == 2 && st.Malformed == 1 })
-	if n := len(s.byID()); n != 0 {
-		t.Fatalf("%d calls handed over while open", n)
-	}
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	c := s.byID()["ringing-1"]
-	if c == nil || c.MessageCount != 2 || c.Answered || c.EndedBy != "" || !c.End.IsZero() {
-		t.Fatalf("open call at end: %+v", c)
-	}
-}
-
-// TestFloodDropsAndCounts: with the pipeline blocked, readers keep
-// reading and drop what does not fit the queue (by count and by bytes);
-// nothing deadlocks and cancellation returns promptly.
-func TestFloodDropsAndCounts(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		o         Options
-		size      int
-		maxQueued uint64
+		kind   Kind
+		stream []byte
+		want   []string
 	}{
-		{"count", Options{QueueSize: 4}, 200, 4},
-		{"bytes", Options{QueueSize: 1024, MaxQueueBytes: 1000}, 300, 3},
+		{KindHEP, append(hep(10), hep(7)...), []string{string(hep(10)), string(hep(7))}},
+		{KindACDR, append([]byte{0, 3, 'a', 'b', 'c', 0, 1}, 'z'), []string{"abc", "z"}},
+		{KindSyslog, []byte("13 <13>[S=1] one<13>[S=2] two\n\n<13>[S=3] three\r\n"), []string{"<13>[S=1] one", "<13>[S=2] two", "<13>[S=3] three"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := testConfig()
-			cfg.Serve.HEPListen = ""
-			l := New(cfg, &sink{}, nil, tc.o)
-			entered := make(chan struct{})
-			release := make(chan struct{})
-			var once sync.Once
-			l.beforeDecode = func() {
-				once.Do(func() { close(entered) })
-				<-release
-			}
-			stop := start(t, l)
-			addr, _ := l.Addrs()
-			c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+		t.Run(tc.kind.String(), func(t *testing.T) {
+			s := NewTCP(tc.kind, "127.0.0.1:0")
+			q := NewQueue(16, 0)
+			run(t, s, q)
+			c, err := net.Dial("tcp", s.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
-			payload := make([]byte, tc.size)
-			const n = 2000
-			for i := range n {
-				if _, err := c.Write(payload); err != nil {
-					t.Fatal(err)
+			for _, b := range tc.stream { // byte by byte: framing must not depend on segments
+				c.Write([]byte{b})
+			}
+			c.Close()
+			items := take(t, q, len(tc.want))
+			for i, it := range items {
+				if string(it.Data) != tc.want[i] || it.Kind != tc.kind {
+					t.Errorf("item %d = %q, want %q", i, it.Data, tc.want[i])
 				}
-				if i == 0 {
-					<-entered // the pipeline holds the first datagram
-				}
-			}
-			// Wait until the readers stopped receiving (the kernel may drop
-			// some of the burst too).
-			var last uint64
-			waitFor(t, "the burst to be read", func() bool {
-				cur := l.Stats().Received
-				settled := cur == last && cur > tc.maxQueued+10
-				last = cur
-				time.Sleep(50 * time.Millisecond)
-				return settled
-			})
-			st := l.Stats()
-			if st.Dropped == 0 || st.Received-st.Dropped > tc.maxQueued+1 {
-				t.Fatalf("received %d dropped %d: more than %d+1 queued", st.Received, st.Dropped, tc.maxQueued)
-			}
-			if q := l.queuedBytes.Load(); q > int64(tc.maxQueued)*int64(tc.size) {
-				t.Fatalf("%d bytes queued", q)
-			}
-			// Cancel while blocked, then let the pipeline go: Run drains the
-			// few queued datagrams and returns.
-			done := make(chan error, 1)
-			go func() { done <- stop() }()
-			time.Sleep(50 * time.Millisecond)
-			close(release)
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-			if got := l.Stats(); got.Skipped+got.Malformed != got.Received-got.Dropped {
-				t.Errorf("after drain: %+v (every queued garbage datagram should count as skipped or malformed)", got)
 			}
 		})
 	}
-}
 
-// TestListenError: a taken address fails Run with the address named.
-func TestListenError(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	// Broken framing closes the connection and counts.
+	s := NewTCP(KindHEP, "127.0.0.1:0")
+	q := NewQueue(16, 0)
+	run(t, s, q)
+	c, err = net.Dial("tcp", s.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Close()
-	cfg := testConfig()
-	cfg.Serve.HEPListen = pc.LocalAddr().String()
-	err = New(cfg, &sink{}, nil, Options{}).Run(context.Background())
-	var opErr *net.OpError
-	if err == nil || !strings.Contains(err.Error(), pc.LocalAddr().String()) || !errors.As(err, &opErr) {
-		t.Fatalf("Run = %v", err)
+	c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	buf := make([]byte, 1)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(buf); err == nil {
+		t.Fatal("connection with broken framing stayed open")
+	}
+	c.Close()
+	for deadline := time.Now().Add(2 * time.Second); s.Counters()["framing_errors"] != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("counters %v", s.Counters())
+		}
 	}
 }
 
-// TestNothingConfigured: no listen address, nothing to do.
-func TestNothingConfigured(t *testing.T) {
-	if err := Run(context.Background(), config.Default(), &sink{}, nil); err != nil {
+// TestSyslogBodies: RFC 5424 and RFC 3164 headers (as util-linux logger
+// writes them) come off; AudioCodes' own framing is kept.
+func TestSyslogBodies(t *testing.T) {
+	body := "09:55:05.314 SIPListeningSocketTLS(#0)::AcceptNewConnection - Incoming connection from 52.114.75.24:8576 accepted. SocketID=7535 [Time:04-01@09:55:04.717]"
+	for _, tc := range []struct{ in, want string }{
+		{`<13>1 2026-12-06T17:40:00.123456+00:00 host sbc - - [timeQuality tzKnown="1" isSynced="0" x="a\"]b"] ` + body, "<13>" + body},
+		{"<13>1 2026-12-06T17:40:00Z host sbc 42 ID1 - \xef\xbb\xbf" + body, "<13>" + body},
+		{"<13>Dec  6 17:40:00 host sbc: " + body, "<13>" + body},
+		{"<13>Dec 16 17:40:00 host sbc[123]: " + body + "\n", "<13>" + body},
+		{"<142>[S=2217] [SID=a:b:c] (N 1) text [Time:04-01@09:55:04.717]", "<142>[S=2217] [SID=a:b:c] (N 1) text [Time:04-01@09:55:04.717]"},
+		{"<13>1 2026-12-06T17:40:00Z host sbc - - [broken " + body, "<13>[broken " + body},
+		{"<13>1 2026-12-06T17:40:00Z host sbc 1 2 [S=2217] [SID=a] text", "<13>[S=2217] [SID=a] text"},
+	} {
+		got := SyslogBodies([]byte(tc.in))
+		if len(got) != 1 || string(got[0]) != tc.want {
+			t.Errorf("SyslogBodies(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if got := SyslogBodies([]byte("\n")); got != nil {
+		t.Errorf("empty message: %q", got)
+	}
+}
+
+// frame builds an Ethernet frame (optionally 802.1Q-tagged).
+func frame(t *testing.T, vlan bool, src, dst string, proto layers.IPProtocol, sport, dport uint16, frag bool) []byte {
+	t.Helper()
+	s, d := netip.MustParseAddr(src), netip.MustParseAddr(dst)
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}}
+	var ls []gopacket.SerializableLayer
+	et := layers.EthernetTypeIPv4
+	if s.Is6() {
+		et = layers.EthernetTypeIPv6
+	}
+	if vlan {
+		eth.EthernetType = layers.EthernetTypeDot1Q
+		ls = append(ls, eth, &layers.Dot1Q{VLANIdentifier: 7, Type: et})
+	} else {
+		eth.EthernetType = et
+		ls = append(ls, eth)
+	}
+	var nl gopacket.NetworkLayer
+	if s.Is4() {
+		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: proto, SrcIP: s.AsSlice(), DstIP: d.AsSlice()}
+		if frag {
+			ip.FragOffset = 100
+		}
+		nl = ip
+		ls = append(ls, ip)
+	} else {
+		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: proto, SrcIP: s.AsSlice(), DstIP: d.AsSlice()}
+		nl = ip
+		ls = append(ls, ip)
+	}
+	switch proto {
+	case layers.IPProtocolUDP:
+		u := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+		u.SetNetworkLayerForChecksum(nl)
+		ls = append(ls, u)
+	case layers.IPProtocolTCP:
+		tc := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), SYN: true, Window: 1000}
+		tc.SetNetworkLayerForChecksum(nl)
+		ls = append(ls, tc)
+	}
+	ls = append(ls, gopacket.Payload("payload"))
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
 		t.Fatal(err)
 	}
+	return buf.Bytes()
+}
+
+// TestFilterProgram runs the assembled filter in x/net/bpf's VM: SIP,
+// TLS, ACDR and HEP of the SBC pass, RTP and other hosts are dropped,
+// with and without a VLAN tag, over IPv4 and IPv6.
+func TestFilterProgram(t *testing.T) {
+	f := Filter{Hosts: []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")}, Ports: DefaultPorts}
+	prog, err := f.Program()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := bpf.NewVM(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp, tcp := layers.IPProtocolUDP, layers.IPProtocolTCP
+	for _, vlan := range []bool{false, true} {
+		for _, tc := range []struct {
+			name       string
+			src, dst   string
+			proto      layers.IPProtocol
+			sport, dpt uint16
+			frag       bool
+			keep       bool
+		}{
+			{"sip udp to sbc", "52.114.75.24", "192.0.2.10", udp, 5060, 5060, false, true},
+			{"tls from sbc", "192.0.2.10", "52.114.75.24", tcp, 40000, 5061, false, true},
+			{"acdr to collector", "192.0.2.10", "198.51.100.5", udp, 50000, 925, false, true},
+			{"hep", "192.0.2.10", "198.51.100.5", udp, 50000, 9060, false, true},
+			{"rtp of the sbc", "192.0.2.10", "52.114.75.24", udp, 20000, 50000, false, false},
+			{"sip of another host", "198.51.100.7", "52.114.75.24", udp, 5060, 5060, false, false},
+			{"later fragment of the sbc", "52.114.75.24", "192.0.2.10", udp, 0, 0, true, true},
+			{"sip over ipv6", "2603:1063::1", "2001:db8::10", tcp, 40000, 5061, false, true},
+			{"rtp over ipv6", "2001:db8::10", "2603:1063::1", udp, 20000, 30000, false, false},
+			{"ipv6 other host", "2001:db8::11", "2603:1063::1", tcp, 40000, 5061, false, false},
+		} {
+			b := frame(t, vlan, tc.src, tc.dst, tc.proto, tc.sport, tc.dpt, tc.frag)
+			n, err := vm.Run(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (n > 0) != tc.keep {
+				t.Errorf("vlan=%v %s: kept=%v, want %v", vlan, tc.name, n > 0, tc.keep)
+			}
+		}
+	}
+	// KeepUDP keeps the RTP of the SBC; no hosts keeps every host.
+	f.KeepUDP = true
+	prog, _ = f.Program()
+	vm, _ = bpf.NewVM(prog)
+	if n, _ := vm.Run(frame(t, false, "192.0.2.10", "52.114.75.24", udp, 20000, 50000, false)); n == 0 {
+		t.Error("keep_rtp: RTP dropped")
+	}
+	prog, _ = Filter{}.Program()
+	vm, _ = bpf.NewVM(prog)
+	if n, _ := vm.Run(frame(t, false, "198.51.100.7", "52.114.75.24", udp, 5060, 5060, false)); n == 0 {
+		t.Error("no hosts: SIP of any host should pass")
+	}
+	if _, err := (Filter{Hosts: f.Hosts}).Assemble(); err != nil {
+		t.Fatal(err)
+	}
+	_ = fmt.Sprint()
 }

@@ -2,18 +2,19 @@
 # Installs what the tests need on a Debian machine (idempotent): tshark (the
 # oracle), tcpdump and openssl (TLS captures), snmpd/snmp (poller tests),
 # PostgreSQL (store tests, started and given a "test" database), chromium
-# (page tests, in headless mode), promtool (package prometheus: alert rules
+# (page tests, in headless mode), tcpreplay and logger (serve tests), promtool (package prometheus: alert rules
 # and /metrics checks), systemd-analyze (unit check), git (version test),
 # @redocly/cli (npm, pinned: OpenAPI lint). Run as root; `make test` runs it.
 set -euo pipefail
 
 need=()
-for pair in curl:curl tshark:tshark tcpdump:tcpdump openssl:openssl snmpd:snmpd snmpget:snmp psql:postgresql-client ip:iproute2 chromium:chromium promtool:prometheus systemd-analyze:systemd git:git; do
+for pair in curl:curl tshark:tshark tcpdump:tcpdump openssl:openssl snmpd:snmpd snmpget:snmp psql:postgresql-client ip:iproute2 tcpreplay:tcpreplay logger:bsdutils chromium:chromium promtool:prometheus systemd-analyze:systemd git:git; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then need+=(postgresql); fi
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+[ -x /usr/bin/time ] || need+=(time) # GNU time: scripts/bench.sh reads CPU time and peak RSS
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -10,29 +10,12 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/sbcwatch/sbcwatch/api"
-	"github.com/sbcwatch/sbcwatch/config"
-	"github.com/sbcwatch/sbcwatch/internal/forwarded"
-	"github.com/sbcwatch/sbcwatch/metrics"
 	"github.com/sbcwatch/sbcwatch/store"
-)
-
-// Hooks through which the capture, poll and audit wiring joins `serve`
-// (set them from an init function in their own file of package main).
-var (
-	// serveHooks each run in their own goroutine under serve's context
-	// once the store is migrated, and must return when the context ends.
-	// An error is logged; it does not stop the API.
-	serveHooks []func(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error
-	// serveRunAudit, when set and a config is given, builds the function
-	// that answers POST /api/v1/audits/run.
-	serveRunAudit func(cfg *config.Config, st *store.Store, log *slog.Logger) func(context.Context, api.AuditRunRequest) (any, error)
 )
 
 // storeDSN returns --db, else DATABASE_URL.
@@ -160,11 +143,14 @@ Creates or updates the database schema. The database itself must exist:
 createdb sbcwatch (or CREATE DATABASE sbcwatch as a superuser).
 `
 
-const serveHelp = `usage: sbcwatch serve [--db DSN] [--migrate] [--listen ADDR] [--config FILE]
+const serveHelp = `usage: sbcwatch serve [--db DSN] [--migrate] [--listen ADDR] [--config FILE] [--interface NAME]...
+       [--acdr-listen ADDR] [--hep-listen ADDR] [--syslog-listen ADDR] [--sbc-fqdn FQDN]
+       [--sbc-addr IP] [--expect-transfer NUMBER] [--check-config]
 
 Runs the daemon: the REST API and the pages (/calls, /certificates) over
-what is stored, and, when the configuration says so, capture, polls and
-audits.
+what is stored and, when the configuration or the flags say so, live
+capture and exported SIP and syslog (see live/README.md), polls, audits
+and alerts (see daemon/README.md). Flags override the file.
 `
 
 // cmdToken creates, revokes and lists API tokens. create prints the new
@@ -240,150 +226,4 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		tw.Flush()
 	}
 	return exitOK
-}
-
-// cmdServe serves the API over what is stored, until ctx ends: sbcwatch
-// serve --db DSN [--migrate] [--listen ADDR] [--config FILE]. The schema
-// must be current; only --migrate applies it.
-func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs, db := storeFlagSet("sbcwatch serve", stderr)
-	listen := fs.String("listen", "", "API address (default serve.listen of the config, else 127.0.0.1:8080)")
-	cfgPath := fs.String("config", "", "configuration file (SBCs, retention; capture, polls and audits when wired)")
-	retention := fs.Int("retention-days", 0, "days of data to keep (default serve.retention_days of the config, else 30)")
-	migrate := fs.Bool("migrate", false, "apply the database schema first (as sbcwatch migrate)")
-	lf := addLogFlags(fs, storeGetenv)
-	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain); reloaded on SIGHUP")
-	tlsKey := fs.String("tls-key", "", "the PEM private key of --tls-cert")
-	proxies := fs.String("trusted-proxy", "", "reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-Proto: https marks sign-in cookies Secure")
-	if code, ok := storeParse(fs, args, serveHelp, stdout, stderr); !ok {
-		return code
-	}
-	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stderr, "sbcwatch serve: %s\n", fmt.Sprintf(format, a...))
-		return code
-	}
-	if fs.NArg() > 0 {
-		return fail(exitUsage, "unexpected argument %q", fs.Arg(0))
-	}
-	dsn, err := storeDSN(*db, storeGetenv)
-	if err != nil {
-		return fail(exitUsage, "%v", err)
-	}
-	var cfg *config.Config
-	if *cfgPath != "" {
-		if cfg, err = config.Load(*cfgPath); err != nil {
-			return fail(exitUsage, "%s", storeLine(err))
-		}
-	}
-	addr := *listen
-	keep := *retention
-	resolveAfter := 0
-	if cfg != nil {
-		resolveAfter = cfg.Serve.ResolveAfterDays
-		if addr == "" {
-			addr = cfg.Serve.Listen
-		}
-		if keep == 0 {
-			keep = cfg.Serve.Retention
-		}
-	}
-	if addr == "" {
-		addr = "127.0.0.1:8080"
-	}
-	if keep < 0 {
-		return fail(exitUsage, "--retention-days must not be negative")
-	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return fail(exitUsage, "--listen %q: %v", addr, err)
-	}
-
-	log, err := lf.logger(stderr)
-	if err != nil {
-		return fail(exitUsage, "%v", err)
-	}
-	trusted, err := forwarded.Parse(*proxies)
-	if err != nil {
-		return fail(exitUsage, "--trusted-proxy: %v", err)
-	}
-	var serveOpts []api.ServeOption
-	scheme := "http"
-	if (*tlsCert == "") != (*tlsKey == "") {
-		return fail(exitUsage, "--tls-cert and --tls-key go together")
-	} else if *tlsCert != "" {
-		serveOpts, scheme = append(serveOpts, api.WithTLS(*tlsCert, *tlsKey)), "https"
-	}
-	st, err := storeOpen(ctx, dsn)
-	if err != nil {
-		return fail(exitUsage, "%s", storeLine(err))
-	}
-	defer st.Close()
-	st.SetLogger(log)
-	if *migrate {
-		if err := st.Migrate(ctx); err != nil {
-			return fail(exitInternal, "%s", storeLine(err))
-		}
-	}
-	if err := st.CheckSchema(ctx); err != nil {
-		return fail(exitUsage, "%s", storeLine(err))
-	}
-	bi := readBuildInfo()
-	opts := api.Options{Logger: log, Metrics: metrics.New(bi.Version, bi.Commit, bi.Date), TrustedProxies: trusted}
-	if cfg != nil {
-		for _, s := range cfg.SBCs {
-			if err := store.UpsertSBC(ctx, st.Pool(), store.SBC{Name: s.Name, FQDNs: s.FQDNs, Addresses: s.Addresses}); err != nil {
-				return fail(exitInternal, "%s", storeLine(err))
-			}
-		}
-		if serveRunAudit != nil {
-			opts.RunAudit = serveRunAudit(cfg, st, log)
-		}
-	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	st.SetResolveAfter(resolveAfter)
-	wg.Go(func() { serveRetention(ctx, st, keep, log) })
-	if cfg != nil {
-		for _, h := range serveHooks {
-			wg.Go(func() {
-				if err := h(ctx, cfg, st, log); err != nil && ctx.Err() == nil {
-					log.Error("serve component stopped", "err", err)
-				}
-			})
-		}
-	}
-	if cfg == nil || len(serveHooks) == 0 {
-		log.Info("serving stored data only; nothing is captured, polled or audited by this process")
-	}
-	err = api.ListenAndServe(ctx, addr, api.NewServer(st, opts), log, func(a net.Addr) {
-		fmt.Fprintf(stdout, "listening on %s://%s\n", scheme, a)
-	}, serveOpts...)
-	cancel()
-	if err != nil {
-		return fail(exitUsage, "%s", storeLine(err))
-	}
-	return exitOK
-}
-
-// serveRetention drops old partitions, resolves the problems not seen
-// again for serve.resolve_after_days (in DropOlderThan) and creates the
-// next days' partitions, at start and then hourly.
-func serveRetention(ctx context.Context, st *store.Store, days int, log *slog.Logger) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		if _, err := st.DropOlderThan(ctx, days); err != nil && ctx.Err() == nil {
-			log.Warn("retention failed", "err", err)
-		}
-		if err := st.EnsureUpcoming(ctx, 2); err != nil && ctx.Err() == nil {
-			log.Warn("creating partitions ahead failed", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sbcwatch/sbcwatch/api"
 	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/daemon"
 	"github.com/sbcwatch/sbcwatch/internal/testtool"
 	"github.com/sbcwatch/sbcwatch/metrics"
 	"github.com/sbcwatch/sbcwatch/store"
@@ -77,7 +78,7 @@ func TestMetricsAfterAnalysisAndPoll(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	pctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- servePollers(pctx, cfg, st, log) }()
+	go func() { done <- daemon.RunPollers(pctx, cfg, st, log) }()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		var n int
 		if err := st.Pool().QueryRow(ctx, `select count(*) from counter_samples where sbc = 'm800' and counter = 'poll_up' and value = 1`).Scan(&n); err != nil {

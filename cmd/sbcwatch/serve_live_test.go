@@ -20,17 +20,6 @@ import (
 	"github.com/sbcwatch/sbcwatch/lab/acdrenc"
 )
 
-// freeUDPAddr returns a loopback UDP address nothing listens on.
-func freeUDPAddr(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().String()
-}
-
 // liveDialog is a Teams call the SBC exports as ACDR: Microsoft's INVITE,
 // 100, 200, ACK, then the SBC's BYE and Microsoft's 200.
 func liveDialog(t *testing.T, callID string) [][]byte {
@@ -73,7 +62,7 @@ func liveDialog(t *testing.T, callID string) [][]byte {
 func TestServeStoresLiveACDRCalls(t *testing.T) {
 	dsn := testDatabase(t)
 	dir := t.TempDir()
-	udp := freeUDPAddr(t)
+	udp := freeUDPTCPPort(t) // acdr_listen binds UDP and TCP
 	addr := freeAddr(t)
 	cfg := filepath.Join(dir, "sbcwatch.yaml")
 	// dialog_timeout bounds the linger of ended calls: 2s hands the call
@@ -179,9 +168,9 @@ serve:
 // before serve returns.
 func TestServeStoresOpenLiveCallsAtShutdown(t *testing.T) {
 	dsn := testDatabase(t)
-	udp := freeUDPAddr(t)
+	udp := freeUDPTCPPort(t) // acdr_listen binds UDP and TCP
 	cfg := filepath.Join(t.TempDir(), "sbcwatch.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("serve:\n  acdr_listen: %q\n", udp)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("serve:\n  acdr_listen: %q\n  instance: site-b\n", udp)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -221,15 +210,15 @@ func TestServeStoresOpenLiveCallsAtShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close(context.Background())
-	var sbc, endedBy string
+	var sbc, endedBy, instance string
 	var n int
 	var answered bool
 	if err := db.QueryRow(context.Background(),
-		"select sbc, message_count, answered, coalesce(ended_by, '') from calls where call_id = $1", callID).Scan(&sbc, &n, &answered, &endedBy); err != nil {
+		"select sbc, message_count, answered, coalesce(ended_by, ''), instance from calls where call_id = $1", callID).Scan(&sbc, &n, &answered, &endedBy, &instance); err != nil {
 		t.Fatalf("open call not stored at shutdown: %v; daemon said: %s", err, out.String())
 	}
-	if sbc != "live" || n != 2 || answered || endedBy != "" {
-		t.Fatalf("stored open call: sbc %q messages %d answered %v ended_by %q", sbc, n, answered, endedBy)
+	if sbc != "live" || n != 2 || answered || endedBy != "" || instance != "site-b" {
+		t.Fatalf("stored open call: sbc %q messages %d answered %v ended_by %q instance %q", sbc, n, answered, endedBy, instance)
 	}
 }
 
@@ -239,6 +228,50 @@ func waitListening(t *testing.T, out *syncBuffer) {
 	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(out.String(), "listening for exported SIP"); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("live input not listening; daemon said: %s", out.String())
+		}
+	}
+}
+
+// TestServeACDROverTCP: the same exported dialog sent over TCP
+// (ACDR with a 16-bit length before each packet) is stored like the UDP
+// one.
+func TestServeACDROverTCP(t *testing.T) {
+	dsn := testDatabase(t)
+	la := freeUDPTCPPort(t)
+	cfg := filepath.Join(t.TempDir(), "sbcwatch.yaml")
+	if err := os.WriteFile(cfg, []byte("dialog_timeout: 2s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := startServe(t, "--db", dsn, "--listen", freeAddr(t), "--config", cfg, "--acdr-listen", la)
+	waitListening(t, out)
+	conn, err := net.Dial("tcp", la)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callID = "live-tcp-1@ms"
+	for _, p := range liveDialog(t, callID) {
+		if _, err := conn.Write(append([]byte{byte(len(p) >> 8), byte(len(p))}, p...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close()
+	db, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var n int
+		var endedBy string
+		err := db.QueryRow(context.Background(), "select message_count, coalesce(ended_by, '') from calls where call_id = $1", callID).Scan(&n, &endedBy)
+		if err == nil {
+			if n != 6 || endedBy != "callee" {
+				t.Fatalf("stored call: %d messages, ended by %q", n, endedBy)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("call over TCP not stored: %v\n%s", err, out.String())
 		}
 	}
 }

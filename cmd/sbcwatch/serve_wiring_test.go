@@ -59,6 +59,17 @@ func TestServeRunsScheduledAudit(t *testing.T) {
 	})
 	caFile, _ := ca.WritePEM(t, dir, "ca")
 	addr := freeAddr(t)
+	// A Teams webhook receives the audit's findings too.
+	var hookMu sync.Mutex
+	var cards []string
+	teams := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		hookMu.Lock()
+		cards = append(cards, string(b))
+		hookMu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer teams.Close()
 	cfg := filepath.Join(dir, "sbcwatch.yaml")
 	yaml := fmt.Sprintf(`sbcs:
   - name: lab
@@ -69,7 +80,10 @@ func TestServeRunsScheduledAudit(t *testing.T) {
       interval: 1h
 trust: ["%s"]
 no_system_roots: true
-`, sbc.Addr, caFile)
+serve:
+  alerts:
+    webhooks: [{name: teams, kind: teams, url: "%s"}]
+`, sbc.Addr, caFile, teams.URL)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +132,17 @@ no_system_roots: true
 	resp.Body.Close()
 	if !strings.Contains(string(b), "tls_cert_untrusted") || !strings.Contains(string(b), "default.sbc.local") {
 		t.Fatalf("audit detail lacks the untrusted default certificate: %s", b)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		hookMu.Lock()
+		got := strings.Join(cards, "\n")
+		hookMu.Unlock()
+		if strings.Contains(got, "sbcwatch: tls_cert_untrusted (critical)") && strings.Contains(got, "AdaptiveCard") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Teams webhook got no tls_cert_untrusted card: %s", got)
+		}
 	}
 
 	// POST /api/v1/audits/run (admin): targets are limited to what the SBC

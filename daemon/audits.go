@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -23,16 +23,12 @@ import (
 	"github.com/sbcwatch/sbcwatch/tlsaudit/certcheck"
 )
 
-// The daemon's pollers and scheduled audits join `serve` through its
-// hooks; each runs under serve's context and returns when it ends.
-func init() {
-	serveHooks = append(serveHooks, servePollers, serveAudits)
-	serveRunAudit = auditRunner
-}
-
 // pollSink stores poller samples as counter samples and poller findings
-// with the other findings.
-type pollSink struct{ st *store.Store }
+// with the other findings, and hands the findings to the alerts.
+type pollSink struct {
+	st     *store.Store
+	notify func(*finding.Finding)
+}
 
 func (p pollSink) Samples(ctx context.Context, ss []poll.Sample) error {
 	out := make([]store.CounterSample, 0, len(ss))
@@ -52,23 +48,32 @@ func (p pollSink) Samples(ctx context.Context, ss []poll.Sample) error {
 }
 
 func (p pollSink) Finding(ctx context.Context, f *finding.Finding) error {
+	if p.notify != nil {
+		p.notify(f)
+	}
 	return p.st.SaveReport(ctx, f.SBC, "poll", &report.Report{Findings: []*finding.Finding{f}})
 }
 
-func servePollers(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error {
+// RunPollers runs the counter pollers of the SBCs that have one until
+// ctx ends.
+func RunPollers(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error {
+	return runPollers(ctx, cfg, st, log, nil)
+}
+
+func runPollers(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger, notify func(*finding.Finding)) error {
 	for _, s := range cfg.SBCs {
 		if s.Poll != nil {
-			return poll.NewScheduler(cfg, pollSink{st}, poll.WithLogger(log.With("component", "poll"))).Run(ctx)
+			return poll.NewScheduler(cfg, pollSink{st, notify}, poll.WithLogger(log.With("component", "poll"))).Run(ctx)
 		}
 	}
 	return nil
 }
 
-// serveAudits runs each SBC's TLS audit at its interval, first at start.
-func serveAudits(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error {
+// runScheduledAudits runs each SBC's TLS audit at its interval, first at start.
+func runScheduledAudits(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger, notify func(*finding.Finding)) error {
 	roots, err := certcheck.LoadTrust(cfg.Trust, cfg.NoSystemRoots)
 	if err != nil {
-		return fmt.Errorf("audits: %w", err)
+		return fmt.Errorf("daemon: audits: %w", err)
 	}
 	log = log.With("component", "audit")
 	var wg sync.WaitGroup
@@ -82,7 +87,7 @@ func serveAudits(ctx context.Context, cfg *config.Config, st *store.Store, log *
 			t := time.NewTicker(s.Audit.Interval.D())
 			defer t.Stop()
 			for {
-				if _, err := runAudits(ctx, s, "", roots, st); err != nil && ctx.Err() == nil {
+				if _, err := runAudits(ctx, s, "", roots, st, notify); err != nil && ctx.Err() == nil {
 					log.Warn("audit failed", "sbc", s.Name, "err", err)
 				}
 				select {
@@ -99,7 +104,7 @@ func serveAudits(ctx context.Context, cfg *config.Config, st *store.Store, log *
 
 // runAudits audits one SBC's targets (or target, when set) and stores
 // each report; it returns the stored audit ids.
-func runAudits(ctx context.Context, s config.SBC, target string, roots *x509.CertPool, st *store.Store) ([]int64, error) {
+func runAudits(ctx context.Context, s config.SBC, target string, roots *x509.CertPool, st *store.Store, notify func(*finding.Finding)) ([]int64, error) {
 	targets, opts := audit.FromConfig(s, roots)
 	if target != "" {
 		targets = []string{target}
@@ -126,6 +131,11 @@ func runAudits(ctx context.Context, s config.SBC, target string, roots *x509.Cer
 		}
 		for _, a := range rep.Attempts {
 			rec.Results = append(rec.Results, store.AuditResult{Target: a.Address, SNI: a.SNI, OK: a.Handshake, Error: a.Error, Result: a})
+		}
+		if notify != nil {
+			for _, f := range rec.Findings {
+				notify(f)
+			}
 		}
 		id, serr := st.SaveAudit(ctx, rec)
 		if serr != nil {
@@ -203,7 +213,7 @@ const auditRunTimeout = 10 * time.Minute
 // auditRunner answers POST /api/v1/audits/run with the stored audit ids.
 // A target may only be one the named SBC is known by (its audit targets,
 // FQDNs or addresses): the API is not a port scanner.
-func auditRunner(cfg *config.Config, st *store.Store, log *slog.Logger) func(context.Context, api.AuditRunRequest) (any, error) {
+func auditRunner(cfg *config.Config, st *store.Store, log *slog.Logger, notify func(*finding.Finding)) func(context.Context, api.AuditRunRequest) (any, error) {
 	return func(ctx context.Context, req api.AuditRunRequest) (any, error) {
 		if req.Target != "" && req.SBC == "" {
 			return nil, &api.Error{Status: http.StatusBadRequest, Code: "bad_request", Message: "sbc is required with a target"}
@@ -238,7 +248,7 @@ func auditRunner(cfg *config.Config, st *store.Store, log *slog.Logger) func(con
 		var ids []int64
 		var errs []error
 		for _, s := range sbcs {
-			got, err := runAudits(actx, s, req.Target, roots, st)
+			got, err := runAudits(actx, s, req.Target, roots, st, notify)
 			ids = append(ids, got...)
 			if err != nil {
 				log.Warn("audit run", "sbc", s.Name, "err", err)

@@ -1,0 +1,295 @@
+// Package alert delivers new findings to people and systems: a generic
+// JSON webhook signed with HMAC-SHA256 and a Microsoft Teams channel
+// message (through a Teams Workflows webhook, as an Adaptive Card).
+//
+// Each finding is delivered at most once per webhook and finding key;
+// a failed delivery is retried with exponential backoff (1 s doubling up
+// to 5 min, 8 attempts) unless the receiver refused it for good (a 4xx
+// other than 408 and 429). The queue per webhook is bounded: when it is
+// full, the finding is dropped and counted, and the caller never waits.
+//
+// # Signature (json webhooks)
+//
+// The body is one JSON object: {"key", "instance", "finding": {...}}.
+// Headers: X-Sbcwatch-Timestamp (Unix seconds), X-Sbcwatch-Delivery
+// (the finding key), and X-Sbcwatch-Signature: "sha256=" and the hex
+// HMAC-SHA256, under the shared secret, of the timestamp, a dot and the
+// body. A receiver recomputes it, compares in constant time and rejects
+// old timestamps (replays).
+package alert
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sbcwatch/sbcwatch/finding"
+)
+
+// Kinds of webhook.
+const (
+	KindJSON  = "json"
+	KindTeams = "teams"
+)
+
+// Webhook is one destination.
+type Webhook struct {
+	Name   string
+	Kind   string
+	URL    string
+	Secret string // HMAC key of a json webhook
+}
+
+// Options tune a Notifier; zero values take the defaults.
+type Options struct {
+	// MinSeverity is critical or warning (default warning).
+	MinSeverity finding.Severity
+	// Instance names this serve in the payload.
+	Instance string
+	// Client defaults to an http.Client with a 10 s timeout.
+	Client *http.Client
+	// QueueSize bounds the findings waiting per webhook (default 1024).
+	QueueSize int
+	// Attempts bounds the tries per delivery (default 8); FirstBackoff
+	// (default 1 s) doubles up to MaxBackoff (default 5 min).
+	Attempts     int
+	FirstBackoff time.Duration
+	MaxBackoff   time.Duration
+	// Now is the clock of the signature timestamp (default time.Now).
+	Now func() time.Time
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+}
+
+// Notifier fans findings out to its webhooks.
+type Notifier struct {
+	o     Options
+	hooks []*hook
+}
+
+type hook struct {
+	Webhook
+	queue chan delivery
+	mu    sync.Mutex
+	sent  map[string]bool // finding keys queued or delivered (bounded)
+
+	delivered, failed, dropped, retries atomic.Uint64
+}
+
+type delivery struct {
+	key string
+	f   *finding.Finding
+}
+
+// maxKeys bounds the keys remembered per webhook.
+const maxKeys = 100000
+
+// New returns a Notifier; run it with Run.
+func New(hooks []Webhook, o Options) *Notifier {
+	if o.MinSeverity == "" {
+		o.MinSeverity = finding.Warning
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 1024
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 8
+	}
+	if o.FirstBackoff <= 0 {
+		o.FirstBackoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	n := &Notifier{o: o}
+	for _, h := range hooks {
+		n.hooks = append(n.hooks, &hook{Webhook: h, queue: make(chan delivery, o.QueueSize), sent: map[string]bool{}})
+	}
+	return n
+}
+
+// Notify queues f for every webhook unless it is below the minimum
+// severity or its key was already queued; it never blocks.
+func (n *Notifier) Notify(key string, f *finding.Finding) {
+	if f == nil || f.Severity.Rank() > n.o.MinSeverity.Rank() {
+		return
+	}
+	for _, h := range n.hooks {
+		h.mu.Lock()
+		if h.sent[key] {
+			h.mu.Unlock()
+			continue
+		}
+		if len(h.sent) >= maxKeys {
+			clear(h.sent)
+		}
+		h.sent[key] = true
+		h.mu.Unlock()
+		select {
+		case h.queue <- delivery{key: key, f: f}:
+		default:
+			h.dropped.Add(1)
+			n.o.Logger.Warn("alert: queue full, finding not sent", "webhook", h.Name, "rule", f.Rule)
+		}
+	}
+}
+
+// Run delivers until ctx ends (one goroutine per webhook, owned by ctx).
+func (n *Notifier) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, h := range n.hooks {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case d := <-h.queue:
+					n.deliver(ctx, h, d)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+func (n *Notifier) deliver(ctx context.Context, h *hook, d delivery) {
+	wait := n.o.FirstBackoff
+	var last error
+	for attempt := 1; attempt <= n.o.Attempts; attempt++ {
+		retry, err := n.post(ctx, h, d)
+		if err == nil {
+			h.delivered.Add(1)
+			return
+		}
+		last = err
+		if !retry || ctx.Err() != nil {
+			break
+		}
+		h.retries.Add(1)
+		select {
+		case <-ctx.Done():
+			h.failed.Add(1)
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, n.o.MaxBackoff)
+	}
+	h.failed.Add(1)
+	n.o.Logger.Warn("alert: delivery failed", "webhook", h.Name, "rule", d.f.Rule, "key", d.key, "err", last)
+}
+
+// post sends one delivery; retry says whether a failure may pass.
+func (n *Notifier) post(ctx context.Context, h *hook, d delivery) (retry bool, err error) {
+	var body []byte
+	switch h.Kind {
+	case KindTeams:
+		body, err = json.Marshal(TeamsMessage(d.f, n.o.Instance))
+	default:
+		body, err = json.Marshal(map[string]any{"key": d.key, "instance": n.o.Instance, "finding": d.f})
+	}
+	if err != nil {
+		return false, fmt.Errorf("alert: encode: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL, bytes.NewReader(body))
+	if err != nil {
+		return false, fmt.Errorf("alert: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "sbcwatch")
+	if h.Kind != KindTeams {
+		ts := strconv.FormatInt(n.o.Now().Unix(), 10)
+		req.Header.Set("X-Sbcwatch-Timestamp", ts)
+		req.Header.Set("X-Sbcwatch-Delivery", d.key)
+		req.Header.Set("X-Sbcwatch-Signature", Sign(h.Secret, ts, body))
+	}
+	resp, err := n.o.Client.Do(req)
+	if err != nil {
+		return true, fmt.Errorf("alert: post: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 == 2 {
+		return false, nil
+	}
+	retry = resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout
+	return retry, fmt.Errorf("alert: post: HTTP %d", resp.StatusCode)
+}
+
+// Sign returns the X-Sbcwatch-Signature value for a body sent at ts.
+func Sign(secret, ts string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(ts))
+	m.Write([]byte("."))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// Verify checks a signature in constant time.
+func Verify(secret, ts string, body []byte, sig string) bool {
+	return hmac.Equal([]byte(Sign(secret, ts, body)), []byte(sig))
+}
+
+// TeamsMessage is a Teams channel message holding an Adaptive Card
+// (the format Teams Workflows webhooks take).
+func TeamsMessage(f *finding.Finding, instance string) map[string]any {
+	color := "Warning"
+	if f.Severity == finding.Critical {
+		color = "Attention"
+	}
+	facts := []map[string]string{{"title": "Rule", "value": f.Rule}, {"title": "Severity", "value": string(f.Severity)},
+		{"title": "Time", "value": f.Time.UTC().Format(time.RFC3339)}}
+	for _, kv := range [][2]string{{"SBC", f.SBC}, {"Call-ID", f.CallID}, {"Connection", f.Connection}, {"Instance", instance}} {
+		if kv[1] != "" {
+			facts = append(facts, map[string]string{"title": kv[0], "value": kv[1]})
+		}
+	}
+	card := map[string]any{
+		"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+		"type":    "AdaptiveCard",
+		"version": "1.4",
+		"body": []any{
+			map[string]any{"type": "TextBlock", "size": "Medium", "weight": "Bolder", "color": color,
+				"text": fmt.Sprintf("sbcwatch: %s (%s)", f.Rule, f.Severity)},
+			map[string]any{"type": "TextBlock", "wrap": true, "text": f.Summary},
+			map[string]any{"type": "FactSet", "facts": facts},
+		},
+	}
+	return map[string]any{"type": "message", "attachments": []any{
+		map[string]any{"contentType": "application/vnd.microsoft.card.adaptive", "content": card},
+	}}
+}
+
+// Stats of one webhook.
+type Stats struct {
+	Delivered, Failed, Dropped, Retries uint64
+}
+
+// Stats returns the counters per webhook name.
+func (n *Notifier) Stats() map[string]Stats {
+	out := map[string]Stats{}
+	for _, h := range n.hooks {
+		out[h.Name] = Stats{Delivered: h.delivered.Load(), Failed: h.failed.Load(), Dropped: h.dropped.Load(), Retries: h.retries.Load()}
+	}
+	return out
+}
