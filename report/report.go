@@ -7,9 +7,10 @@
 //
 //   - ndjson (NDJSON): one record at a time, nothing held.
 //   - json (Spool.WriteJSON): records are spooled to temporary files in
-//     sorted runs of 8192 and merged; held are the run being filled, a
-//     read buffer per run, 8 bytes per finding ID and the IDs of the
-//     findings that cite or are cited.
+//     sorted runs of 8192 and merged (64 runs of a kind are merged into
+//     one as they come, so a merge reads at most 64); held are the run
+//     being filled, the merge's read buffers, 8 bytes per finding ID and
+//     the IDs of the findings that cite or are cited.
 //   - text and csv (Spool.WriteText, Spool.WriteCallsCSV): the same
 //     spool, walked twice: the first pass applies the View's filters,
 //     counts and measures the table columns (as text/tabwriter would,
