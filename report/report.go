@@ -15,9 +15,10 @@
 //     spool, walked twice: the first pass applies the View's filters,
 //     counts and measures the table columns (as text/tabwriter would,
 //     so the layout is identical), the second prints row by row.
-//     Held are the findings (the verdicts, the fold and the CSV's rules
-//     per call need them) and the Call-IDs and connections findings
-//     name; never a row per call or TLS connection.
+//     Held are the findings without their evidence (about 400 bytes
+//     each; the verdicts, the fold and the CSV's rules per call need
+//     them) and the Call-IDs and connections findings name; never a row
+//     per call or TLS connection.
 //   - Report (analyze --store, --call, audit, the tests): every record
 //     in memory.
 package report

@@ -480,7 +480,13 @@ func (s *Spool) textSrc(st Stats, hints, warnings []string) (*textSrc, error) {
 	}
 	src.findings = []*finding.Finding{}
 	err := s.findings(func(f *finding.Finding) error {
+		// Held until the end: only what the verdicts, the filters and
+		// the CSV read (no evidence, one shared copy of each advice).
 		c := *f
+		c.Evidence, c.Key, c.Source = nil, "", ""
+		if a := finding.Advice(c.Rule); c.Advice == a {
+			c.Advice = a
+		}
 		src.findings = append(src.findings, &c)
 		return nil
 	})
