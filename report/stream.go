@@ -215,7 +215,7 @@ func planText(src *textSrc, v View, raw bool) (*textPlan, error) {
 	return p, nil
 }
 
-// shown walks the rows the plan keeps, up to --limit.
+// eachCall and eachTLS walk the rows the plan keeps, up to --limit.
 func (p *textPlan) eachCall(f func(*CallJSON) error) error {
 	n := 0
 	return p.src.calls(func(c *CallJSON) error {
@@ -456,7 +456,7 @@ func (p *textPlan) writeCSV(w io.Writer) error {
 	return cw.Error()
 }
 
-// spoolSrc walks the spool: each walk merges the runs again and decodes
+// textSrc walks the spool: each walk merges the runs again and decodes
 // one row at a time.
 func (s *Spool) textSrc(st Stats, hints, warnings []string) (*textSrc, error) {
 	src := &textSrc{stats: st, hints: hints, warnings: warnings}
