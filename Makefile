@@ -53,9 +53,10 @@ fuzz-short:
 demo: build
 	$(BIN) analyze --config $(SAMPLECFG) $(SAMPLE)
 
-## bench: Go benchmarks, sbcwatch against tshark on the same capture, peak memory on busy-SBC captures (30k and 300k calls)
-## (appends a row to BENCHMARKS.md).
+## bench: Go benchmarks (allocations per SIP message), then every figure
+## of BENCHMARKS.md in one run (about 7 minutes; appends to BENCHMARKS.md).
 bench:
+	$(GO) test -run '^$$' -bench 'ParseDatagram|Tracker|ParseTrunk' -benchmem ./sip/
 	$(GO) test -run '^$$' -bench . -benchmem ./analyze/
 	bash scripts/bench.sh
 

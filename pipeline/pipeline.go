@@ -171,6 +171,7 @@ func New(o Options) (*Engine, error) {
 		IsMicrosoft:        cfg.IsMicrosoft,
 		IsMicrosoftHost:    cfg.IsMicrosoftHost,
 		IsSBC:              cfg.IsSBCAddr,
+		MessagesOwned:      true, // every Message comes fresh from a parser, read-only after
 	}
 	if !o.Batch {
 		to.OnDone = e.callDone

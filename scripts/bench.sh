@@ -1,87 +1,220 @@
 #!/usr/bin/env bash
-# Measures sbcwatch analyze against tshark on the same synthetic capture in
-# the same run, then the peak memory of sbcwatch on two busy-SBC captures
-# (30 000 and 300 000 calls, 6 000 up at once), and writes the figures to
-# BENCHMARKS.md. Usage:
-#   scripts/bench.sh [CALLS]     (default 20000 calls, ~48 MB)
-# MEM=0 skips the memory part (it writes a 700 MB temporary capture);
-# SPEED=0 skips the tshark comparison.
+# The performance figures of BENCHMARKS.md in one run, each against tshark
+# (or a target) in the same run on the same machine:
+#   mixed  the original comparison: 20 000 calls with TLS handshakes,
+#          tshark extracting the same facts (table "Results")
+#   sip    SIP-heavy capture of a busy SBC, 30 000 calls over UDP, 6 000
+#          up at once (gencap -up 6000 -hold 3m): sbcwatch analyze vs
+#          tshark (and heplify when it is on PATH); peak RSS also goes to
+#          the table "Memory on a busy SBC"
+#   big    the same with 300 000 calls: SIP messages/s end to end
+#   rtp    RTP-heavy capture (1 000 calls, 250 RTP packets each way)
+#   store  analyze --store on the 30 000-call capture: ingest rate
+#   api    one million stored calls, one number in 100 000 of them:
+#          p50/p99 at 200 requests/s on search by number, call detail
+#          and findings (sbcwatch serve + tools/apibench)
+# Usage: scripts/bench.sh            all parts (about 7 minutes on the
+#                                    project's 2-core machine when idle;
+#                                    tshark runs once per capture, sbcwatch
+#                                    best of RUNS=3)
+#        PARTS="sip rtp" scripts/bench.sh
+#        QUICK=1 scripts/bench.sh    a tenth of every size (a smoke run)
+# Figures are appended to BENCHMARKS.md (WRITE=0 to only print them).
+# Needs tshark, capinfos, GNU time, and for store/api PostgreSQL at
+# $SBCWATCH_BENCH_DB (default the test database).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-calls=${1:-20000}
+parts=${PARTS:-mixed sip big rtp store api}
+runs=${RUNS:-3}
+db=${SBCWATCH_BENCH_DB:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
+scale() { if [ "${QUICK:-0}" = 1 ]; then echo $(($1 / 10)); else echo "$1"; fi; }
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-CGO_ENABLED=0 go build -o "$tmp/sbcwatch" ./cmd/sbcwatch
+pids=()
+schemas=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for s in "${schemas[@]}"; do psql -q "$db" -c "drop schema if exists $s cascade" >/dev/null 2>&1 || true; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
 # append_row HEADER ROW: adds ROW at the end of the Markdown table whose
 # header line starts with HEADER (tables may follow one another).
 append_row() {
-  awk -v h="$1" -v row="$2" '
+	[ "${WRITE:-1}" = 1 ] || return 0
+	awk -v h="$1" -v row="$2" '
     index($0, h) == 1 { intable = 1 }
     intable && !/^\|/ { print row; intable = 0; done = 1 }
     { print }
     END { if (intable) print row; else if (!done) exit 1 }
-  ' BENCHMARKS.md >"$tmp/bm" && cp "$tmp/bm" BENCHMARKS.md
+  ' BENCHMARKS.md >"$tmp/bm" && cp "$tmp/bm" BENCHMARKS.md || echo "bench: BENCHMARKS.md has no table $1" >&2
 }
+CGO_ENABLED=0 go build -o "$tmp/sbcwatch" ./cmd/sbcwatch
+go build -o "$tmp/gencap" ./tools/gencap
+go build -o "$tmp/apibench" ./tools/apibench
+out="$tmp/results.md"
+began=$(date +%s)
+{
+	echo
+	echo "### $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+	echo
+	echo "Machine: $(nproc) cores, load average at start $(cut -d' ' -f1-3 /proc/loadavg); tshark $(tshark -v 2>/dev/null | head -1 | awk '{print $2}'); best of $runs wall-clock runs (CPU = user+sys of that run)."
+	echo
+	echo "| what | command | wall s | CPU s | peak RSS MiB | figure |"
+	echo "|---|---|---|---|---|---|"
+} >"$out"
 
-if [ "${SPEED:-1}" = 1 ]; then
-go run ./tools/gencap -calls "$calls" -o "$tmp/bench.pcap"
-size=$(stat -c %s "$tmp/bench.pcap")
-frames=$(capinfos -c -M "$tmp/bench.pcap" | awk -F: '/Number of packets/{gsub(/ /,"",$2);print $2}')
-
-# best of 3 wall-clock seconds and peak RSS (KiB) of a command
+# measure LABEL CMD...: best wall-clock of $n (default $runs) runs; sets
+# wall, cpu, rss.
 measure() {
-  local best="" rss=""
-  for _ in 1 2 3; do
-    /usr/bin/time -f "%e %M" -o "$tmp/t" "$@" >/dev/null 2>"$tmp/err" || { cat "$tmp/err" >&2; exit 1; }
-    read -r s m <"$tmp/t"
-    if [ -z "$best" ] || awk "BEGIN{exit !($s < $best)}"; then best=$s; fi
-    if [ -z "$rss" ] || [ "$m" -gt "$rss" ]; then rss=$m; fi
-  done
-  echo "$best $rss"
+	local label=$1
+	shift
+	wall="" cpu="" rss=0
+	for _ in $(seq "${n:-$runs}"); do
+		/usr/bin/time -f "%e %U %S %M" -o "$tmp/t" "$@" >/dev/null 2>"$tmp/err" || {
+			echo "bench: $label failed:" >&2
+			tail -5 "$tmp/err" >&2
+			exit 1
+		}
+		read -r e u s m <"$tmp/t"
+		if [ -z "$wall" ] || awk "BEGIN{exit !($e < $wall)}"; then
+			wall=$e
+			cpu=$(awk "BEGIN{printf \"%.2f\", $u + $s}")
+		fi
+		[ "$m" -gt "$rss" ] && rss=$m
+	done
+	echo "$label: ${wall}s wall, ${cpu}s CPU, $((rss / 1024)) MiB" >&2
 }
-read -r ts tr < <(measure tshark -r "$tmp/bench.pcap" -T fields -e sip.Call-ID -e sip.Method -e sip.Status-Code \
-  -e tls.handshake.extensions_server_name -e x509sat.printableString -e tls.alert_message.desc)
-read -r ss sr < <(measure "$tmp/sbcwatch" analyze --format json "$tmp/bench.pcap")
-ratio=$(awk "BEGIN{printf \"%.1f\", $ts/$ss}")
-mb=$(awk "BEGIN{printf \"%.1f\", $size/1048576}")
-echo "capture: $calls calls, $frames frames, $mb MB"
-echo "tshark:   ${ts}s  peak RSS $((tr/1024)) MiB"
-echo "sbcwatch: ${ss}s  peak RSS $((sr/1024)) MiB  (${ratio}x tshark)"
+row() { echo "| $1 | \`$2\` | $wall | $cpu | $((rss / 1024)) | $3 |" >>"$out"; }
+ratio() { awk "BEGIN{printf \"%.1f\", $1 / $2}"; }
+
+gen() { # gen NAME ARGS...: a capture, made once
+	local f="$tmp/$1.pcap"
+	shift
+	[ -f "$f" ] || "$tmp/gencap" "$@" -o "$f"
+	echo "$f"
+}
+
+busy_row() { # busy_row CALLS FILE: the memory table of BENCHMARKS.md
+	local mb
+	mb=$(awk "BEGIN{printf \"%.0f\", $(stat -c %s "$2")/1048576}")
+	append_row '| date | busy capture |' "| $(date -u +%Y-%m-%d) | gencap -calls $1 -up $(scale 6000) -hold 3m -tls-every 0, $mb MB | $wall | $((rss / 1024)) |"
+}
+
+sip_part() { # sip_part NAME CALLS: sbcwatch vs tshark (and heplify)
+	local name=$1 calls=$2 f msgs ts tc
+	f=$(gen "$name" -calls "$calls" -up "$(scale 6000)" -hold 3m -tls-every 0)
+	msgs=$((calls * 7))
+	n=1 measure "tshark $name" tshark -n -r "$f" -Y sip -T fields -e sip.Call-ID -e sip.Method
+	ts=$wall tc=$cpu
+	row "tshark, $calls calls ($msgs SIP messages)" "tshark -n -r F -Y sip -T fields -e sip.Call-ID -e sip.Method" ""
+	measure "sbcwatch $name" "$tmp/sbcwatch" analyze --format json "$f"
+	row "sbcwatch, same capture" "sbcwatch analyze --format json F" "$(ratio "$ts" "$wall")× tshark wall, $(ratio "$tc" "$cpu")× CPU; $(awk "BEGIN{printf \"%.0f\", $msgs / $wall}") SIP msg/s"
+	sbc_wall=$wall
+	busy_row "$calls" "$f"
+	if command -v heplify >/dev/null; then
+		measure "heplify $name" heplify -t pcap -rf "$f" -rs -m SIP -hs 127.0.0.1:9
+		row "heplify (parse and forward only)" "heplify -t pcap -rf F -rs -m SIP" "sbcwatch $(ratio "$wall" "$sbc_wall")× heplify"
+	fi
+}
+
+for part in $parts; do
+	case $part in
+	sip) sip_part sip "$(scale 30000)" ;;
+	mixed)
+		calls=$(scale 20000)
+		f=$(gen mixed -calls "$calls")
+		frames=$(capinfos -c -M "$f" | awk -F: '/Number of packets/{gsub(/ /,"",$2);print $2}')
+		mb=$(awk "BEGIN{printf \"%.1f\", $(stat -c %s "$f")/1048576}")
+		n=1 measure "tshark mixed" tshark -r "$f" -T fields -e sip.Call-ID -e sip.Method -e sip.Status-Code \
+			-e tls.handshake.extensions_server_name -e x509sat.printableString -e tls.alert_message.desc
+		ts=$wall tr=$rss
+		row "tshark, mixed: $calls calls with TLS, $frames frames" "tshark -r F -T fields -e sip.Call-ID … -e tls.alert_message.desc" ""
+		measure "sbcwatch mixed" "$tmp/sbcwatch" analyze --format json "$f"
+		row "sbcwatch, same capture" "sbcwatch analyze --format json F" "$(ratio "$ts" "$wall")× tshark wall"
+		append_row '| date | capture |' "| $(date -u +%Y-%m-%d) | gencap $calls calls, $frames frames, $mb MB | $ts | $((tr / 1024)) | $wall | $((rss / 1024)) | $(ratio "$ts" "$wall")× |"
+		;;
+	big)
+		calls=$(scale 300000)
+		f=$(gen big -calls "$calls" -up "$(scale 6000)" -hold 3m -tls-every 0)
+		msgs=$((calls * 7))
+		measure "sbcwatch big" "$tmp/sbcwatch" analyze --format json "$f"
+		row "sbcwatch, $calls calls ($msgs SIP messages)" "sbcwatch analyze --format json F" "$(awk "BEGIN{printf \"%.0f\", $msgs / $wall}") SIP msg/s (target ≥ 250 000)"
+		busy_row "$calls" "$f"
+		rm -f "$f"
+		;;
+	rtp)
+		calls=$(scale 1000)
+		f=$(gen rtp -calls "$calls" -rtp 250 -concurrent 200 -tls-every 0)
+		frames=$(capinfos -c -M "$f" | awk -F: '/Number of packets/{gsub(/ /,"",$2);print $2}')
+		n=1 measure "tshark rtp" tshark -n -r "$f" -Y sip -T fields -e sip.Call-ID -e sip.Method
+		ts=$wall tc=$cpu
+		row "tshark, RTP-heavy: $calls calls, $frames frames" "tshark -n -r F -Y sip -T fields -e sip.Call-ID -e sip.Method" ""
+		measure "sbcwatch rtp" "$tmp/sbcwatch" analyze --format json "$f"
+		row "sbcwatch, same capture" "sbcwatch analyze --format json F" "$(ratio "$ts" "$wall")× tshark wall, $(ratio "$tc" "$cpu")× CPU (target ≥ 20×)"
+		;;
+	store)
+		calls=$(scale 30000)
+		f=$(gen sip -calls "$calls" -up "$(scale 6000)" -hold 3m -tls-every 0)
+		msgs=$((calls * 7))
+		measure "analyze without store" "$tmp/sbcwatch" analyze --format json "$f"
+		plain=$wall
+		# A fresh schema per run, so every run stores everything.
+		store_run() {
+			local s
+			s=sbcw_bench_store_$RANDOM$RANDOM
+			schemas+=("$s")
+			psql -q "$db" -c "create schema $s" >/dev/null
+			local dsn
+			if [[ $db == *\?* ]]; then dsn="$db&search_path=$s"; else dsn="$db?search_path=$s"; fi
+			"$tmp/sbcwatch" migrate --db "$dsn" >/dev/null 2>&1
+			/usr/bin/time -f "%e %U %S %M" -o "$tmp/t" "$tmp/sbcwatch" analyze --format json --store --db "$dsn" "$f" >/dev/null 2>"$tmp/err" || {
+				tail -5 "$tmp/err" >&2
+				exit 1
+			}
+		}
+		wall="" rss=0
+		for _ in $(seq "$runs"); do
+			store_run
+			read -r e u s m <"$tmp/t"
+			if [ -z "$wall" ] || awk "BEGIN{exit !($e < $wall)}"; then
+				wall=$e
+				cpu=$(awk "BEGIN{printf \"%.2f\", $u + $s}")
+			fi
+			[ "$m" -gt "$rss" ] && rss=$m
+		done
+		extra=$(awk "BEGIN{d = $wall - $plain; if (d < 0.001) d = 0.001; printf \"%.0f\", $msgs / d}")
+		row "analyze --store, $calls calls ($msgs SIP messages)" "sbcwatch analyze --format json --store --db DSN F" "$(awk "BEGIN{printf \"%.0f\", $msgs / $wall}") msg/s end to end; store part $extra msg/s (${wall}s − ${plain}s without --store; target ≥ 150 000)"
+		;;
+	api)
+		calls=$(scale 1000000)
+		eval "$("$tmp/apibench" seed -db "$db" -calls "$calls" -busy "$(scale 100000)")"
+		schemas+=("$APIBENCH_SCHEMA")
+		port=$((20000 + RANDOM % 20000))
+		"$tmp/sbcwatch" serve --db "$APIBENCH_DSN" --listen "127.0.0.1:$port" >"$tmp/serve.log" 2>&1 &
+		pids+=($!)
+		for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break || sleep 0.2; done
+		# shellcheck disable=SC2086 # APIBENCH_PATHS is a list
+		"$tmp/apibench" load -url "http://127.0.0.1:$port" -token "$APIBENCH_TOKEN" -rate 200 -duration "${API_DURATION:-30s}" $APIBENCH_PATHS | tee "$tmp/api.txt"
+		kill "${pids[-1]}" 2>/dev/null || true
+		{
+			echo
+			echo "API, $calls stored calls ($(scale 100000) of one number), \`apibench load -rate 200 -duration ${API_DURATION:-30s}\` against \`sbcwatch serve\` (open loop; target p99 < 50 ms):"
+			echo
+			echo '```'
+			cat "$tmp/api.txt"
+			echo '```'
+		} >>"$out"
+		;;
+	*) echo "bench: unknown part $part (mixed sip big rtp store api)" >&2; exit 2 ;;
+	esac
+done
+echo >>"$out"
+echo "Whole run: $(($(date +%s) - began)) s." >>"$out"
+cat "$out"
 if [ "${WRITE:-1}" = 1 ]; then
-  {
-    echo "| date | capture | tshark s | tshark MiB | sbcwatch s | sbcwatch MiB | speed-up |"
-    echo "|---|---|---|---|---|---|---|"
-  } >"$tmp/head"
-  line="| $(date -u +%Y-%m-%d) | gencap $calls calls, $frames frames, $mb MB | $ts | $((tr/1024)) | $ss | $((sr/1024)) | ${ratio}× |"
-  if [ -f BENCHMARKS.md ] && grep -q '^| date | capture |' BENCHMARKS.md; then
-    append_row '| date | capture |' "$line"
-  else
-    echo "bench: BENCHMARKS.md has no results table; add one" >&2
-  fi
-fi
-
-fi
-
-# Memory: peak RSS of `analyze --format json` on SIP-heavy captures of a
-# busy SBC (SIP over UDP, 6 000 calls up at once, each up 3 minutes). The
-# streaming engine's memory follows the calls up at once and the
-# correlation windows, not the length of the capture.
-if [ "${MEM:-1}" = 1 ]; then
-  mem_rows=()
-  for n in 30000 300000; do
-    go run ./tools/gencap -calls "$n" -up 6000 -hold 3m -tls-every 0 -o "$tmp/busy.pcap"
-    msize=$(awk "BEGIN{printf \"%.0f\", $(stat -c %s "$tmp/busy.pcap")/1048576}")
-    /usr/bin/time -f "%e %M" -o "$tmp/t" "$tmp/sbcwatch" analyze --format json "$tmp/busy.pcap" >/dev/null 2>"$tmp/err" || { cat "$tmp/err" >&2; exit 1; }
-    read -r s m <"$tmp/t"
-    echo "busy SBC: $n calls, $msize MB: ${s}s, peak RSS $((m/1024)) MiB"
-    mem_rows+=("| $(date -u +%Y-%m-%d) | gencap -calls $n -up 6000 -hold 3m -tls-every 0, $msize MB | $s | $((m/1024)) |")
-    rm -f "$tmp/busy.pcap"
-  done
-  if [ "${WRITE:-1}" = 1 ]; then
-    if grep -q '^| date | busy capture |' BENCHMARKS.md; then
-      for r in "${mem_rows[@]}"; do append_row '| date | busy capture |' "$r"; done
-    else
-      echo "bench: BENCHMARKS.md has no memory table; add one" >&2
-    fi
-  fi
+	if grep -q '^## Runs of scripts/bench.sh' BENCHMARKS.md; then
+		cat "$out" >>BENCHMARKS.md
+	else
+		echo "bench: BENCHMARKS.md has no section \"Runs of scripts/bench.sh\"; add one" >&2
+	fi
 fi

@@ -14,6 +14,7 @@ for pair in curl:curl tshark:tshark tcpdump:tcpdump openssl:openssl snmpd:snmpd 
 done
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then need+=(postgresql); fi
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+[ -x /usr/bin/time ] || need+=(time) # GNU time: scripts/bench.sh reads CPU time and peak RSS
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -246,3 +246,24 @@ func TestTrackerDetachesCallStrings(t *testing.T) {
 		}
 	}
 }
+
+// TestTrackerMessagesOwned: with MessagesOwned the ladder keeps the
+// caller's Message itself; without, a copy the caller may go on changing.
+func TestTrackerMessagesOwned(t *testing.T) {
+	p := NewParser(0)
+	for _, owned := range []bool{false, true} {
+		m, err := p.ParseDatagram(testMeta, []byte(trunkMessages()[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := NewTracker(TrackerOptions{MessagesOwned: owned})
+		tr.Observe(m)
+		calls := tr.Close()
+		if len(calls) != 1 || len(calls[0].Messages) != 1 {
+			t.Fatalf("owned %v: %d calls", owned, len(calls))
+		}
+		if kept := calls[0].Messages[0]; (kept == m) != owned || kept.CallID != m.CallID {
+			t.Errorf("owned %v: kept the caller's Message: %v", owned, kept == m)
+		}
+	}
+}

@@ -30,6 +30,11 @@ type TrackerOptions struct {
 	// (Truncated, per call): memory grows with the number of calls times
 	// LadderFloor, not with the messages.
 	MaxKeptMessages int
+	// MessagesOwned says the caller hands each Message over with Observe
+	// and never touches it again (as a parser's output): the tracker then
+	// keeps it for the ladder as it is instead of keeping a copy, which
+	// saves an allocation of a Message per message.
+	MessagesOwned bool
 	// LadderFloor is how many messages every call keeps however far past
 	// MaxKeptMessages (default 16, never above MaxMessagesPerCall).
 	LadderFloor int
@@ -289,7 +294,11 @@ func (t *Tracker) keep(c *Call, m *Message) {
 		return
 	}
 	t.kept++
-	mc := *m
+	mc := m
+	if !t.o.MessagesOwned {
+		cp := *m
+		mc = &cp
+	}
 	if len(mc.Raw) > t.o.MaxRawBytes {
 		mc.Raw = bytes.Clone(mc.Raw[:t.o.MaxRawBytes])
 	}
@@ -297,7 +306,7 @@ func (t *Tracker) keep(c *Call, m *Message) {
 		// A typical call has a handful of messages: one allocation for them.
 		c.Messages = make([]*Message, 0, min(8, t.o.MaxMessagesPerCall))
 	}
-	c.Messages = append(c.Messages, &mc)
+	c.Messages = append(c.Messages, mc)
 }
 
 // retransmission reports whether m repeats a request or response of a

@@ -12,13 +12,14 @@ import (
 )
 
 // BenchmarkSaveReport saves a capture of 2000 calls with 10 messages each
-// (20 000 SIP messages) per iteration; every iteration is a new capture.
+// (20 000 SIP messages) per iteration; every iteration is a new capture of
+// an hour of its own, as `analyze --store` of a new file is.
 func BenchmarkSaveReport(b *testing.B) {
 	st, _ := storetest.New(b)
 	ctx := context.Background()
-	base := time.Now().UTC().Add(-6 * time.Hour)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
+		base := time.Now().UTC().Add(-6*time.Hour - time.Duration(i)*time.Hour)
 		r := &report.Report{}
 		for j := range 2000 {
 			c := storetest.PlainCall(base.Add(time.Duration(j)*time.Second), fmt.Sprintf("b%d-%d", i, j), "+4930123", "+4969123456")

@@ -234,7 +234,15 @@ func buildBatch(sbc string, calls []*sip.Call, conns []*tlsaudit.Conn, fs []*fin
 		if fsbc == "" {
 			fsbc = sbc
 		}
-		id := FindingID(fsbc, f.Rule, f.CallID, f.Connection, f.Time, f.Summary)
+		// The stable key (finding.KeyOf) names a finding whatever its
+		// summary: a finding the engine updates after it was first saved
+		// keeps its row. Findings without one (audits, polls) are named
+		// by their summary as before.
+		ident := f.Summary
+		if f.Key != "" {
+			ident = f.Key
+		}
+		id := FindingID(fsbc, f.Rule, f.CallID, f.Connection, f.Time, ident)
 		if f.ID != "" {
 			ids[f.ID] = id
 		}
@@ -485,8 +493,8 @@ func Fingerprint(c *x509.Certificate) string {
 
 // FindingID is the store-wide id of a finding: 32 hex digits of a SHA-256
 // over what makes it the same finding.
-func FindingID(sbc, rule, callID, connection string, t time.Time, summary string) string {
-	return hashHex(sbc, rule, callID, connection, t.UTC().Format(time.RFC3339Nano), summary)[:32]
+func FindingID(sbc, rule, callID, connection string, t time.Time, ident string) string {
+	return hashHex(sbc, rule, callID, connection, t.UTC().Format(time.RFC3339Nano), ident)[:32]
 }
 
 func hashHex(parts ...string) string {
@@ -585,10 +593,27 @@ on conflict (sbc, call_id, start_time) do update set
 where excluded.last_time > calls.last_time or (calls.last_time is null and excluded.last_time is not null)`); err != nil {
 			return err
 		}
-		// Messages go in chunks so the temporary table stays small.
+		// Messages go in chunks so the temporary table stays small; when
+		// no message is stored yet in their time range (a new capture),
+		// nothing can conflict and they are copied straight in: half the
+		// writes. A concurrent save of the same range makes one of the two
+		// fail on the primary key and retry the careful way.
+		direct, err := noMessagesBetween(ctx, tx, b.msgTimes)
+		if err != nil {
+			return err
+		}
 		for i := 0; i < len(b.messages); i += messageChunk {
 			chunk := b.messages[i:min(i+messageChunk, len(b.messages))]
-			n, err := copyInsertFrom(ctx, tx, "sip_messages", messageCols, len(chunk), &msgSource{sbc: sbc, refs: chunk}, 0, "on conflict do nothing")
+			src := &msgSource{sbc: sbc, refs: chunk}
+			var n int64
+			if direct {
+				n, err = tx.CopyFrom(ctx, pgx.Identifier{"sip_messages"}, messageCols, src)
+				if err != nil {
+					err = fmt.Errorf("sip_messages: copy: %w", err)
+				}
+			} else {
+				n, err = copyInsertFrom(ctx, tx, "sip_messages", messageCols, len(chunk), src, 0, "on conflict do nothing")
+			}
 			if err != nil {
 				return err
 			}
@@ -609,6 +634,21 @@ where excluded.last_time > calls.last_time or (calls.last_time is null and exclu
 		return nil
 	})
 	return res, err
+}
+
+// noMessagesBetween reports whether no SIP message is stored between the
+// earliest and the latest of ts (true for none at all).
+func noMessagesBetween(ctx context.Context, tx pgx.Tx, ts []time.Time) (bool, error) {
+	if len(ts) == 0 {
+		return true, nil
+	}
+	lo, hi := slices.MinFunc(ts, time.Time.Compare), slices.MaxFunc(ts, time.Time.Compare)
+	var none bool
+	if err := tx.QueryRow(ctx, `select not exists (select 1 from sip_messages where time >= $1 and time <= $2)`,
+		lo, hi).Scan(&none); err != nil {
+		return false, fmt.Errorf("sip_messages: probe: %w", err)
+	}
+	return none, nil
 }
 
 // copyInsert copies rows into a temporary table shaped like table, then
@@ -668,7 +708,9 @@ func retryTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) err
 			return nil
 		}
 		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {
+		// 23505: a concurrent save stored messages of the same range
+		// between the probe and the direct copy (see saveBatch).
+		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001" && pgErr.Code != "23505") {
 			return err
 		}
 		select {

@@ -218,14 +218,12 @@ func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt ana
 			if format == "json" {
 				return sp.WriteJSON(stdout, sum.Stats, sum.Hints, sum.Warnings)
 			}
-			rep, err := sp.Report(sum.Stats, sum.Hints, sum.Warnings)
-			if err != nil {
-				return err
-			}
+			// Two passes over the spool: memory grows with the
+			// findings, not the calls.
 			if format == "csv" {
-				return rep.Filter(view).WriteCallsCSV(stdout)
+				return sp.WriteCallsCSV(stdout, view, sum.Stats, sum.Hints, sum.Warnings)
 			}
-			return rep.Filter(view).WriteTextWidth(stdout, f.textWidth(stdout))
+			return sp.WriteText(stdout, view, f.textWidth(stdout), sum.Stats, sum.Hints, sum.Warnings)
 		}
 	}
 	if opt.Progress != nil {
