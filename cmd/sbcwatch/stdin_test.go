@@ -142,23 +142,7 @@ func TestAnalyzeInterruptedWhileWaiting(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(500 * time.Millisecond) // let it block
-		start := time.Now()
-		if err := cmd.Process.Signal(os.Interrupt); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		select {
-		case err := <-exited:
-			ee, ok := err.(*exec.ExitError)
-			if !ok || ee.ExitCode() != exitInterrupted || !strings.Contains(stderr.String(), "interrupted") {
-				t.Errorf("%s: %v, stderr %q", name, err, stderr.String())
-			}
-			t.Logf("%s: exited %v after SIGINT", name, time.Since(start).Round(time.Millisecond))
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("%s: still running 10 s after SIGINT", name)
-		}
+		interrupt(t, name, cmd, &stderr)
 		done()
 	}
 }
@@ -256,24 +240,33 @@ func TestAnalyzeStreamsStdin(t *testing.T) {
 			t.Fatalf("no finding within 20 s while the input is open (%d lines); stderr %q", seen, stderr.String())
 		}
 	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
 	go func() {
 		for range lines {
 		}
 	}()
 	defer func() { <-wrote }() // ends when the process closes its stdin
+	interrupt(t, "streaming stdin", cmd, &stderr)
+}
+
+// interrupt sends SIGINT to the started cmd and checks that it exits
+// 130 saying it was interrupted, within 10 s.
+func interrupt(t *testing.T, name string, cmd *exec.Cmd, stderr *bytes.Buffer) {
+	t.Helper()
+	start := time.Now()
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	select {
 	case err := <-exited:
 		ee, ok := err.(*exec.ExitError)
 		if !ok || ee.ExitCode() != exitInterrupted || !strings.Contains(stderr.String(), "interrupted") {
-			t.Errorf("after SIGINT: %v, stderr %q", err, stderr.String())
+			t.Errorf("%s: %v, stderr %q", name, err, stderr.String())
 		}
+		t.Logf("%s: exited %v after SIGINT", name, time.Since(start).Round(time.Millisecond))
 	case <-time.After(10 * time.Second):
 		_ = cmd.Process.Kill()
-		t.Errorf("still running 10 s after SIGINT")
+		t.Errorf("%s: still running 10 s after SIGINT", name)
 	}
 }
