@@ -128,7 +128,7 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if f.progress && isTerminal(os.Stderr) && stderr == io.Writer(os.Stderr) {
 		opt.Progress = progressPrinter(stderr)
 	}
-	paths, streams, cleanup, err := spoolInputs(ctx, paths, os.Stdin)
+	paths, streams, renames, cleanup, err := spoolInputs(ctx, paths, os.Stdin)
 	opt.Streams = streams
 	defer cleanup()
 	if err != nil {
@@ -138,6 +138,11 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
 		return exitUsage
+	}
+	if len(renames) > 0 {
+		// Messages name an input copied to a temporary file by its own
+		// name ("standard input", the FIFO), not the copy's.
+		stderr = &renamingWriter{w: stderr, r: strings.NewReplacer(renames...)}
 	}
 	if !f.store && f.call == "" {
 		// Nothing needs the records after the report: stream them.

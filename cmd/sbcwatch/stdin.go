@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/sbcwatch/sbcwatch/tap"
 )
@@ -20,9 +21,10 @@ import (
 // bytes it will name as not a capture) is copied to a temporary file.
 // Regular files and directories pass as they are. Waiting for input ends
 // when ctx does: a FIFO that no writer opens, or a quiet standard input,
-// never holds up SIGINT. cleanup removes the copies and stops the
-// streams; call it even on error.
-func spoolInputs(ctx context.Context, paths []string, stdin io.Reader) (out []string, streams []tap.Stream, cleanup func(), err error) {
+// never holds up SIGINT. renames pairs each copy's path with the input's
+// name (for strings.NewReplacer). cleanup removes the copies and stops
+// the streams; call it even on error.
+func spoolInputs(ctx context.Context, paths []string, stdin io.Reader) (out []string, streams []tap.Stream, renames []string, cleanup func(), err error) {
 	var tmp []string
 	var stops []func()
 	cleanup = func() {
@@ -43,7 +45,7 @@ func spoolInputs(ctx context.Context, paths []string, stdin io.Reader) (out []st
 		}
 		in, err := openInput(ctx, p, stdin)
 		if err != nil {
-			return nil, nil, cleanup, err
+			return nil, nil, nil, cleanup, err
 		}
 		stops = append(stops, in.stop)
 		if isCaptureMagic(in.head) {
@@ -52,7 +54,7 @@ func spoolInputs(ctx context.Context, paths []string, stdin io.Reader) (out []st
 		}
 		f, err := os.CreateTemp("", "sbcwatch-input-*")
 		if err != nil {
-			return nil, nil, cleanup, fmt.Errorf("spool %s: %w", p, err)
+			return nil, nil, nil, cleanup, fmt.Errorf("spool %s: %w", p, err)
 		}
 		tmp = append(tmp, f.Name())
 		err = in.copyTo(ctx, f)
@@ -60,11 +62,25 @@ func spoolInputs(ctx context.Context, paths []string, stdin io.Reader) (out []st
 			err = cerr
 		}
 		if err != nil {
-			return nil, nil, cleanup, err
+			return nil, nil, nil, cleanup, err
 		}
 		out = append(out, f.Name())
+		renames = append(renames, f.Name(), in.name)
 	}
-	return out, streams, cleanup, nil
+	return out, streams, renames, cleanup, nil
+}
+
+// renamingWriter rewrites each write with r (one message a write).
+type renamingWriter struct {
+	w io.Writer
+	r *strings.Replacer
+}
+
+func (w *renamingWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(w.w, w.r.Replace(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // isCaptureMagic reports whether b starts like a pcap, pcapng or gzip

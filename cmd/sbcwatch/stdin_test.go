@@ -112,6 +112,18 @@ func TestAnalyzeReadsStdinAndFIFO(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitUsage || !strings.Contains(stderr.String(), "standard input is empty") {
 		t.Errorf("empty stdin: %v, %q", err, stderr.String())
 	}
+
+	// Text that is no log either: the error names standard input, not the
+	// temporary copy.
+	cmd = sbcwatch(t, "analyze", "-")
+	cmd.Stdin = strings.NewReader("this is not a capture\n")
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitUsage ||
+		!strings.Contains(stderr.String(), "standard input: not a capture") || strings.Contains(stderr.String(), "sbcwatch-input-") {
+		t.Errorf("text on stdin: %v, %q", err, stderr.String())
+	}
 }
 
 // SIGINT ends analyze while it waits for a FIFO's writer or for more
