@@ -3,7 +3,9 @@
 // SIP to the dialog tracker and TLS streams to the handshake tracker, then
 // runs the TLS checks and the correlation rules and returns one
 // report.Report. It uses capture timestamps as its only clock, so the same
-// input always gives the same report.
+// input always gives the same report. With more than one CPU, a second
+// goroutine reads the captures ahead and parses their UDP SIP datagrams
+// (see pipeline.Preparser) while the engine works: the same report.
 package analyze
 
 import (

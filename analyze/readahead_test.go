@@ -6,9 +6,11 @@ import (
 	"errors"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/report"
 )
 
 // jsonOf analyses paths and returns the report's JSON (or the error).
@@ -65,6 +67,19 @@ func TestReadAheadSameReport(t *testing.T) {
 		t.Run("lab/"+filepath.Base(c), func(t *testing.T) { sameWithAndWithoutReadAhead(t, []string{c}, cfg) })
 	}
 	t.Run("lab/all", func(t *testing.T) { sameWithAndWithoutReadAhead(t, caps, cfg) })
+	t.Run("lab/keep-packets", func(t *testing.T) {
+		var kept [2][]report.Packet
+		for i, seq := range []bool{true, false} {
+			rep, err := Files(context.Background(), caps, Options{Config: cfg, Sequential: seq, KeepPackets: &PacketLimits{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept[i] = rep.Packets
+		}
+		if len(kept[0]) == 0 || !reflect.DeepEqual(kept[0], kept[1]) {
+			t.Fatalf("kept packets differ: %d sequential, %d with read-ahead", len(kept[0]), len(kept[1]))
+		}
+	})
 	t.Run("busy", func(t *testing.T) {
 		sameWithAndWithoutReadAhead(t, []string{genBusy(t)}, nil)
 	})
