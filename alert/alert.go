@@ -85,6 +85,7 @@ type hook struct {
 	sent  map[string]bool // finding keys queued or delivered (bounded)
 
 	delivered, failed, dropped, retries atomic.Uint64
+	inflight                            atomic.Int64
 }
 
 type delivery struct {
@@ -164,7 +165,9 @@ func (n *Notifier) Run(ctx context.Context) error {
 				case <-ctx.Done():
 					return
 				case d := <-h.queue:
+					h.inflight.Add(1)
 					n.deliver(ctx, h, d)
+					h.inflight.Add(-1)
 				}
 			}
 		})
@@ -234,6 +237,17 @@ func (n *Notifier) post(ctx context.Context, h *hook, d delivery) (retry bool, e
 	}
 	retry = resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout
 	return retry, fmt.Errorf("alert: post: HTTP %d", resp.StatusCode)
+}
+
+// Pending is the number of deliveries queued or under way, over every
+// webhook (serve waits for it to reach 0, within its bound, when
+// stopping).
+func (n *Notifier) Pending() int {
+	p := 0
+	for _, h := range n.hooks {
+		p += len(h.queue) + int(h.inflight.Load())
+	}
+	return p
 }
 
 // Sign returns the X-Sbcwatch-Signature value for a body sent at ts.

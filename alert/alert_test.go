@@ -76,6 +76,9 @@ func TestEachFindingOnceSignedWithRetries(t *testing.T) {
 		}
 	}
 	time.Sleep(50 * time.Millisecond)
+	if p := n.Pending(); p != 0 {
+		t.Fatalf("%d deliveries still pending after all were delivered", p)
+	}
 	cancel()
 	<-done
 	mu.Lock()

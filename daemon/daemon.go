@@ -344,6 +344,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		alertWG.Go(func() { _ = n.Run(c) })
 	}
 	defer func() {
+		// Deliveries queued while stopping get the shutdown bound.
+		if n := d.alerts.Load(); n != nil {
+			bound := 10 * time.Second
+			if cfg := d.cfg.Load(); cfg != nil {
+				bound = cfg.Serve.ShutdownTimeout.D()
+			}
+			for deadline := time.Now().Add(bound); n.Pending() > 0 && time.Now().Before(deadline); {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
 		acancel()
 		alertWG.Wait()
 	}()

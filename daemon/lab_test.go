@@ -158,7 +158,7 @@ func (p *dbProxy) stop() {
 // then stops the daemon (which decides and writes everything) and
 // returns the store it wrote to. during, when set, runs while the replay
 // goes on.
-func runLab(t *testing.T, ns string, st *store.Store, during func()) *Daemon {
+func runLab(t *testing.T, ns, pcap string, frames uint64, st *store.Store, during func()) *Daemon {
 	t.Helper()
 	tcpreplay := testtool.Need(t, "tcpreplay")
 	cfg, err := config.Load("../testdata/lab/sbcwatch.yaml")
@@ -185,7 +185,7 @@ func runLab(t *testing.T, ns string, st *store.Store, during func()) *Daemon {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	rep := exec.Command("ip", "netns", "exec", ns, tcpreplay, "-q", "-i", "vrep", labPcap)
+	rep := exec.Command("ip", "netns", "exec", ns, tcpreplay, "-q", "-i", "vrep", pcap)
 	if err := rep.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -197,18 +197,18 @@ func runLab(t *testing.T, ns string, st *store.Store, during func()) *Daemon {
 	}
 	// Let the engine take what the capture queued, then stop.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if q := d.srcs[0].q.Stats(); q.Queued == 0 && q.Received >= 121 {
+		if q := d.srcs[0].q.Stats(); q.Queued == 0 && q.Received >= frames {
 			break
 		}
 	}
-	if q := d.srcs[0].q.Stats(); q.Received < 121 || q.Dropped != 0 {
-		t.Fatalf("captured %+v, want the 121 frames of the capture and no drop", q)
+	if q := d.srcs[0].q.Stats(); q.Received < frames || q.Dropped != 0 {
+		t.Fatalf("captured %+v, want the %d frames of the capture and no drop", q, frames)
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if c := d.srcs[0].src.Counters(); c["kernel_drops"] != 0 || c["frames"] < 121 {
+	if c := d.srcs[0].src.Counters(); c["kernel_drops"] != 0 || c["frames"] < frames {
 		t.Errorf("capture counters %v", c)
 	}
 	return d
@@ -290,6 +290,9 @@ func counts(t *testing.T, st *store.Store) map[string]int {
 // running for the other tests): the writer spools, replays when the
 // database returns, and the stored counts equal those of the first run.
 func TestCaptureInNetnsMatchesAnalyze(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: replays three lab captures in real time (about two minutes); make test runs it")
+	}
 	needRoot(t)
 	ns := labNetns(t)
 
@@ -311,7 +314,7 @@ func TestCaptureInNetnsMatchesAnalyze(t *testing.T) {
 	}
 
 	st, _ := storetest.New(t)
-	runLab(t, ns, st, nil)
+	runLab(t, ns, labPcap, 121, st, nil)
 	got := apiFindings(t, st)
 	if !slices.Equal(got, want) {
 		t.Fatalf("findings from the live capture differ from analyze:\n got  %q\n want %q", got, want)
@@ -320,6 +323,24 @@ func TestCaptureInNetnsMatchesAnalyze(t *testing.T) {
 	if base["calls"] == 0 || base["tls_connections"] == 0 {
 		t.Fatalf("stored %v", base)
 	}
+
+	t.Run("busy SBC", func(t *testing.T) {
+		const busy = "../testdata/lab/busy_sbc.pcap"
+		rep, err := analyze.Files(context.Background(), []string{busy}, analyze.Options{Config: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for _, f := range rep.Findings {
+			want = append(want, findingID(f.Rule, f.CallID, f.Connection))
+		}
+		sort.Strings(want)
+		st3, _ := storetest.New(t)
+		runLab(t, ns, busy, 278, st3, nil)
+		if got := apiFindings(t, st3); !slices.Equal(got, want) {
+			t.Fatalf("findings from the live capture differ from analyze:\n got  %q\n want %q", got, want)
+		}
+	})
 
 	t.Run("database outage", func(t *testing.T) {
 		st2, dsn := storetest.New(t)
@@ -334,7 +355,7 @@ func TestCaptureInNetnsMatchesAnalyze(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer pst.Close()
-		d := runLab(t, ns, pst, func() {
+		d := runLab(t, ns, labPcap, 121, pst, func() {
 			time.Sleep(2 * time.Second)
 			proxy.stop()
 			time.Sleep(30 * time.Second)

@@ -2,6 +2,25 @@
 // json` contract (calls, tls, findings, stats) and the plain-text report
 // that leads with verdicts. It reads records from sip, tlsaudit and
 // finding and never changes them.
+//
+// Memory by output, for `analyze` on the streaming engine:
+//
+//   - ndjson (NDJSON): one record at a time, nothing held.
+//   - json (Spool.WriteJSON): records are spooled to temporary files in
+//     sorted runs of 8192 and merged (64 runs of a kind are merged into
+//     one as they come, so a merge reads at most 64); held are the run
+//     being filled, the merge's read buffers, 8 bytes per finding ID and
+//     the IDs of the findings that cite or are cited.
+//   - text and csv (Spool.WriteText, Spool.WriteCallsCSV): the same
+//     spool, walked twice: the first pass applies the View's filters,
+//     counts and measures the table columns (as text/tabwriter would,
+//     so the layout is identical), the second prints row by row.
+//     Held are the findings without their evidence (about 400 bytes
+//     each; the verdicts, the fold and the CSV's rules per call need
+//     them) and the Call-IDs and connections findings name; never a row
+//     per call or TLS connection.
+//   - Report (analyze --store, --call, audit, the tests): every record
+//     in memory.
 package report
 
 import (

@@ -34,6 +34,8 @@ type Spool struct {
 	latest latestSeq       // finding ID -> seq of its latest version
 	refs   map[string]bool // IDs other findings refer to
 	run    int             // records per sorted run
+	fanIn  int             // runs of a kind before they are merged into one
+	merged int             // merged runs written (their names)
 
 	// Counters for the summary line.
 	calls, answered, microsoft, conns, failed int
@@ -43,6 +45,9 @@ type Spool struct {
 // spoolRun is how many records a run holds before it is sorted and
 // written.
 const spoolRun = 8192
+
+// spoolFanIn is how many runs of a kind are merged into one.
+const spoolFanIn = 64
 
 const (
 	kindCall = iota
@@ -82,7 +87,7 @@ func NewSpool(dir string) (*Spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("report: spool: %w", err)
 	}
-	s := &Spool{dir: d, run: spoolRun, latest: latestSeq{other: map[string]uint64{}}, refs: map[string]bool{}, sev: map[finding.Severity]int{}}
+	s := &Spool{dir: d, run: spoolRun, fanIn: spoolFanIn, latest: latestSeq{other: map[string]uint64{}}, refs: map[string]bool{}, sev: map[finding.Severity]int{}}
 	for i := range s.kinds {
 		s.kinds[i] = &spoolKind{}
 	}
@@ -188,6 +193,7 @@ func (s *Spool) flush(kind int) {
 	}
 	k.runs = append(k.runs, name)
 	k.buf = k.buf[:0]
+	s.compact(kind)
 }
 
 func writeRec(w *bufio.Writer, r *spoolRec) {
@@ -249,6 +255,34 @@ func readRec(rd *bufio.Reader) (spoolRec, error) {
 	return r, err
 }
 
+// compact merges the runs of a kind into one when there are fanIn of
+// them, so that a merge never reads more than fanIn runs at once: the
+// read buffers are bounded too, whatever the input's length (each record
+// is rewritten about once per fanIn-fold growth of the input).
+func (s *Spool) compact(kind int) {
+	k := s.kinds[kind]
+	if len(k.runs) < s.fanIn || s.err != nil {
+		return
+	}
+	s.merged++
+	name := fmt.Sprintf("%s/%d-m%d.run", s.dir, kind, s.merged)
+	f, err := os.Create(name)
+	if err != nil {
+		s.err = fmt.Errorf("report: spool: %w", err)
+		return
+	}
+	w := bufio.NewWriterSize(f, 1<<16)
+	err = mergeRuns(k.runs, func(r *spoolRec) error { writeRec(w, r); return nil })
+	if err = errors.Join(err, w.Flush(), f.Close()); err != nil {
+		s.err = fmt.Errorf("report: spool: %w", err)
+		return
+	}
+	for _, old := range k.runs {
+		_ = os.Remove(old)
+	}
+	k.runs = append(k.runs[:0], name)
+}
+
 // each calls f on every record of a kind in sorted order (a k-way merge
 // of the runs and what is still buffered).
 func (s *Spool) each(kind int, f func(*spoolRec) error) error {
@@ -256,7 +290,11 @@ func (s *Spool) each(kind int, f func(*spoolRec) error) error {
 	if s.err != nil {
 		return s.err
 	}
-	k := s.kinds[kind]
+	return mergeRuns(s.kinds[kind].runs, f)
+}
+
+// mergeRuns calls f on every record of the runs in sorted order.
+func mergeRuns(runs []string, f func(*spoolRec) error) error {
 	type src struct {
 		rd   *bufio.Reader
 		file *os.File
@@ -268,7 +306,7 @@ func (s *Spool) each(kind int, f func(*spoolRec) error) error {
 			x.file.Close()
 		}
 	}()
-	for _, name := range k.runs {
+	for _, name := range runs {
 		fh, err := os.Open(name)
 		if err != nil {
 			return fmt.Errorf("report: spool: %w", err)

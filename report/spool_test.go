@@ -15,12 +15,18 @@ import (
 // order, with updated findings and references between them, and checks
 // the merged report against the one built in memory.
 func TestSpoolManyRuns(t *testing.T) {
+	for _, fanIn := range []int{spoolFanIn, 3} {
+		t.Run(fmt.Sprintf("fanIn=%d", fanIn), func(t *testing.T) { testSpoolManyRuns(t, fanIn) })
+	}
+}
+
+func testSpoolManyRuns(t *testing.T, fanIn int) {
 	sp, err := NewSpool(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sp.Close()
-	sp.run = 7
+	sp.run, sp.fanIn = 7, fanIn
 	t0 := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
 	var calls []*sip.Call
 	var fs []*finding.Finding
@@ -60,8 +66,10 @@ func TestSpoolManyRuns(t *testing.T) {
 	if a.String() != b.String() {
 		t.Fatalf("spooled report differs:\n--- memory\n%s\n--- spool\n%s", a.String(), b.String())
 	}
-	if len(sp.kinds[kindCall].runs) < 10 {
-		t.Fatalf("only %d runs: the merge was not exercised", len(sp.kinds[kindCall].runs))
+	if n := len(sp.kinds[kindCall].runs); fanIn == spoolFanIn && n < 10 {
+		t.Fatalf("only %d runs: the merge was not exercised", n)
+	} else if fanIn < spoolFanIn && (sp.merged == 0 || n >= fanIn) {
+		t.Fatalf("%d runs, %d merged: runs were not compacted under fan-in %d", n, sp.merged, fanIn)
 	}
 }
 

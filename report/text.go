@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/finding"
@@ -27,61 +26,7 @@ const maxPerRule = 10
 
 // WriteText writes the human report: a summary line, the verdicts most
 // severe first, hints, a calls table and a TLS table.
-func (r *Report) WriteText(w io.Writer) error {
-	ew := &errWriter{w: w}
-	ew.printf("%s\n", r.SummaryLine())
-	for _, w := range r.Warnings {
-		ew.printf("Warning: %s\n", w)
-	}
-	ew.printf("\n")
-	if len(r.Findings) == 0 {
-		ew.printf("No findings.\n")
-	} else {
-		ew.printf("Verdicts (most severe first; a root cause with the findings it explains):\n")
-		writeVerdicts(ew, r.Findings)
-	}
-	for _, h := range r.Hints {
-		ew.printf("\nHint: %s\n", h)
-	}
-	if len(r.Calls) > 0 {
-		ew.printf("\nCalls (%d):\n", len(r.Calls))
-		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  START\tKIND\tFROM\tTO\tANSWERED\tDURATION\tREFERS\tENDED BY\tEND\tMSGS\tCALL-ID")
-		for _, c := range r.Calls {
-			dur := "-"
-			if c.Answered && c.End != nil {
-				dur = fmt.Sprintf("%.1fs", c.DurationS)
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n",
-				time.Time(c.Start).Format("2006-01-02 15:04:05.000"), c.Kind, dash(c.From), dash(c.To), yesNo(c.Answered),
-				dur, c.ReferCount, dash(c.EndedBy), dash(c.EndReason), c.Messages, c.CallID)
-		}
-		tw.Flush()
-	}
-	if len(r.TLS) > 0 {
-		ew.printf("\nTLS connections (%d):\n", len(r.TLS))
-		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  START\tCLIENT\tSERVER\tSNI\tVERSION\tCERTIFICATE\tOUTCOME\tMS\tMICROSOFT")
-		for _, c := range r.TLS {
-			cert := c.CertSubject
-			if cert == "" && c.CertEncrypted {
-				cert = "(encrypted, TLS 1.3)"
-			}
-			outcome := c.Outcome
-			if c.Alert != "" {
-				outcome += ": " + c.Alert
-			}
-			if len(c.Warnings) > 0 {
-				outcome += " (warning " + strings.Join(c.Warnings, ", ") + ")"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%s\n",
-				time.Time(c.Start).Format("15:04:05.000"), c.Client, c.Server, dash(c.SNI), dash(c.Version),
-				dash(cert), outcome, c.DurationMS, yesNo(c.FromMicrosoft))
-		}
-		tw.Flush()
-	}
-	return ew.err
-}
+func (r *Report) WriteText(w io.Writer) error { return r.WriteTextWidth(w, 0) }
 
 // SummaryLine is one line: what was read and what was found.
 func (r *Report) SummaryLine() string {

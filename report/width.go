@@ -1,15 +1,10 @@
 package report
 
 import (
-	"bytes"
-	"encoding/csv"
 	"fmt"
 	"io"
 	"math"
 	"regexp"
-	"slices"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -197,55 +192,11 @@ func digits(s string) string {
 // TLS tables turn into two-line rows when they would be wider. A width
 // below 40 is taken as 40; 0 means WriteText as is.
 func (r *Report) WriteTextWidth(w io.Writer, width int) error {
-	if width <= 0 {
-		return r.WriteText(w)
-	}
-	width = max(width, 40)
-	var buf bytes.Buffer
-	if err := r.WriteText(&buf); err != nil {
+	p, err := planText(reportSrc(r), View{}, true)
+	if err != nil {
 		return err
 	}
-	ew := &errWriter{w: w}
-	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
-	for i := 0; i < len(lines); i++ {
-		l := lines[i]
-		table := ""
-		switch {
-		case strings.HasPrefix(l, "Calls (") && strings.HasSuffix(l, "):"):
-			table = "calls"
-		case strings.HasPrefix(l, "TLS connections (") && strings.HasSuffix(l, "):"):
-			table = "tls"
-		}
-		if table != "" {
-			j := i + 1
-			wide := false
-			for ; j < len(lines) && strings.HasPrefix(lines[j], "  "); j++ {
-				wide = wide || runeLen(lines[j]) > width
-			}
-			if wide {
-				ew.printf("%s\n", l)
-				if table == "calls" {
-					r.writeNarrowCalls(ew, width)
-				} else {
-					r.writeNarrowTLS(ew, width)
-				}
-				i = j - 1
-				continue
-			}
-		}
-		if m := verdictLineRE.FindStringSubmatch(l); m != nil && runeLen(l) > width {
-			ew.printf("  %s %s\n", strings.Join(strings.Fields(m[1]), " "), m[2])
-			wrap(ew, m[3], "      ", "      ", width)
-			continue
-		}
-		if runeLen(l) <= width {
-			ew.printf("%s\n", l)
-			continue
-		}
-		indent := l[:len(l)-len(strings.TrimLeft(l, " "))]
-		wrap(ew, strings.TrimLeft(l, " "), indent, indent+"  ", width)
-	}
-	return ew.err
+	return p.writeText(w, width)
 }
 
 // verdictLineRE is a verdict line of WriteText: severity, rule, words.
@@ -300,80 +251,66 @@ func clip(s string, n int) string {
 	return string(rs[:n-1]) + "…"
 }
 
-// writeNarrowCalls is the calls table in two-line rows: when, who,
-// answer and talk time, how it ended; then the Call-ID (whole: it is
-// what --call takes).
-func (r *Report) writeNarrowCalls(ew *errWriter, width int) {
-	oneDay := true
-	for _, c := range r.Calls {
-		if time.Time(c.Start).UTC().Format("20060102") != time.Time(r.Calls[0].Start).UTC().Format("20060102") {
-			oneDay = false
-		}
+// narrowCall is a call's two-line row in the narrow calls table: when,
+// who, answer and talk time, how it ended; then the Call-ID (whole: it
+// is what --call takes).
+func narrowCall(ew *errWriter, c *CallJSON, layout string, num, width int) {
+	talk := "-"
+	if c.Answered && c.End != nil {
+		talk = Span(c.DurationS)
 	}
-	layout := "15:04:05.000"
-	if !oneDay {
-		layout = "01-02 15:04:05"
+	who := c.Kind
+	if c.Kind == "invite" {
+		who = fmt.Sprintf("%-*s %-*s", num, clip(dash(c.From), num), num, clip("→ "+dash(c.To), num+2))
+	} else {
+		who = fmt.Sprintf("%-*s", 2*num+1, c.Kind)
 	}
-	num := max((width-2-len(layout)-2-3-2-4-2-9-2-12)/2, 8)
-	for _, c := range r.Calls {
-		talk := "-"
-		if c.Answered && c.End != nil {
-			talk = Span(c.DurationS)
-		}
-		who := c.Kind
-		if c.Kind == "invite" {
-			who = fmt.Sprintf("%-*s %-*s", num, clip(dash(c.From), num), num, clip("→ "+dash(c.To), num+2))
-		} else {
-			who = fmt.Sprintf("%-*s", 2*num+1, c.Kind)
-		}
-		end := dash(c.EndedBy)
-		if c.EndReason != "" {
-			end += " " + c.EndReason
-		}
-		line := fmt.Sprintf("  %s  %s  %-3s  %-9s  %s", time.Time(c.Start).UTC().Format(layout), who, yesNo(c.Answered), talk, end)
-		ew.printf("%s\n", strings.TrimRight(clip(line, width), " "))
-		ew.printf("    %s\n", c.CallID)
+	end := dash(c.EndedBy)
+	if c.EndReason != "" {
+		end += " " + c.EndReason
 	}
+	line := fmt.Sprintf("  %s  %s  %-3s  %-9s  %s", time.Time(c.Start).UTC().Format(layout), who, yesNo(c.Answered), talk, end)
+	ew.printf("%s\n", strings.TrimRight(clip(line, width), " "))
+	ew.printf("    %s\n", c.CallID)
 }
 
-// writeNarrowTLS is the TLS table in two-line rows: when, who to whom,
-// how it ended; then the name, the certificate and Microsoft's part.
-func (r *Report) writeNarrowTLS(ew *errWriter, width int) {
-	for _, c := range r.TLS {
-		outcome := c.Outcome
-		if c.Alert != "" {
-			outcome += " " + c.Alert
-		}
-		when := time.Time(c.Start).UTC().Format("15:04:05.000")
-		line := fmt.Sprintf("  %s  %s → %s  %s, %s", when, c.Client, c.Server, outcome, msSpan(c.DurationMS))
-		if runeLen(line) > width {
-			ew.printf("%s\n", clip(fmt.Sprintf("  %s  %s → %s", when, c.Client, c.Server), width))
-			line = "                " + outcome + ", " + msSpan(c.DurationMS)
-		}
-		ew.printf("%s\n", clip(line, width))
-		cert := c.CertSubject
-		if cn := cnOf(cert); cn != "" {
-			cert = "CN=" + cn
-		}
-		if cert == "" && c.CertEncrypted {
-			cert = "certificate encrypted (TLS 1.3)"
-		}
-		var parts []string
-		if c.SNI != "" {
-			parts = append(parts, "SNI "+c.SNI)
-		}
-		if cert != "" {
-			parts = append(parts, clip(cert, 48))
-		}
-		if c.Version != "" {
-			parts = append(parts, c.Version)
-		}
-		if c.FromMicrosoft {
-			parts = append(parts, "from Microsoft")
-		}
-		if len(parts) > 0 {
-			wrap(ew, strings.Join(parts, " · "), "    ", "      ", width)
-		}
+// narrowTLS is a connection's rows in the narrow TLS table: when, who
+// to whom, how it ended; then the name, the certificate and Microsoft's
+// part.
+func narrowTLS(ew *errWriter, c *TLSJSON, width int) {
+	outcome := c.Outcome
+	if c.Alert != "" {
+		outcome += " " + c.Alert
+	}
+	when := time.Time(c.Start).UTC().Format("15:04:05.000")
+	line := fmt.Sprintf("  %s  %s → %s  %s, %s", when, c.Client, c.Server, outcome, msSpan(c.DurationMS))
+	if runeLen(line) > width {
+		ew.printf("%s\n", clip(fmt.Sprintf("  %s  %s → %s", when, c.Client, c.Server), width))
+		line = "                " + outcome + ", " + msSpan(c.DurationMS)
+	}
+	ew.printf("%s\n", clip(line, width))
+	cert := c.CertSubject
+	if cn := cnOf(cert); cn != "" {
+		cert = "CN=" + cn
+	}
+	if cert == "" && c.CertEncrypted {
+		cert = "certificate encrypted (TLS 1.3)"
+	}
+	var parts []string
+	if c.SNI != "" {
+		parts = append(parts, "SNI "+c.SNI)
+	}
+	if cert != "" {
+		parts = append(parts, clip(cert, 48))
+	}
+	if c.Version != "" {
+		parts = append(parts, c.Version)
+	}
+	if c.FromMicrosoft {
+		parts = append(parts, "from Microsoft")
+	}
+	if len(parts) > 0 {
+		wrap(ew, strings.Join(parts, " · "), "    ", "      ", width)
 	}
 }
 
@@ -406,36 +343,9 @@ var callsCSVHeader = []string{"start_utc", "kind", "from", "to", "answered", "fi
 // WriteCallsCSV writes the calls table as CSV with the rules of the
 // findings about each call.
 func (r *Report) WriteCallsCSV(w io.Writer) error {
-	rules := map[string][]string{}
-	count := map[string]int{}
-	for _, f := range r.Findings {
-		if f.CallID == "" {
-			continue
-		}
-		count[f.CallID]++
-		if !slices.Contains(rules[f.CallID], f.Rule) {
-			rules[f.CallID] = append(rules[f.CallID], f.Rule)
-		}
+	p, err := planText(reportSrc(r), View{}, true)
+	if err != nil {
+		return err
 	}
-	cw := csv.NewWriter(w)
-	_ = cw.Write(callsCSVHeader)
-	for _, c := range r.Calls {
-		talk, status, q850 := "", "", ""
-		if c.Answered && c.End != nil {
-			talk = strconv.FormatFloat(c.DurationS, 'f', 3, 64)
-		}
-		if c.FinalStatus != 0 {
-			status = strconv.Itoa(c.FinalStatus)
-		}
-		if c.Q850Cause != 0 {
-			q850 = strconv.Itoa(c.Q850Cause)
-		}
-		rs := rules[c.CallID]
-		sort.Strings(rs)
-		_ = cw.Write([]string{time.Time(c.Start).UTC().Format("2006-01-02 15:04:05.000"), c.Kind, c.From, c.To,
-			strconv.FormatBool(c.Answered), status, talk, strconv.Itoa(c.ReferCount), c.EndedBy, c.EndReason, q850,
-			strconv.Itoa(c.Messages), strconv.FormatBool(c.Microsoft), strconv.Itoa(count[c.CallID]), strings.Join(rs, " "), c.CallID})
-	}
-	cw.Flush()
-	return cw.Error()
+	return p.writeCSV(w)
 }

@@ -242,18 +242,16 @@ func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt ana
 			if format == "json" {
 				return sp.WriteJSON(stdout, sum.Stats, sum.Hints, sum.Warnings)
 			}
-			rep, err := sp.Report(sum.Stats, sum.Hints, sum.Warnings)
-			if err != nil {
-				return err
-			}
+			// Two passes over the spool: memory grows with the
+			// findings, not the calls.
 			if format == "csv" {
-				return rep.Filter(view).WriteCallsCSV(stdout)
+				return sp.WriteCallsCSV(stdout, view, sum.Stats, sum.Hints, sum.Warnings)
 			}
 			width := f.width
 			if width == 0 && stdout == io.Writer(os.Stdout) {
 				width = terminalWidth(os.Stdout)
 			}
-			return rep.Filter(view).WriteTextWidth(stdout, width)
+			return sp.WriteText(stdout, view, width, sum.Stats, sum.Hints, sum.Warnings)
 		}
 	}
 	if opt.Progress != nil {

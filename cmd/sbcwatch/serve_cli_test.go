@@ -1,11 +1,15 @@
 package main
 
 import (
+	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sbcwatch/sbcwatch/internal/testtool"
 )
 
 // TestServeCheckConfig: the shipped example passes; a broken file gets
@@ -65,6 +69,45 @@ func TestServeSourceCannotStart(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(errOut), "\n")
 	last := lines[len(lines)-1]
 	if code != exitUsage || !strings.HasPrefix(last, "sbcwatch serve: live: syslog-tcp: ") || !strings.Contains(last, ln.Addr().String()) {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+// TestServeWithoutCapNetRaw: capturing without CAP_NET_RAW stops serve
+// with one line saying so. As root the test runs the binary as nobody
+// (setpriv); otherwise this process already lacks the capability.
+func TestServeWithoutCapNetRaw(t *testing.T) {
+	dsn := testDatabase(t)
+	if c, _, e := runCLI("migrate", "--db", dsn); c != exitOK {
+		t.Fatalf("migrate: %s", e)
+	}
+	args := []string{"serve", "--db", dsn, "--listen", freeAddr(t), "--interface", "lo"}
+	var code int
+	var errOut string
+	if os.Geteuid() != 0 {
+		code, _, errOut = runCLI(args...)
+	} else {
+		setpriv := testtool.Need(t, "setpriv")
+		bin := filepath.Join(t.TempDir(), "sbcwatch")
+		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v: %s", err, out)
+		}
+		if err := os.Chmod(filepath.Dir(bin), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", bin}, args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("serve as nobody: %v: %s", err, stderr.String())
+		}
+		code, errOut = ee.ExitCode(), stderr.String()
+	}
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	last := lines[len(lines)-1]
+	if code != exitUsage || !strings.HasPrefix(last, "sbcwatch serve: live: capture-lo: capturing needs CAP_NET_RAW") {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }

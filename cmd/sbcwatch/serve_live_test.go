@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,10 +21,15 @@ import (
 	"github.com/sbcwatch/sbcwatch/lab/acdrenc"
 )
 
-// liveDialog is a Teams call the SBC exports as ACDR: Microsoft's INVITE,
-// 100, 200, ACK, then the SBC's BYE and Microsoft's 200.
-func liveDialog(t *testing.T, callID string) [][]byte {
-	t.Helper()
+// liveMsg is one SIP message of a dialog with its addresses.
+type liveMsg struct {
+	src, dst netip.AddrPort
+	text     string
+}
+
+// liveMessages is a Teams call: Microsoft's INVITE, 100, 200, ACK, then
+// the SBC's BYE and Microsoft's 200.
+func liveMessages(callID string) []liveMsg {
 	ms := netip.MustParseAddrPort("52.114.75.24:5061")
 	sbc := netip.MustParseAddrPort("192.0.2.10:5061")
 	from := "<sip:+4915112345678@sip.pstnhub.microsoft.com>;tag=ms-1"
@@ -33,10 +39,7 @@ func liveDialog(t *testing.T, callID string) [][]byte {
 	m := func(start string, hdrs ...string) string {
 		return start + "\r\n" + strings.Join(hdrs, "\r\n") + "\r\nCall-ID: " + callID + "\r\nContent-Length: 0\r\n\r\n"
 	}
-	msgs := []struct {
-		src, dst netip.AddrPort
-		text     string
-	}{
+	return []liveMsg{
 		{ms, sbc, m("INVITE sip:+496912345@sbc.contoso.example:5061 SIP/2.0", "Via: "+via, "Max-Forwards: 70", "From: "+from, "To: "+to, "CSeq: 1 INVITE", "Contact: <sip:sip.pstnhub.microsoft.com:5061;transport=tls>")},
 		{sbc, ms, m("SIP/2.0 100 Trying", "Via: "+via, "From: "+from, "To: "+to, "CSeq: 1 INVITE")},
 		{sbc, ms, m("SIP/2.0 200 OK", "Via: "+via, "From: "+from, "To: "+to+";tag=sbc-1", "CSeq: 1 INVITE", "Contact: <sip:sbc.contoso.example:5061;transport=tls>")},
@@ -44,8 +47,14 @@ func liveDialog(t *testing.T, callID string) [][]byte {
 		{sbc, ms, m("BYE sip:sip.pstnhub.microsoft.com:5061 SIP/2.0", "Via: "+bvia, "Max-Forwards: 70", "From: "+to+";tag=sbc-1", "To: "+from, "CSeq: 1 BYE")},
 		{ms, sbc, m("SIP/2.0 200 OK", "Via: "+bvia, "From: "+to+";tag=sbc-1", "To: "+from, "CSeq: 1 BYE")},
 	}
+}
+
+// liveDialog is liveMessages exported as ACDR packets.
+func liveDialog(t *testing.T, callID string) [][]byte {
+	t.Helper()
+	sbc := netip.MustParseAddrPort("192.0.2.10:5061")
 	var out [][]byte
-	for i, x := range msgs {
+	for i, x := range liveMessages(callID) {
 		b, err := acdrenc.Packet{Time: time.Now(), Seq: uint16(i), BoardID: 0x665997, ResetCounter: 1, Session: 9,
 			Src: x.src, Dst: x.dst, Proto: acdrenc.ProtoTCP, Outgoing: x.src == sbc, Payload: []byte(x.text)}.Marshal()
 		if err != nil {
@@ -54,6 +63,34 @@ func liveDialog(t *testing.T, callID string) [][]byte {
 		out = append(out, b)
 	}
 	return out
+}
+
+// hepPacket encodes one SIP message as a HEP v3 packet (IPv4, TCP).
+func hepPacket(m liveMsg) []byte {
+	var body []byte
+	chunk := func(typ uint16, v []byte) {
+		body = binary.BigEndian.AppendUint16(body, 0)
+		body = binary.BigEndian.AppendUint16(body, typ)
+		body = binary.BigEndian.AppendUint16(body, uint16(6+len(v)))
+		body = append(body, v...)
+	}
+	u16 := func(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
+	u32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+	src, dst := m.src.Addr().As4(), m.dst.Addr().As4()
+	now := time.Now()
+	chunk(1, []byte{2}) // IPv4
+	chunk(2, []byte{6}) // TCP
+	chunk(3, src[:])
+	chunk(4, dst[:])
+	chunk(7, u16(m.src.Port()))
+	chunk(8, u16(m.dst.Port()))
+	chunk(9, u32(uint32(now.Unix())))
+	chunk(10, u32(uint32(now.Nanosecond()/1000)))
+	chunk(11, []byte{1}) // SIP
+	chunk(12, u32(2001))
+	chunk(15, []byte(m.text))
+	out := append([]byte("HEP3"), u16(uint16(6+len(body)))...)
+	return append(out, body...)
 }
 
 // TestServeStoresLiveACDRCalls starts `serve` with serve.acdr_listen set,
@@ -272,6 +309,52 @@ func TestServeACDROverTCP(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("call over TCP not stored: %v\n%s", err, out.String())
+		}
+	}
+}
+
+// TestServeHEPOverTCP: HEP v3 packets over a TCP connection to
+// --hep-listen (self-delimiting, several per segment) are stored as a
+// call with its messages.
+func TestServeHEPOverTCP(t *testing.T) {
+	dsn := testDatabase(t)
+	lh := freeUDPTCPPort(t)
+	cfg := filepath.Join(t.TempDir(), "sbcwatch.yaml")
+	if err := os.WriteFile(cfg, []byte("dialog_timeout: 2s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := startServe(t, "--db", dsn, "--listen", freeAddr(t), "--config", cfg, "--hep-listen", lh)
+	waitListening(t, out)
+	conn, err := net.Dial("tcp", lh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callID = "live-hep-tcp-1@ms"
+	var stream []byte
+	for _, m := range liveMessages(callID) {
+		stream = append(stream, hepPacket(m)...)
+	}
+	if _, err := conn.Write(stream); err != nil { // all six in one write
+		t.Fatal(err)
+	}
+	conn.Close()
+	db, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var n int
+		var origin string
+		err := db.QueryRow(context.Background(), "select c.message_count, m.origin from calls c join sip_messages m using (call_id) where c.call_id = $1 limit 1", callID).Scan(&n, &origin)
+		if err == nil {
+			if n != 6 || origin != "hep" {
+				t.Fatalf("stored call: %d messages, origin %q", n, origin)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("call over HEP/TCP not stored: %v\n%s", err, out.String())
 		}
 	}
 }
