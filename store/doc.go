@@ -22,8 +22,11 @@
 //   - tls_connections: (first_seen, sha256 of sbc, client->server, first_seen);
 //   - certificates: SHA-256 of the DER;
 //   - findings: (time, FindingID), a hash of sbc, rule, call, connection,
-//     time and summary; Cites are rewritten from the analysis-local ids
-//     ("F3") to these;
+//     time and the finding's stable key (finding.KeyOf; its summary when
+//     it has none, as audit and poll findings): a later version of the
+//     same finding (the engine's update, a new summary or evidence)
+//     updates its row and is no new sighting of its problem; Cites are
+//     rewritten from the analysis-local ids ("F3") to these;
 //   - counter_samples: (time, sbc, counter, scope);
 //   - ingests: (sbc, source, digest of the content keys);
 //   - problems: (sbc, rule, subject) with finding.Subject — one row per

@@ -68,16 +68,28 @@ func insertFindings(ctx context.Context, tx pgx.Tx, rows [][]any, ingestID int64
 		ingest = ingestID
 	}
 	err = tx.QueryRow(ctx, `
-with ins as (
+with pre as (
+  -- The rows already stored (all parts of this statement see the table
+  -- as it was before it).
+  select f.time, f.id from findings f join _in_findings i on f.time = i.time and f.id = i.id
+), ins as (
   insert into findings (`+joinCols(findingCols)+`, ingest_id)
   select `+joinCols(findingCols)+`, $1::bigint from _in_findings
-  on conflict do nothing
+  on conflict (time, id) do update set
+    summary = excluded.summary, evidence = excluded.evidence, cites = excluded.cites,
+    severity = excluded.severity, severity_rank = excluded.severity_rank, local_id = excluded.local_id
+  where (findings.summary, findings.evidence, findings.cites, findings.severity)
+    is distinct from (excluded.summary, excluded.evidence, excluded.cites, excluded.severity)
   returning time, id, rule, severity, severity_rank, sbc, subject, summary, source,
     case when source = 'audit' then coalesce(evidence->>'target', '') else '' end as target
+), new as (
+  select * from ins where not exists (select 1 from pre where pre.time = ins.time and pre.id = ins.id)
 ), g as (
+  -- A later version of a stored finding (same key, new summary or
+  -- evidence) updates its row above; only new findings are sightings.
   select distinct on (sbc, rule, subject) sbc, rule, subject, severity, severity_rank, summary, id, source, target,
     min(time) over w as first, max(time) over w as last
-  from ins window w as (partition by sbc, rule, subject)
+  from new window w as (partition by sbc, rule, subject)
   order by sbc, rule, subject, time desc, id
 ), up as (
   insert into problems as p (sbc, rule, subject, severity, severity_rank, first_seen, last_seen, summary,
@@ -100,7 +112,7 @@ with ins as (
     acknowledged_by = case when p.state = 'open' then p.acknowledged_by else '' end
   returning 1
 )
-select (select count(*) from ins), (select count(*) from up)`, ingest).Scan(&findings, &problems)
+select (select count(*) from new), (select count(*) from up)`, ingest).Scan(&findings, &problems)
 	if err != nil {
 		return 0, 0, fmt.Errorf("findings: insert: %w", err)
 	}

@@ -234,7 +234,15 @@ func buildBatch(sbc string, calls []*sip.Call, conns []*tlsaudit.Conn, fs []*fin
 		if fsbc == "" {
 			fsbc = sbc
 		}
-		id := FindingID(fsbc, f.Rule, f.CallID, f.Connection, f.Time, f.Summary)
+		// The stable key (finding.KeyOf) names a finding whatever its
+		// summary: a finding the engine updates after it was first saved
+		// keeps its row. Findings without one (audits, polls) are named
+		// by their summary as before.
+		ident := f.Summary
+		if f.Key != "" {
+			ident = f.Key
+		}
+		id := FindingID(fsbc, f.Rule, f.CallID, f.Connection, f.Time, ident)
 		if f.ID != "" {
 			ids[f.ID] = id
 		}
@@ -485,8 +493,8 @@ func Fingerprint(c *x509.Certificate) string {
 
 // FindingID is the store-wide id of a finding: 32 hex digits of a SHA-256
 // over what makes it the same finding.
-func FindingID(sbc, rule, callID, connection string, t time.Time, summary string) string {
-	return hashHex(sbc, rule, callID, connection, t.UTC().Format(time.RFC3339Nano), summary)[:32]
+func FindingID(sbc, rule, callID, connection string, t time.Time, ident string) string {
+	return hashHex(sbc, rule, callID, connection, t.UTC().Format(time.RFC3339Nano), ident)[:32]
 }
 
 func hashHex(parts ...string) string {

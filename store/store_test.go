@@ -610,3 +610,61 @@ func TestCallPackets(t *testing.T) {
 		t.Fatalf("another SBC's count = %d, %v; want 0", n, err)
 	}
 }
+
+// TestUpdatedFindingKeepsItsRow: the engine may send a finding again with
+// the same stable key and a new summary (more attempts seen, say). Saved
+// in a later batch, it updates the stored row instead of adding a second
+// one, and counts no new sighting of its problem.
+func TestUpdatedFindingKeepsItsRow(t *testing.T) {
+	t.Parallel()
+	st, _ := storetest.New(t)
+	ctx := context.Background()
+	t0 := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
+	r := storetest.FieldCase(t0, "upd@192.0.2.10")
+	for _, f := range r.Findings {
+		f.Key = finding.KeyOf(f)
+	}
+	if _, err := st.SaveReportResult(ctx, "sbc1", "batch-1", r); err != nil {
+		t.Fatal(err)
+	}
+	before, err := store.TableCounts(ctx, st.Pool())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := r.Findings[0]
+	f.Summary += " (updated: one more attempt)"
+	f.Evidence["attempts"] = 5
+	res, err := st.SaveReportResult(ctx, "sbc1", "batch-2", &report.Report{Findings: []*finding.Finding{f}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Findings != 0 || res.Problems != 0 {
+		t.Errorf("the update counted as new: %+v", res)
+	}
+	after, err := store.TableCounts(ctx, st.Pool())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after["findings"] != before["findings"] {
+		t.Errorf("findings %d -> %d: the update added a row", before["findings"], after["findings"])
+	}
+	var summary string
+	if err := st.Pool().QueryRow(ctx, `select summary from findings where rule = $1 and call_id = $2 and connection = $3 and time = $4`,
+		f.Rule, f.CallID, f.Connection, f.Time).Scan(&summary); err != nil {
+		t.Fatal(err)
+	}
+	if summary != f.Summary {
+		t.Errorf("stored summary %q, want the update %q", summary, f.Summary)
+	}
+	// Without a key (an audit's finding) the summary still names it: a
+	// new summary is a new finding, as before.
+	g := *r.Findings[1]
+	g.Key, g.Summary, g.ID = "", g.Summary+" (other)", ""
+	res, err = st.SaveReportResult(ctx, "sbc1", "batch-3", &report.Report{Findings: []*finding.Finding{&g}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Findings != 1 {
+		t.Errorf("a finding without a key and a new summary: %+v, want 1 new finding", res)
+	}
+}
