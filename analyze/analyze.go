@@ -3,7 +3,9 @@
 // SIP to the dialog tracker and TLS streams to the handshake tracker, then
 // runs the TLS checks and the correlation rules and returns one
 // report.Report. It uses capture timestamps as its only clock, so the same
-// input always gives the same report.
+// input always gives the same report. With more than one CPU, a second
+// goroutine reads the captures ahead and parses their UDP SIP datagrams
+// (see pipeline.Preparser) while the engine works: the same report.
 package analyze
 
 import (
@@ -50,6 +52,12 @@ type Options struct {
 	// Logger receives the engine's one-time reports of internal errors;
 	// nil discards them.
 	Logger *slog.Logger
+
+	// Sequential reads and parses every packet on the analysis goroutine.
+	// Otherwise (and when GOMAXPROCS > 1) a second goroutine reads the
+	// captures ahead and parses their plain UDP SIP datagrams while the
+	// engine works on the packets before: the same report, sooner.
+	Sequential bool
 
 	// batch runs today's whole-input correlation (equivalence tests).
 	batch bool
@@ -158,6 +166,11 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink, k
 			return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
 		}
 		defer src.Close()
+		var f feed = direct{src}
+		if useReadAhead(opt) {
+			f = newReadAhead(ctx, src, eng.Preparser())
+		}
+		defer f.stop() // before src.Close
 		var n uint64
 		for {
 			if n%expireEvery == 0 {
@@ -165,23 +178,27 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink, k
 					return Summary{}, err
 				}
 				if opt.Progress != nil {
-					opt.Progress(src.Progress())
+					opt.Progress(f.progress())
 				}
 			}
-			pkt, err := src.Next()
+			pkt, pre, err := f.next()
 			if errors.Is(err, io.EOF) {
 				break
 			}
 			if err != nil {
+				if ctx.Err() != nil {
+					return Summary{}, ctx.Err()
+				}
 				return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
 			}
 			logMsgs(pkt.Info.Timestamp, false)
 			if keep != nil {
 				keep.packet(pkt)
 			}
-			eng.Packet(pkt)
+			eng.PacketPreparsed(pkt, pre)
 			n++
 		}
+		f.stop()
 		if opt.Progress != nil {
 			opt.Progress(src.Progress())
 		}

@@ -10,6 +10,7 @@
 //
 //	eng, err := pipeline.New(pipeline.Options{Config: cfg, Sink: sink})
 //	eng.Packet(pkt)                  // offline: a captured frame (capture clock)
+//	eng.PacketPreparsed(pkt, pre)    // the same, its SIP datagram parsed ahead
 //	eng.ACDR(exporter, payload, t)   // live: an ACDR datagram received at t
 //	eng.HEP(exporter, payload, t)    // live: HEP v3 datagram(s) received at t
 //	eng.Message(msg)                 // a SIP message from an SBC log
@@ -53,6 +54,18 @@
 // max_window_events) are bounded by the config; what they let go early is
 // counted in Stats (DialogsEvicted, Correlate.Evicted*). The engine is not
 // safe for concurrent use: one goroutine feeds it.
+//
+// # Second core
+//
+// The one stateless and costly step, parsing a SIP datagram, can be done
+// ahead: a Preparser (Engine.Preparser) is safe on another goroutine and
+// parses the SIP payload of plain link/IP/UDP frames into a Preparsed;
+// PacketPreparsed hands it with its frame. The engine takes it only when
+// its decoder delivers exactly those bytes with exactly that meta (a
+// fragment, a tunnel, HEP or ACDR are parsed as always), so the results
+// are the same as Packet's; Stats.Preparsed counts what was taken.
+// `analyze` reads the captures in batches on a second goroutine and
+// pre-parses there (analyze.Options.Sequential turns it off).
 //
 // # Errors
 //

@@ -80,6 +80,9 @@ type Stats struct {
 	// SIPMessages counts SIP messages parsed, SIPErrors payloads that
 	// looked like SIP and did not parse.
 	SIPMessages, SIPErrors uint64
+	// Preparsed counts the UDP datagrams whose SIP parse was taken from
+	// a Preparser (offline read-ahead) instead of done by the engine.
+	Preparsed uint64
 	// BadTime counts packets dated outside 1970..9999 (skipped, counted
 	// as malformed in reports).
 	BadTime uint64
@@ -122,7 +125,8 @@ type Engine struct {
 	tls     *tlsaudit.Tracker
 	corr    *correlator
 
-	now       time.Time // receive time of the datagram being decoded (live)
+	now       time.Time  // receive time of the datagram being decoded (live)
+	pre       *Preparsed // the frame being decoded, parsed ahead (offline)
 	watermark time.Time
 	sinceExp  uint64
 	panicked  bool
@@ -204,13 +208,21 @@ func (e *Engine) Watermark() time.Time { return e.watermark }
 
 // Packet decodes one captured frame (offline: its capture time is the
 // clock).
-func (e *Engine) Packet(pkt tap.Packet) {
+func (e *Engine) Packet(pkt tap.Packet) { e.PacketPreparsed(pkt, nil) }
+
+// PacketPreparsed is Packet for a frame whose SIP datagram a Preparser
+// may have parsed ahead (pre may be nil). The result is the same as
+// Packet's: the engine uses pre only for the very bytes and meta it
+// would have parsed itself.
+func (e *Engine) PacketPreparsed(pkt tap.Packet, pre *Preparsed) {
 	if t := pkt.Info.Timestamp; t.Before(minTime) || t.After(maxTime) {
 		e.st.BadTime++
 		return
 	}
 	e.now = pkt.Info.Timestamp
+	e.pre = pre
 	e.dec.Decode(pkt)
+	e.pre = nil
 	e.tick(pkt.Info.Timestamp)
 }
 
@@ -390,7 +402,12 @@ func (h handler) Datagram(m tap.Meta, payload []byte) {
 	if e.recvClk {
 		mm.Time = e.now
 	}
-	msg, err := e.parser.ParseDatagram(mm, payload)
+	msg, ok, err := e.pre.take(mm, payload)
+	if ok {
+		e.st.Preparsed++
+	} else {
+		msg, err = e.parser.ParseDatagram(mm, payload)
+	}
 	if err != nil {
 		e.st.SIPErrors++
 		return
