@@ -44,6 +44,11 @@ type Options struct {
 	// (evidence for the store; see keeper). Files only.
 	KeepPackets *PacketLimits
 
+	// Streams are captures read once, as they arrive (standard input, a
+	// FIFO), merged by time with the named files; the caller knows them
+	// to be captures (pcap, pcapng, gzip) and closes them.
+	Streams []tap.Stream
+
 	// Logger receives the engine's one-time reports of internal errors;
 	// nil discards them.
 	Logger *slog.Logger
@@ -117,7 +122,7 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink, k
 		return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
 	}
 	captures, logs := in.captures, in.logs
-	if len(captures) == 0 && len(logs) == 0 {
+	if len(captures) == 0 && len(logs) == 0 && len(opt.Streams) == 0 {
 		return Summary{}, fmt.Errorf("%w: no files in %s", ErrInput, strings.Join(paths, ", "))
 	}
 	po := pipeline.Options{Config: cfg, Sink: sink, Batch: opt.batch, Logger: opt.Logger}
@@ -151,12 +156,12 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink, k
 			li.msgs = li.msgs[1:]
 		}
 	}
-	if len(captures) == 0 && (li == nil || li.lines == 0) {
+	if len(captures) == 0 && len(opt.Streams) == 0 && (li == nil || li.lines == 0) {
 		return Summary{}, fmt.Errorf("%w: no capture or SBC log in %s (%s)", ErrInput, strings.Join(paths, ", "), strings.Join(warnings, "; "))
 	}
 	var damaged []string
-	if len(captures) > 0 {
-		src, err := tap.Open(captures...)
+	if len(captures) > 0 || len(opt.Streams) > 0 {
+		src, err := tap.OpenWith(captures, opt.Streams...)
 		if err != nil {
 			return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
 		}
@@ -196,6 +201,11 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink, k
 		f.stop()
 		if opt.Progress != nil {
 			opt.Progress(src.Progress())
+		}
+		// A stream cut by the end of ctx reads as a capture that ended
+		// early: say interrupted instead.
+		if err := ctx.Err(); err != nil {
+			return Summary{}, err
 		}
 		// A file that ended early is a warning (the report covers what
 		// came before the damage); captures that gave nothing at all are

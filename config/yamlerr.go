@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sbcwatch/sbcwatch/internal/suggest"
 )
 
 // keyPaths maps each section type of the configuration ("config.Serve")
@@ -140,40 +142,10 @@ func tabIndentLine(b []byte) int {
 	return 0
 }
 
-// nearest is the key closest to s by edit distance, when close enough.
+// nearest is the key closest to s by edit distance, when close enough
+// (a key that s is a prefix of, or that is a prefix of s, counts as close).
 func nearest(s string, keys []string) string {
-	best, bestD := "", 1<<30
-	for _, k := range keys {
-		d := editDistance(s, k)
-		if strings.HasPrefix(k, s) || strings.HasPrefix(s, k) {
-			d = min(d, 2)
-		}
-		if d < bestD || d == bestD && k < best {
-			best, bestD = k, d
-		}
-	}
-	if bestD <= max(2, len(s)/3) {
-		return best
-	}
-	return ""
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return suggest.Nearest(s, keys, func(s, k string) bool {
+		return strings.HasPrefix(k, s) || strings.HasPrefix(s, k)
+	})
 }

@@ -64,29 +64,50 @@ func (r *Report) SummaryLine() string {
 // the TLS connections that touched the call's SBC side or its Microsoft
 // peer drawn between them at their times, and the call's findings.
 func (r *Report) WriteLadder(w io.Writer, callID string) error {
+	return r.WriteLadderWidth(w, callID, 0)
+}
+
+// ladderRow is one line of a call's ladder: a message or a TLS attempt.
+type ladderRow struct {
+	t               time.Time
+	src, arrow, dst string
+	via, label      string
+	extra           string
+}
+
+// WriteLadderWidth writes the ladder of WriteLadder fitted to width
+// columns: each step on two lines (time and addresses, then transport,
+// label and details wrapped under them) and the findings wrapped. A
+// width below 40 is taken as 40; 0 means one line per step, unlimited.
+func (r *Report) WriteLadderWidth(w io.Writer, callID string, width int) error {
 	call, err := r.call(callID)
 	if err != nil {
 		return err
 	}
+	if width > 0 {
+		width = max(width, 40)
+	}
 	ew := &errWriter{w: w}
 	v := CallView(call)
-	ew.printf("Call-ID %s (%s) from %s to %s\n", call.CallID, call.Kind, dash(call.From), dash(call.To))
-	ew.printf("start %s", call.Start.UTC().Format(time.RFC3339Nano))
+	head := fmt.Sprintf("Call-ID %s (%s) from %s to %s", call.CallID, call.Kind, dash(call.From), dash(call.To))
+	sub := fmt.Sprintf("start %s", call.Start.UTC().Format(time.RFC3339Nano))
 	if call.Answered {
-		ew.printf(", answered %s", call.Answer.UTC().Format("15:04:05.000"))
+		sub += fmt.Sprintf(", answered %s", call.Answer.UTC().Format("15:04:05.000"))
 	}
 	if !call.End.IsZero() {
-		ew.printf(", ended %s by %s (%s), %.1f s talk", call.End.UTC().Format("15:04:05.000"), dash(call.EndedBy), dash(call.EndReason), v.DurationS)
+		sub += fmt.Sprintf(", ended %s by %s (%s), %.1f s talk", call.End.UTC().Format("15:04:05.000"), dash(call.EndedBy), dash(call.EndReason), v.DurationS)
 	}
-	ew.printf("; %d messages, %d REFER\n\n", call.MessageCount, len(call.Refers))
+	sub += fmt.Sprintf("; %d messages, %d REFER", call.MessageCount, len(call.Refers))
+	if width > 0 {
+		wrap(ew, head, "", "  ", width)
+		wrap(ew, sub, "", "  ", width)
+		ew.printf("\n")
+	} else {
+		ew.printf("%s\n%s\n\n", head, sub)
+	}
 
-	type line struct {
-		t    time.Time
-		text string
-	}
-	var lines []line
+	var rows []ladderRow
 	for _, m := range call.Messages {
-		label := m.Summary()
 		var extra []string
 		if m.CSeq != 0 {
 			extra = append(extra, fmt.Sprintf("CSeq %d %s", m.CSeq, m.CSeqMethod))
@@ -106,8 +127,8 @@ func (r *Report) WriteLadder(w io.Writer, callID string) error {
 		} else {
 			via = m.Transport + "/" + via
 		}
-		lines = append(lines, line{m.Time, fmt.Sprintf("%-21s -> %-21s %-9s %-28s %s",
-			m.Src, m.Dst, via, label, strings.Join(extra, "; "))})
+		rows = append(rows, ladderRow{t: m.Time, src: m.Src.String(), arrow: "->", dst: m.Dst.String(),
+			via: via, label: m.Summary(), extra: strings.Join(extra, "; ")})
 	}
 	for _, c := range RelatedConns(call, r.Conns) {
 		cert := "no certificate seen"
@@ -125,12 +146,24 @@ func (r *Report) WriteLadder(w io.Writer, callID string) error {
 		if n := len(c.Alerts); n > 0 {
 			end += " " + c.Alerts[n-1].Name + " from " + c.Alerts[n-1].From
 		}
-		lines = append(lines, line{c.FirstSeen, fmt.Sprintf("%-21s => %-21s %-9s %-28s sni=%s; %s; %s after %.0f ms",
-			c.Client, c.Server, "tls", "new TLS connection", dash(c.SNI), cert, end, float64(c.Duration.Microseconds())/1000)})
+		rows = append(rows, ladderRow{t: c.FirstSeen, src: c.Client.String(), arrow: "=>", dst: c.Server.String(),
+			via: "tls", label: "new TLS connection",
+			extra: fmt.Sprintf("sni=%s; %s; %s after %.0f ms", dash(c.SNI), cert, end, float64(c.Duration.Microseconds())/1000)})
 	}
-	sort.SliceStable(lines, func(i, j int) bool { return lines[i].t.Before(lines[j].t) })
-	for _, l := range lines {
-		ew.printf("%s  %s\n", l.t.UTC().Format("15:04:05.000"), strings.TrimRight(l.text, " "))
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].t.Before(rows[j].t) })
+	for _, l := range rows {
+		at := l.t.UTC().Format("15:04:05.000")
+		if width > 0 {
+			wrap(ew, fmt.Sprintf("%s %s %s", l.src, l.arrow, l.dst), at+"  ", "              ", width)
+			parts := []string{l.via, l.label}
+			if l.extra != "" {
+				parts = append(parts, l.extra)
+			}
+			wrap(ew, strings.Join(parts, " · "), "    ", "      ", width)
+			continue
+		}
+		text := fmt.Sprintf("%-21s %s %-21s %-9s %-28s %s", l.src, l.arrow, l.dst, l.via, l.label, l.extra)
+		ew.printf("%s  %s\n", at, strings.TrimRight(text, " "))
 	}
 	if call.Truncated {
 		ew.printf("(ladder truncated: %d of %d messages kept)\n", len(call.Messages), call.MessageCount)
@@ -144,6 +177,11 @@ func (r *Report) WriteLadder(w io.Writer, callID string) error {
 	if len(fs) > 0 {
 		ew.printf("\nFindings:\n")
 		for _, f := range fs {
+			if width > 0 {
+				ew.printf("  %s %s %s\n", f.ID, strings.ToUpper(string(f.Severity)), f.Rule)
+				wrap(ew, f.Summary, "      ", "      ", width)
+				continue
+			}
 			ew.printf("  %-4s %-8s %-24s %s\n", f.ID, strings.ToUpper(string(f.Severity)), f.Rule, f.Summary)
 		}
 	}

@@ -55,6 +55,21 @@ var ErrNotCapture = errors.New("not a pcap or pcapng capture")
 // nanosecond), pcapng (several interfaces and link types, several
 // sections), and either of them gzip-compressed.
 func Open(paths ...string) (Source, error) {
+	return OpenWith(paths)
+}
+
+// Stream is a capture read once, as it arrives, from a reader that is not
+// a file: standard input, a FIFO. Name names it in warnings.
+type Stream struct {
+	Name string
+	R    io.Reader
+}
+
+// OpenWith is Open with streams merged in after the named files: each
+// is read as it arrives (a packet is handed on as soon as the merge
+// can order it), its size unknown to Progress. A stream is never
+// closed by the Source: its owner closes it.
+func OpenWith(paths []string, streams ...Stream) (Source, error) {
 	var files []string
 	for _, p := range paths {
 		st, err := os.Stat(p)
@@ -85,12 +100,19 @@ func Open(paths ...string) (Source, error) {
 		sort.Strings(names)
 		files = append(files, names...)
 	}
-	if len(files) == 0 {
+	if len(files) == 0 && len(streams) == 0 {
 		return nil, errors.New("tap: no capture files")
 	}
 	m := &merger{}
-	for i, f := range files {
-		r, err := openFile(f, i)
+	open := func(i int) (*fileReader, error) {
+		if i < len(files) {
+			return openFile(files[i], i)
+		}
+		st := streams[i-len(files)]
+		return openReader(st.Name, i, st.R, nil, 0)
+	}
+	for i := range len(files) + len(streams) {
+		r, err := open(i)
 		var he *headerError
 		if errors.As(err, &he) {
 			m.warnings = append(m.warnings, he.Error()+"; no packet could be read from it")
@@ -135,7 +157,7 @@ type packetReader interface {
 type fileReader struct {
 	name  string
 	index int
-	f     *os.File
+	f     io.Closer // nil for a Stream
 	cr    *countingReader
 	gz    *gzip.Reader
 	size  int64
@@ -168,15 +190,21 @@ func openFile(name string, index int) (*fileReader, error) {
 		f.Close()
 		return nil, fmt.Errorf("tap: %w", err)
 	}
-	r := &fileReader{name: name, index: index, f: f, size: st.Size()}
-	r.cr = &countingReader{r: f}
+	return openReader(name, index, f, f, st.Size())
+}
+
+// openReader starts reading a capture from rd (size bytes long, 0 when
+// unknown); closer, when set, is closed with the reader.
+func openReader(name string, index int, rd io.Reader, closer io.Closer, size int64) (*fileReader, error) {
+	r := &fileReader{name: name, index: index, f: closer, size: size}
+	r.cr = &countingReader{r: rd}
 	br := bufio.NewReaderSize(r.cr, 64<<10)
 	base := name
 	magic, _ := br.Peek(4)
 	if len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		gz, err := gzip.NewReader(br)
 		if err != nil {
-			f.Close()
+			r.close()
 			return nil, &headerError{name: base, err: fmt.Errorf("gzip: %w", err)}
 		}
 		r.gz = gz
@@ -292,7 +320,9 @@ func (r *fileReader) close() {
 	if r.gz != nil {
 		r.gz.Close()
 	}
-	r.f.Close()
+	if r.f != nil {
+		r.f.Close()
+	}
 }
 
 // fileHeap orders files by the timestamp of their next packet, then by

@@ -329,3 +329,68 @@ func TestOpenTruncatedLastRecord(t *testing.T) {
 		t.Fatalf("warnings %q", w)
 	}
 }
+
+// A Stream reads like the same bytes in a file, merged by time with the
+// named files; one cut short ends with a warning that names it.
+func TestOpenWithStream(t *testing.T) {
+	path := filepath.Join("..", "testdata", "lab", "transfer_fails_default_cert.pcap")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(src Source, err error) (frames []Packet, warnings []string) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		for {
+			p, err := src.Next()
+			if errors.Is(err, io.EOF) {
+				return frames, src.Warnings()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			frames = append(frames, p)
+		}
+	}
+	file, _ := read(Open(path))
+	// iotest-like: the stream hands over a few bytes at a time.
+	stream, warn := read(OpenWith(nil, Stream{Name: "standard input", R: &trickle{b: raw}}))
+	if len(file) == 0 || len(stream) != len(file) || len(warn) != 0 {
+		t.Fatalf("stream: %d packets (file %d), warnings %v", len(stream), len(file), warn)
+	}
+	for i := range file {
+		if !bytes.Equal(file[i].Data, stream[i].Data) || !file[i].Info.Timestamp.Equal(stream[i].Info.Timestamp) || stream[i].Frame != uint64(i+1) {
+			t.Fatalf("packet %d differs", i+1)
+		}
+	}
+	// File and stream of the same packets: merged, each packet twice.
+	both, _ := read(OpenWith([]string{path}, Stream{Name: "standard input", R: bytes.NewReader(raw)}))
+	if len(both) != 2*len(file) {
+		t.Fatalf("file + stream: %d packets, want %d", len(both), 2*len(file))
+	}
+	for i := 1; i < len(both); i++ {
+		if both[i].Info.Timestamp.Before(both[i-1].Info.Timestamp) {
+			t.Fatalf("packet %d out of time order", i+1)
+		}
+	}
+	// Cut short.
+	_, warn = read(OpenWith(nil, Stream{Name: "standard input", R: bytes.NewReader(raw[:len(raw)*2/3])}))
+	if len(warn) != 1 || !strings.HasPrefix(warn[0], "standard input: ends inside a record") {
+		t.Fatalf("cut stream: warnings %q", warn)
+	}
+}
+
+// trickle reads at most 7 bytes at a time, as a slow pipe would.
+type trickle struct{ b []byte }
+
+func (r *trickle) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), 7)], r.b)
+	r.b = r.b[n:]
+	return n, nil
+}

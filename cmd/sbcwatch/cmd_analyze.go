@@ -86,7 +86,7 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&f.since, "since", "", "text and csv: only what happened from this `time` on (2026-03-02 09:55, RFC 3339; UTC)")
 	fs.StringVar(&f.until, "until", "", "text and csv: only what happened before this `time`")
 	fs.IntVar(&f.limit, "limit", 0, "text: at most this many rows per table (0: all)")
-	fs.IntVar(&f.width, "width", 0, "text: wrap to this many columns (default: the terminal's width; unlimited when not a terminal)")
+	fs.IntVar(&f.width, "width", 0, "text and the --call ladder: wrap to this many columns (default: the terminal's width; unlimited when not a terminal)")
 	paths, code, ok := parseArgs(fs, args, true, analyzeHelp, stdout, stderr)
 	if !ok {
 		return code
@@ -128,7 +128,8 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if f.progress && isTerminal(os.Stderr) && stderr == io.Writer(os.Stderr) {
 		opt.Progress = progressPrinter(stderr)
 	}
-	paths, cleanup, err := spoolInputs(ctx, paths, os.Stdin)
+	paths, streams, renames, cleanup, err := spoolInputs(ctx, paths, os.Stdin)
+	opt.Streams = streams
 	defer cleanup()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -138,24 +139,21 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
 		return exitUsage
 	}
+	if len(renames) > 0 {
+		// Messages name an input copied to a temporary file by its own
+		// name ("standard input", the FIFO), not the copy's.
+		stderr = &renamingWriter{w: stderr, r: strings.NewReplacer(renames...)}
+	}
 	if !f.store && f.call == "" {
 		// Nothing needs the records after the report: stream them.
 		return f.streamReport(ctx, paths, opt, view, stdout, stderr)
 	}
 	rep, err := analyze.Files(ctx, paths, opt)
+	if err != nil {
+		return analyzeFailed(ctx, err, opt, stderr)
+	}
 	if opt.Progress != nil {
 		fmt.Fprint(stderr, "\r\033[K")
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "sbcwatch analyze: interrupted")
-			return exitInterrupted
-		}
-		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
-		if errors.Is(err, analyze.ErrInput) {
-			return exitUsage
-		}
-		return exitInternal
 	}
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(stderr, "sbcwatch analyze: warning: %s\n", w)
@@ -178,7 +176,7 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			return exitUsage
 		}
 	case f.call != "":
-		if err := rep.WriteLadder(stdout, f.call); err != nil {
+		if err := rep.WriteLadderWidth(stdout, f.call, f.textWidth(stdout)); err != nil {
 			fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", err)
 			return exitUsage
 		}
@@ -187,11 +185,7 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	case f.format == "csv":
 		err = rep.Filter(view).WriteCallsCSV(stdout)
 	default:
-		width := f.width
-		if width == 0 && stdout == io.Writer(os.Stdout) {
-			width = terminalWidth(os.Stdout)
-		}
-		err = rep.Filter(view).WriteTextWidth(stdout, width)
+		err = rep.Filter(view).WriteTextWidth(stdout, f.textWidth(stdout))
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: writing the report: %v\n", err)
@@ -205,20 +199,7 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // json and text, so memory does not grow with the input.
 func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt analyze.Options, view report.View, stdout, stderr io.Writer) int {
 	format := f.format
-	fail := func(err error) int {
-		if opt.Progress != nil {
-			fmt.Fprint(stderr, "\r\033[K")
-		}
-		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "sbcwatch analyze: interrupted")
-			return exitInterrupted
-		}
-		fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
-		if errors.Is(err, analyze.ErrInput) {
-			return exitUsage
-		}
-		return exitInternal
-	}
+	fail := func(err error) int { return analyzeFailed(ctx, err, opt, stderr) }
 	opt.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	var sum analyze.Summary
 	var err error
@@ -247,11 +228,7 @@ func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt ana
 			if format == "csv" {
 				return sp.WriteCallsCSV(stdout, view, sum.Stats, sum.Hints, sum.Warnings)
 			}
-			width := f.width
-			if width == 0 && stdout == io.Writer(os.Stdout) {
-				width = terminalWidth(os.Stdout)
-			}
-			return sp.WriteText(stdout, view, width, sum.Stats, sum.Hints, sum.Warnings)
+			return sp.WriteText(stdout, view, f.textWidth(stdout), sum.Stats, sum.Hints, sum.Warnings)
 		}
 	}
 	if opt.Progress != nil {
@@ -265,6 +242,33 @@ func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt ana
 		return exitInternal
 	}
 	return exitOK
+}
+
+// analyzeFailed reports an analysis that ended in err on stderr (after
+// clearing the progress line) and returns the exit status: interrupted,
+// bad input (usage) or internal.
+func analyzeFailed(ctx context.Context, err error, opt analyze.Options, stderr io.Writer) int {
+	if opt.Progress != nil {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "sbcwatch analyze: interrupted")
+		return exitInterrupted
+	}
+	fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", oneLine(err))
+	if errors.Is(err, analyze.ErrInput) {
+		return exitUsage
+	}
+	return exitInternal
+}
+
+// textWidth is the width the text report wraps to: --width, else the
+// terminal's when stdout is one, else 0 (unlimited).
+func (f *analyzeFlags) textWidth(stdout io.Writer) int {
+	if f.width == 0 && stdout == io.Writer(os.Stdout) {
+		return terminalWidth(os.Stdout)
+	}
+	return f.width
 }
 
 // view is the report view the flags ask for.

@@ -8,9 +8,10 @@ import (
 	"io"
 	"os"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
+
+	"github.com/sbcwatch/sbcwatch/internal/suggest"
 )
 
 // parseArgs parses args with fs. With interleaved, flags may come
@@ -122,44 +123,11 @@ func valueHint(f *flag.Flag) string {
 // nearestFlag is the defined flag closest to name (by edit distance,
 // or one that contains it), or "" when none is close.
 func nearestFlag(fs *flag.FlagSet, name string) string {
-	best, bestD := "", 1<<30
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-	sort.Strings(names)
-	for _, n := range names {
-		d := editDistance(name, n)
-		if strings.Contains(n, name) || strings.Contains(name, n) {
-			d = min(d, 2)
-		}
-		if d < bestD {
-			best, bestD = n, d
-		}
-	}
-	if bestD <= max(2, len(name)/3) {
-		return best
-	}
-	return ""
-}
-
-// editDistance is the Levenshtein distance of a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return suggest.Nearest(name, names, func(s, n string) bool {
+		return strings.Contains(n, s) || strings.Contains(s, n)
+	})
 }
 
 // columnsEnv is $COLUMNS when it is a positive number, else 0.

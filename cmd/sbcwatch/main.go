@@ -39,7 +39,7 @@ commands:
   audit tls HOST:PORT   audit the SBC's TLS contexts the way Microsoft connects
   poll                  read an SBC's call counters once (SNMP or REST)
   migrate               apply the database schema
-  token create          create an API token
+  token                 create, list or revoke API tokens
   version               print the version, commit and build date
 
 Run 'sbcwatch help <command>' (or 'sbcwatch <command> -h') for one command's help.
