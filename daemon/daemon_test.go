@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -709,5 +710,53 @@ func TestRecordsGoUnderTheirSBC(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("stored\n %v\nwant\n %v", got, want)
+	}
+}
+
+// TestWriterCitesAcrossBatches: refer_delivery_failed is decided minutes
+// after the handshake failures it cites, so they are written in earlier
+// batches. The writer rewrites such references (Cites, explained_by) to
+// the store ids of the findings it already wrote, and leaves references
+// within one batch to the store, without changing the findings other
+// sinks share.
+func TestWriterCitesAcrossBatches(t *testing.T) {
+	sp, err := spool.Open(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved []*batch
+	save := func(ctx context.Context, b *batch) error { saved = append(saved, b); return nil }
+	w := newWriter("fra", save, sp, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	at := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
+	hs := finding.New(finding.TLSHandshakeFailed, finding.Critical, at, "handshake failed")
+	hs.ID, hs.Connection = "F1", "52.114.75.24:47543->192.0.2.10:5061"
+	hs.Key = finding.KeyOf(hs)
+	w.Finding(hs)
+	w.cycle(ctx)
+
+	rdf := finding.New(finding.ReferDeliveryFailed, finding.Critical, at, "the transfer never arrived")
+	rdf.ID, rdf.CallID, rdf.Cites = "F3", "call-1", []string{"F1", "F2"}
+	rdf.Key = finding.KeyOf(rdf)
+	tm := finding.New(finding.TransferMissing, finding.Warning, at.Add(time.Minute), "no transfer")
+	tm.ID, tm.CallID = "F2", "call-1"
+	tm.Evidence["explained_by"] = "F1"
+	w.Finding(rdf)
+	w.Finding(tm)
+	w.cycle(ctx)
+
+	if len(saved) != 2 || len(saved[1].Findings) != 2 {
+		t.Fatalf("saved %d batches", len(saved))
+	}
+	want := store.StoredFindingID("fra", hs)
+	got := saved[1].Findings[0]
+	if !slices.Equal(got.Cites, []string{want, "F2"}) {
+		t.Errorf("cites %v, want [%s F2]: the earlier batch's finding by its store id, this batch's left to the store", got.Cites, want)
+	}
+	if ev := saved[1].Findings[1].Evidence["explained_by"]; ev != want {
+		t.Errorf("explained_by %v, want %s", ev, want)
+	}
+	if !slices.Equal(rdf.Cites, []string{"F1", "F2"}) || tm.Evidence["explained_by"] != "F1" {
+		t.Errorf("the shared findings were changed: %v %v", rdf.Cites, tm.Evidence["explained_by"])
 	}
 }

@@ -111,13 +111,105 @@ type writer struct {
 
 	written, spooled, replayed, dropped, failures atomic.Uint64
 	spoolDrops                                    atomic.Uint64
+
+	// saved maps the engine's ids of findings already written to their
+	// store ids, so a finding that cites one written in an earlier batch
+	// (refer_delivery_failed citing the handshake failures decided
+	// minutes before it) cites it by its store id. Bounded: the oldest
+	// entries go first.
+	saved *idMemo
+}
+
+// idMemo is a bounded map: past max entries the oldest are forgotten.
+type idMemo struct {
+	m     map[string]string
+	order []string
+	max   int
+}
+
+func newIDMemo(max int) *idMemo { return &idMemo{m: map[string]string{}, max: max} }
+
+func (c *idMemo) put(k, v string) {
+	if _, ok := c.m[k]; !ok {
+		c.order = append(c.order, k)
+	}
+	c.m[k] = v
+	for len(c.order) > c.max {
+		delete(c.m, c.order[0])
+		c.order = c.order[1:]
+	}
+}
+
+// resolveCites returns b with the references of its findings to findings
+// of earlier batches (Cites, evidence "explained_by" and
+// "possibly_explained_by") rewritten to their store ids. Findings it
+// changes are copied: other sinks share them.
+func (w *writer) resolveCites(b *batch) *batch {
+	in := make(map[string]bool, len(b.Findings))
+	for _, f := range b.Findings {
+		if f.ID != "" {
+			in[f.ID] = true
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	lookup := func(ref string) (string, bool) {
+		if in[ref] {
+			return "", false
+		}
+		id, ok := w.saved.m[ref]
+		return id, ok
+	}
+	out := *b
+	out.Findings = slices.Clone(b.Findings)
+	for i, f := range out.Findings {
+		var g *finding.Finding
+		own := func() {
+			if g == nil {
+				c := *f
+				c.Cites = slices.Clone(f.Cites)
+				c.Evidence = maps.Clone(f.Evidence)
+				g = &c
+			}
+		}
+		for j, ref := range f.Cites {
+			if id, ok := lookup(ref); ok {
+				own()
+				g.Cites[j] = id
+			}
+		}
+		for _, k := range []string{"explained_by", "possibly_explained_by"} {
+			if v, ok := f.Evidence[k].(string); ok {
+				if id, ok := lookup(v); ok {
+					own()
+					g.Evidence[k] = id
+				}
+			}
+		}
+		if g != nil {
+			out.Findings[i] = g
+		}
+	}
+	return &out
+}
+
+// noteSaved remembers the store ids of b's findings.
+func (w *writer) noteSaved(b *batch) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, f := range b.Findings {
+		if f.ID != "" {
+			w.saved.put(f.ID, store.StoredFindingID(b.SBC, f))
+		}
+	}
 }
 
 var _ Sink = (*writer)(nil)
 
 func newWriter(sbc string, save saveFunc, sp *spool.Spool, log *slog.Logger) *writer {
 	return &writer{sbc: sbc, save: save, sp: sp, log: log, maxPending: 100000, batchSize: 2000,
-		timeout: 10 * time.Second, kick: make(chan struct{}, 1), pending: map[string]*batch{}}
+		timeout: 10 * time.Second, kick: make(chan struct{}, 1), pending: map[string]*batch{},
+		saved: newIDMemo(200000)}
 }
 
 func (w *writer) add(sbc string, f func(b *batch)) {
@@ -234,7 +326,10 @@ func (w *writer) cycle(ctx context.Context) {
 func (w *writer) write(ctx context.Context, b *batch) error {
 	wctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
-	err := w.save(wctx, b)
+	err := w.save(wctx, w.resolveCites(b))
+	if err == nil {
+		w.noteSaved(b)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err != nil {

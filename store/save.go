@@ -230,19 +230,7 @@ func buildBatch(sbc string, calls []*sip.Call, conns []*tlsaudit.Conn, fs []*fin
 		if t.IsZero() {
 			t = base
 		}
-		fsbc := f.SBC
-		if fsbc == "" {
-			fsbc = sbc
-		}
-		// The stable key (finding.KeyOf) names a finding whatever its
-		// summary: a finding the engine updates after it was first saved
-		// keeps its row. Findings without one (audits, polls) are named
-		// by their summary as before.
-		ident := f.Summary
-		if f.Key != "" {
-			ident = f.Key
-		}
-		id := FindingID(fsbc, f.Rule, f.CallID, f.Connection, f.Time, ident)
+		id := StoredFindingID(sbc, f)
 		if f.ID != "" {
 			ids[f.ID] = id
 		}
@@ -493,6 +481,23 @@ func Fingerprint(c *x509.Certificate) string {
 
 // FindingID is the store-wide id of a finding: 32 hex digits of a SHA-256
 // over what makes it the same finding.
+// StoredFindingID is the id the store gives finding f saved under sbc
+// (f.SBC when set). The stable key (finding.KeyOf) names a finding
+// whatever its summary, so a finding the engine updates after it was
+// first saved keeps its row; findings without one (audits, polls) are
+// named by their summary.
+func StoredFindingID(sbc string, f *finding.Finding) string {
+	if f.SBC != "" {
+		sbc = f.SBC
+	}
+	ident := f.Summary
+	if f.Key != "" {
+		ident = f.Key
+	}
+	return FindingID(sbc, f.Rule, f.CallID, f.Connection, f.Time, ident)
+}
+
+// FindingID hashes what names a stored finding.
 func FindingID(sbc, rule, callID, connection string, t time.Time, ident string) string {
 	return hashHex(sbc, rule, callID, connection, t.UTC().Format(time.RFC3339Nano), ident)[:32]
 }
