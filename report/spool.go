@@ -383,6 +383,11 @@ func (l *latestSeq) set(id string, seq uint64) {
 // numbered F1..Fn, with references rewritten to the new IDs and the
 // root-cause links and advice of finding.Fold, worked out over the
 // findings that cite or are cited (few) so that none is held.
+// Findings hands over every finding, in its latest version, in report
+// order and with the report's IDs (F1..Fn) and references: what
+// WriteJSON writes, as findings (for the store).
+func (s *Spool) Findings(f func(*finding.Finding) error) error { return s.findings(f) }
+
 func (s *Spool) findings(f func(*finding.Finding) error) error {
 	// First pass: the new IDs of the findings that cite or are cited,
 	// and Fold's walk over them in report order.

@@ -13,7 +13,11 @@ import (
 
 	"github.com/sbcwatch/sbcwatch/analyze"
 	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/finding"
+	"github.com/sbcwatch/sbcwatch/pipeline"
 	"github.com/sbcwatch/sbcwatch/report"
+	"github.com/sbcwatch/sbcwatch/sip"
+	"github.com/sbcwatch/sbcwatch/tlsaudit"
 )
 
 // parseInterleaved parses flags that may come before, between or after
@@ -146,7 +150,26 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if !f.store && f.call == "" {
 		// Nothing needs the records after the report: stream them.
-		return f.streamReport(ctx, paths, opt, view, stdout, stderr)
+		return f.streamReport(ctx, paths, opt, view, nil, stdout, stderr)
+	}
+	if f.store && f.call == "" && !f.keep {
+		// The store takes the records as they are decided, in batches.
+		if f.sbcName == "" && len(cfg.SBCs) == 1 {
+			f.sbcName = cfg.SBCs[0].Name // file it under the one configured SBC
+		}
+		ss, code := openStoreSink(ctx, f.db, f.sbcName, strings.Join(paths, ","), stderr)
+		if code == exitInternal {
+			// The database is away: the report still comes, exit 3.
+			if rc := f.streamReport(ctx, paths, opt, view, nil, stdout, stderr); rc != exitOK {
+				return rc
+			}
+			return exitInternal
+		}
+		if code != exitOK {
+			return code
+		}
+		ss.retention = cfg.Serve.Retention
+		return f.streamReport(ctx, paths, opt, view, ss, stdout, stderr)
 	}
 	rep, err := analyze.Files(ctx, paths, opt)
 	if err != nil {
@@ -197,13 +220,23 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // streamReport runs the analysis with the records leaving as they are
 // decided: straight to stdout for ndjson, through a spool on disk for
 // json and text, so memory does not grow with the input.
-func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt analyze.Options, view report.View, stdout, stderr io.Writer) int {
+//
+// With ss (--store without --call or --keep-packets) the records also go
+// to the store as they are decided; a store that fails is exit 3 and
+// still leaves the report.
+func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt analyze.Options, view report.View, ss *storeSink, stdout, stderr io.Writer) int {
 	format := f.format
-	fail := func(err error) int { return analyzeFailed(ctx, err, opt, stderr) }
+	fail := func(err error) int {
+		if ss != nil {
+			ss.st.Close()
+		}
+		return analyzeFailed(ctx, err, opt, stderr)
+	}
 	opt.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	var sum analyze.Summary
 	var err error
 	var write func() error
+	var spool *report.Spool
 	if format == "ndjson" {
 		nd := report.NewNDJSON(stdout)
 		if sum, err = analyze.Stream(ctx, paths, opt, nd); err != nil {
@@ -215,8 +248,13 @@ func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt ana
 		if err != nil {
 			return fail(err)
 		}
+		spool = sp
 		defer sp.Close()
-		if sum, err = analyze.Stream(ctx, paths, opt, sp); err != nil {
+		var sink pipeline.Sink = sp
+		if ss != nil {
+			sink = teeSink{sp, ss}
+		}
+		if sum, err = analyze.Stream(ctx, paths, opt, sink); err != nil {
 			return fail(err)
 		}
 		write = func() error {
@@ -237,11 +275,38 @@ func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt ana
 	for _, w := range sum.Warnings {
 		fmt.Fprintf(stderr, "sbcwatch analyze: warning: %s\n", w)
 	}
+	stored := exitOK
+	if ss != nil {
+		stored = ss.finish(spool, sum.Stats, stderr)
+	}
 	if err := write(); err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: writing the report: %v\n", err)
 		return exitInternal
 	}
-	return exitOK
+	return stored
+}
+
+// teeSink hands every record to each of its sinks in turn.
+type teeSink []pipeline.Sink
+
+var _ pipeline.Sink = teeSink(nil)
+
+func (t teeSink) Call(c *sip.Call) {
+	for _, s := range t {
+		s.Call(c)
+	}
+}
+
+func (t teeSink) TLSConn(c *tlsaudit.Conn) {
+	for _, s := range t {
+		s.TLSConn(c)
+	}
+}
+
+func (t teeSink) Finding(f *finding.Finding) {
+	for _, s := range t {
+		s.Finding(f)
+	}
 }
 
 // analyzeFailed reports an analysis that ended in err on stderr (after

@@ -5,11 +5,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/sbcwatch/sbcwatch/analyze"
+	"github.com/sbcwatch/sbcwatch/config"
+	"github.com/sbcwatch/sbcwatch/store"
 )
 
 // testDatabase creates a fresh, migrated database on the test server and
@@ -96,4 +101,87 @@ func TestAnalyzeStoreIdempotent(t *testing.T) {
 	if code, _, errOut := runCLI("analyze", "--store", sample); code != exitUsage {
 		t.Fatalf("no DSN: exit %d %q", code, errOut)
 	}
+}
+
+// TestAnalyzeStoreStreamsLikeOneSave: `analyze --store` writes calls and
+// connections in batches as the engine decides them and the findings at
+// the end. Forced into batches of 3 records, it stores the same calls,
+// messages, connections and findings, with the same references between
+// findings, as one save of the whole report.
+func TestAnalyzeStoreStreamsLikeOneSave(t *testing.T) {
+	old := storeBatch
+	storeBatch = 3
+	t.Cleanup(func() { storeBatch = old })
+	cfgPath := filepath.Join("..", "..", "testdata", "lab", "sbcwatch.yaml")
+	sample := filepath.Join("..", "..", "testdata", "lab", "busy_sbc.pcap")
+	streamed := testDatabase(t)
+	if code, _, errOut := runCLI("analyze", "--config", cfgPath, "--store", "--db", streamed, "--sbc", "lab", sample); code != exitOK {
+		t.Fatalf("analyze --store: exit %d: %s", code, errOut)
+	}
+	whole := testDatabase(t)
+	ctx := context.Background()
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := analyze.Files(ctx, []string{sample}, analyze.Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.SaveReportResult(ctx, "lab", sample, rep); err != nil {
+		t.Fatal(err)
+	}
+	// What each database holds, in a form that does not depend on ids
+	// or on how many saves wrote it.
+	dump := func(dsn string) []string {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var out []string
+		for _, q := range []string{
+			`select 'call ' || call_id || ' ' || start_time || ' ' || message_count || ' ' || answered from calls`,
+			`select 'msg ' || time || ' ' || call_id from sip_messages`,
+			`select 'tls ' || client || '->' || server || ' ' || first_seen || ' ' || outcome from tls_connections`,
+			`select 'finding ' || f.local_id || ' ' || f.rule || ' ' || f.call_id || ' ' || f.connection || ' cites ' ||
+			   coalesce((select string_agg(g.local_id, ',' order by g.local_id) from findings g where g.id = any(f.cites)), '')
+			 from findings f`,
+		} {
+			rows, err := conn.Query(ctx, q)
+			if err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, got...)
+		}
+		slices.Sort(out)
+		return out
+	}
+	a, b := dump(streamed), dump(whole)
+	cited := slices.ContainsFunc(a, func(r string) bool { return strings.HasPrefix(r, "finding ") && strings.Contains(r, " cites F") })
+	if !cited {
+		t.Fatalf("no stored finding cites another: the test would not see broken references\n%s", strings.Join(a, "\n"))
+	}
+	if len(a) == 0 || !slices.Equal(a, b) {
+		t.Fatalf("streamed store differs from one save:\nstreamed %d rows, one save %d rows\nfirst difference: %s", len(a), len(b), firstDiff(a, b))
+	}
+}
+
+func firstDiff(a, b []string) string {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return fmt.Sprintf("%q vs %q", a[i], b[i])
+		}
+	}
+	return fmt.Sprintf("lengths %d and %d", len(a), len(b))
 }
