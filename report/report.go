@@ -19,8 +19,12 @@
 //     each; the verdicts, the fold and the CSV's rules per call need
 //     them) and the Call-IDs and connections findings name; never a row
 //     per call or TLS connection.
-//   - Report (analyze --store, --call, audit, the tests): every record
-//     in memory.
+//   - analyze --store: the output's spool plus a store sink that saves
+//     calls (with their SIP messages) and TLS connections in batches of
+//     2000 as they are decided, and the findings once at the end from
+//     the spool (held then, as for text).
+//   - Report (analyze --call, --keep-packets, audit, the tests): every
+//     record in memory.
 package report
 
 import (
