@@ -2,7 +2,6 @@ package correlate
 
 import (
 	"cmp"
-	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 	"github.com/sbcwatch/sbcwatch/finding"
 	"github.com/sbcwatch/sbcwatch/sip"
 	"github.com/sbcwatch/sbcwatch/tlsaudit"
-	"github.com/sbcwatch/sbcwatch/tlsaudit/certcheck"
 )
 
 // StreamOptions configure a Stream.
@@ -670,12 +668,7 @@ type servedTally struct {
 	first *finding.Finding // the finding once two certificates were seen
 	start time.Time
 	conn  string
-	fps   []*fpCount
-}
-
-type fpCount struct {
-	fp, subject, issuer, first string
-	n                          int
+	fps   []*tlsaudit.ServedCert
 }
 
 // maxFingerprints bounds the distinct certificates tallied per listener
@@ -702,17 +695,7 @@ func (s *Stream) inconsistent(conns []*tlsaudit.Conn) []*finding.Finding {
 			s.served[k] = t
 			s.servedOrder = append(s.servedOrder, k)
 		}
-		fp := certcheck.Fingerprint(leaf)
-		found := false
-		for _, e := range t.fps {
-			if e.fp == fp {
-				e.n++
-				found = true
-			}
-		}
-		if !found && len(t.fps) < maxFingerprints {
-			t.fps = append(t.fps, &fpCount{fp: fp, subject: leaf.Subject.String(), issuer: leaf.Issuer.String(), first: c.ID, n: 1})
-		}
+		t.fps = tlsaudit.CountServed(t.fps, leaf, c.ID, maxFingerprints)
 		if !slices.Contains(touched, k) {
 			touched = append(touched, k)
 		}
@@ -723,30 +706,7 @@ func (s *Stream) inconsistent(conns []*tlsaudit.Conn) []*finding.Finding {
 		if len(t.fps) < 2 {
 			continue
 		}
-		list := slices.Clone(t.fps)
-		slices.SortStableFunc(list, func(x, y *fpCount) int { return cmp.Compare(y.n, x.n) })
-		sni := k.sni
-		if sni == "" {
-			sni = "(no SNI)"
-		}
-		total := 0
-		var fps []map[string]any
-		var parts []string
-		for _, e := range list {
-			total += e.n
-			fps = append(fps, map[string]any{
-				"fingerprint_sha256": e.fp, "subject": e.subject, "issuer": e.issuer,
-				"count": e.n, "first_connection": e.first,
-			})
-			parts = append(parts, fmt.Sprintf("%s [sha256 %.12s…] ×%d", e.subject, e.fp, e.n))
-		}
-		f := finding.New(finding.TLSCertInconsistent, finding.Critical, t.start,
-			"%s served %d different certificates for %s: %s", k.server, len(list), sni, strings.Join(parts, ", "))
-		f.Connection = t.conn
-		f.Evidence["listener"] = k.server
-		f.Evidence["sni"] = k.sni
-		f.Evidence["fingerprints"] = fps
-		f.Evidence["connections"] = total
+		f := tlsaudit.InconsistentFinding(k.server, k.sni, t.start, t.conn, t.fps)
 		if t.first != nil {
 			f.ID = t.first.ID
 			*t.first = *f

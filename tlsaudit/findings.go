@@ -1,6 +1,8 @@
 package tlsaudit
 
 import (
+	"cmp"
+	"crypto/x509"
 	"fmt"
 	"slices"
 	"sort"
@@ -72,11 +74,7 @@ func Findings(conns []*Conn, o FindingOptions) []*finding.Finding {
 	}
 
 	type listenerSNI struct{ server, sni string }
-	type fpCount struct {
-		fp, subject, issuer, first string
-		n                          int
-	}
-	served := map[listenerSNI][]*fpCount{}
+	served := map[listenerSNI][]*ServedCert{}
 	var servedOrder []listenerSNI
 	servedFirst := map[listenerSNI]*Conn{}
 
@@ -138,23 +136,12 @@ func Findings(conns []*Conn, o FindingOptions) []*finding.Finding {
 		}
 		if leaf := c.Leaf(); leaf != nil {
 			k := listenerSNI{c.Server.String(), c.SNI}
-			fp := certcheck.Fingerprint(leaf)
 			list, seen := served[k]
 			if !seen {
 				servedOrder = append(servedOrder, k)
 				servedFirst[k] = c
 			}
-			found := false
-			for _, e := range list {
-				if e.fp == fp {
-					e.n++
-					found = true
-				}
-			}
-			if !found {
-				served[k] = append(list, &fpCount{fp: fp, subject: leaf.Subject.String(),
-					issuer: leaf.Issuer.String(), first: c.ID, n: 1})
-			}
+			served[k] = CountServed(list, leaf, c.ID, 0)
 		}
 	}
 	for _, k := range order {
@@ -165,31 +152,8 @@ func Findings(conns []*Conn, o FindingOptions) []*finding.Finding {
 		if len(list) < 2 {
 			continue
 		}
-		sort.SliceStable(list, func(i, j int) bool { return list[i].n > list[j].n })
 		c := servedFirst[k]
-		sni := k.sni
-		if sni == "" {
-			sni = "(no SNI)"
-		}
-		total := 0
-		var fps []map[string]any
-		var parts []string
-		for _, e := range list {
-			total += e.n
-			fps = append(fps, map[string]any{
-				"fingerprint_sha256": e.fp, "subject": e.subject, "issuer": e.issuer,
-				"count": e.n, "first_connection": e.first,
-			})
-			parts = append(parts, fmt.Sprintf("%s [sha256 %.12s…] ×%d", e.subject, e.fp, e.n))
-		}
-		f := finding.New(finding.TLSCertInconsistent, finding.Critical, c.FirstSeen,
-			"%s served %d different certificates for %s: %s", k.server, len(list), sni, strings.Join(parts, ", "))
-		f.Connection = c.ID
-		f.Evidence["listener"] = k.server
-		f.Evidence["sni"] = k.sni
-		f.Evidence["fingerprints"] = fps
-		f.Evidence["connections"] = total
-		out = append(out, f)
+		out = append(out, InconsistentFinding(k.server, k.sni, c.FirstSeen, c.ID, list))
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := out[i], out[j]
@@ -318,4 +282,60 @@ func msText(ms float64) string {
 		return fmt.Sprintf("%.1f", ms)
 	}
 	return fmt.Sprintf("%.0f", ms)
+}
+
+// ServedCert is a certificate a listener served for one SNI: how many
+// connections got it, and the first of them.
+type ServedCert struct {
+	Fingerprint, Subject, Issuer, First string
+	Count                               int
+}
+
+// CountServed adds a connection (conn) that was served leaf to list, the
+// certificates of one listener and SNI, and returns the list; a new
+// certificate past max distinct ones (0: no bound) is not added.
+func CountServed(list []*ServedCert, leaf *x509.Certificate, conn string, max int) []*ServedCert {
+	fp := certcheck.Fingerprint(leaf)
+	for _, e := range list {
+		if e.Fingerprint == fp {
+			e.Count++
+			return list
+		}
+	}
+	if max > 0 && len(list) >= max {
+		return list
+	}
+	return append(list, &ServedCert{Fingerprint: fp, Subject: leaf.Subject.String(),
+		Issuer: leaf.Issuer.String(), First: conn, Count: 1})
+}
+
+// InconsistentFinding is tls_cert_inconsistent for a listener and SNI
+// that served the certificates in list (two or more), dated at and naming
+// conn: each certificate with its count, the most served first.
+func InconsistentFinding(listener, sni string, at time.Time, conn string, list []*ServedCert) *finding.Finding {
+	list = slices.Clone(list)
+	slices.SortStableFunc(list, func(x, y *ServedCert) int { return cmp.Compare(y.Count, x.Count) })
+	shown := sni
+	if shown == "" {
+		shown = "(no SNI)"
+	}
+	total := 0
+	var fps []map[string]any
+	var parts []string
+	for _, e := range list {
+		total += e.Count
+		fps = append(fps, map[string]any{
+			"fingerprint_sha256": e.Fingerprint, "subject": e.Subject, "issuer": e.Issuer,
+			"count": e.Count, "first_connection": e.First,
+		})
+		parts = append(parts, fmt.Sprintf("%s [sha256 %.12s…] ×%d", e.Subject, e.Fingerprint, e.Count))
+	}
+	f := finding.New(finding.TLSCertInconsistent, finding.Critical, at,
+		"%s served %d different certificates for %s: %s", listener, len(list), shown, strings.Join(parts, ", "))
+	f.Connection = conn
+	f.Evidence["listener"] = listener
+	f.Evidence["sni"] = sni
+	f.Evidence["fingerprints"] = fps
+	f.Evidence["connections"] = total
+	return f
 }
