@@ -269,16 +269,12 @@ func (s *Server) handleAckFinding(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var req AckRequest
-	if err := decodeOptionalJSON(r, &req); err != nil {
+	by, err := readAck(r)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if req.By, err = ackBy(r, req.By); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	f, err := store.AckFinding(r.Context(), s.st.Pool(), id, req.By)
+	f, err := store.AckFinding(r.Context(), s.st.Pool(), id, by)
 	if errors.Is(err, store.ErrNotFound) {
 		s.writeError(w, r, notFound("no finding with id %q", id))
 		return

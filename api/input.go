@@ -164,9 +164,15 @@ func atoi3(s string) int {
 // maxAckBy bounds who acknowledged (a name, not a document).
 const maxAckBy = 200
 
-// ackBy is the "by" of an acknowledgement: the body's, else the token's
-// name; at most maxAckBy characters.
-func ackBy(r *http.Request, by string) (string, error) {
+// readAck reads an acknowledgement's optional body (one JSON document,
+// AckRequest) and returns who acknowledged: its "by", else the token's
+// name, at most maxAckBy characters.
+func readAck(r *http.Request) (string, error) {
+	var req AckRequest
+	if err := decodeOptionalJSON(r, &req); err != nil {
+		return "", err
+	}
+	by := req.By
 	if by == "" {
 		by = tokenFrom(r.Context()).Name
 	}

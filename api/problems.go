@@ -47,16 +47,12 @@ func (s *Server) handleAckProblem(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, badRequest("problem id %q is not a positive integer", raw))
 		return
 	}
-	var req AckRequest
-	if err := decodeOptionalJSON(r, &req); err != nil {
+	by, err := readAck(r)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if req.By, err = ackBy(r, req.By); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	p, err := store.AckProblem(r.Context(), s.st.Pool(), id, req.By)
+	p, err := store.AckProblem(r.Context(), s.st.Pool(), id, by)
 	if errors.Is(err, store.ErrNotFound) {
 		s.writeError(w, r, notFound("no problem with id %d", id))
 		return

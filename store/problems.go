@@ -173,6 +173,14 @@ type ProblemQuery struct {
 // ErrBadState is returned for a state other than open or resolved.
 var ErrBadState = fmt.Errorf("%w: state must be open or resolved", ErrBadQuery)
 
+// checkState accepts a state filter: "" (any), open or resolved.
+func checkState(s string) error {
+	if s != "" && s != StateOpen && s != StateResolved {
+		return ErrBadState
+	}
+	return nil
+}
+
 // ListProblems returns problems, most recently seen first.
 func ListProblems(ctx context.Context, db DBTX, q ProblemQuery) (Page[Problem], error) {
 	var page Page[Problem]
@@ -180,8 +188,8 @@ func ListProblems(ctx context.Context, db DBTX, q ProblemQuery) (Page[Problem], 
 	if err != nil {
 		return page, err
 	}
-	if q.State != "" && q.State != StateOpen && q.State != StateResolved {
-		return page, ErrBadState
+	if err := checkState(q.State); err != nil {
+		return page, err
 	}
 	var w where
 	w.eq("state", q.State)

@@ -564,8 +564,8 @@ func ListFindings(ctx context.Context, db DBTX, q FindingQuery) (Page[Finding], 
 	if err != nil {
 		return page, err
 	}
-	if q.State != "" && q.State != StateOpen && q.State != StateResolved {
-		return page, ErrBadState
+	if err := checkState(q.State); err != nil {
+		return page, err
 	}
 	var w where
 	w.eq("f.rule", q.Rule)
