@@ -11,14 +11,21 @@
 //
 // # Idempotence
 //
-// Writes go through CopyFrom into temporary tables, then INSERT … ON
-// CONFLICT, in one transaction per save. Every row has a natural or
+// Each save is one transaction. Every row has a natural or
 // content-derived key, so saving the same capture twice stores nothing
-// twice:
+// twice. Calls and SIP messages, the bulk of an ingest, are copied
+// straight into their tables (COPY; the messages as binary rows encoded
+// without pgx's per-value boxing) under a savepoint: a new capture has
+// nothing stored yet, so nothing conflicts. When a row is already stored
+// (a unique violation) the copy is undone and the rows go the careful
+// way, as the other tables always do: COPY into a temporary table, then
+// INSERT … ON CONFLICT. The keys:
 //
 //   - calls: (sbc, call_id, start); a later view of the same call (more
 //     messages, an end) updates the row in place;
-//   - sip_messages: (time, sha256 of sbc, time, src, dst, raw);
+//   - sip_messages: (time, id), id a uuid holding the first 16 bytes of
+//     the SHA-256 of sbc, time, src, dst and raw (before schema version
+//     9 the whole hash in hex, of which migration 009 keeps that half);
 //   - tls_connections: (first_seen, sha256 of sbc, client->server, first_seen);
 //   - certificates: SHA-256 of the DER;
 //   - findings: (time, FindingID), a hash of sbc, rule, call, connection,
