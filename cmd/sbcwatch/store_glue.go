@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/finding"
@@ -68,25 +69,39 @@ var storeBatch = 2000
 // storeSink writes a streaming analysis to the store as the engine
 // decides it: calls (with their SIP messages) and TLS connections in
 // batches of storeBatch, each an idempotent save (the same capture stored
-// again adds nothing), so memory does not grow with the input. Findings
-// are saved once at the end, from the report's spool, with the report's
-// IDs and references (finish). A failed save stops the writing (exit 3)
-// but not the analysis or its report.
+// again adds nothing), so memory does not grow with the input. The saves
+// run on a writer goroutine while the analysis goes on; one batch waits
+// for it at most (the analysis waits when two are pending), so at most
+// three batches are held. Findings are saved once at the end, from the
+// report's spool, with the report's IDs and references (finish). A failed
+// save stops the writing (exit 3) but not the analysis or its report.
 type storeSink struct {
 	ctx         context.Context
 	st          *store.Store
 	sbc, source string
 	calls       []*sip.Call
 	conns       []*tlsaudit.Conn
-	total       store.SaveResult
-	err         error
 	retention   int // days, for the closing line (0: the default)
+
+	queue     chan sinkBatch // to the writer; closed by stop
+	done      chan struct{}  // closed when the writer has returned
+	closeOnce sync.Once
+	// Owned by the writer until done is closed.
+	total store.SaveResult
+	err   error
+}
+
+// sinkBatch is what one save of the writer stores.
+type sinkBatch struct {
+	calls []*sip.Call
+	conns []*tlsaudit.Conn
 }
 
 var _ pipeline.Sink = (*storeSink)(nil)
 
-// openStoreSink opens the database for a streaming --store; a code other
-// than exitOK is the exit status after its one-line error.
+// openStoreSink opens the database for a streaming --store and starts
+// its writer, which runs until finish or stop; a code other than exitOK
+// is the exit status after its one-line error.
 func openStoreSink(ctx context.Context, dsnFlag, sbc, source string, stderr io.Writer) (*storeSink, int) {
 	dsn, err := storeDSN(dsnFlag, os.Getenv)
 	if err != nil {
@@ -109,7 +124,10 @@ func openStoreSink(ctx context.Context, dsnFlag, sbc, source string, stderr io.W
 		}
 		return nil, exitInternal
 	}
-	return &storeSink{ctx: ctx, st: st, sbc: sbc, source: source}, exitOK
+	s := &storeSink{ctx: ctx, st: st, sbc: sbc, source: source,
+		queue: make(chan sinkBatch, 1), done: make(chan struct{})}
+	go s.write()
+	return s, exitOK
 }
 
 func (s *storeSink) Call(c *sip.Call) {
@@ -129,6 +147,19 @@ func (s *storeSink) TLSConn(c *tlsaudit.Conn) {
 // Finding is a no-op: findings are saved by finish, numbered as in the
 // report.
 func (s *storeSink) Finding(*finding.Finding) {}
+
+// write is the writer goroutine: it saves the queued batches in order
+// until the queue is closed. After a failed save (or once the context
+// is done, which fails the saves) it only drains the queue, so the
+// analysis never blocks on it.
+func (s *storeSink) write() {
+	defer close(s.done)
+	for b := range s.queue {
+		// The engine is done with these records: nothing changes them
+		// while they are saved.
+		s.save(&report.Report{CallRecords: b.calls, Conns: b.conns, Findings: []*finding.Finding{}})
+	}
+}
 
 // save writes one report and adds up what it stored.
 func (s *storeSink) save(r *report.Report) {
@@ -151,11 +182,27 @@ func (s *storeSink) save(r *report.Report) {
 	t.Problems += res.Problems
 }
 
+// flush hands the pending records to the writer (waiting while it still
+// has a batch queued).
 func (s *storeSink) flush() {
 	if len(s.calls)+len(s.conns) > 0 {
-		s.save(report.Build(s.calls, s.conns, nil))
+		s.queue <- sinkBatch{s.calls, s.conns}
 	}
 	s.calls, s.conns = nil, nil
+}
+
+// stop ends the writer once it has saved what is queued, and waits for
+// it; it may be called more than once.
+func (s *storeSink) stop() {
+	s.closeOnce.Do(func() { close(s.queue) })
+	<-s.done
+}
+
+// close stops the writer and closes the database (when the analysis
+// failed: nothing more is written).
+func (s *storeSink) close() {
+	s.stop()
+	s.st.Close()
 }
 
 // finish writes what is pending and the findings of sp, says what was
@@ -164,6 +211,7 @@ func (s *storeSink) flush() {
 func (s *storeSink) finish(sp *report.Spool, st report.Stats, stderr io.Writer) int {
 	defer s.st.Close()
 	s.flush()
+	s.stop()
 	var fs []*finding.Finding
 	if err := sp.Findings(func(f *finding.Finding) error { fs = append(fs, f); return nil }); err != nil && s.err == nil {
 		s.err = err
