@@ -416,18 +416,25 @@ func reverse(s string) string {
 // still be found as active in a time window.
 const MaxCallSpan = 12 * time.Hour
 
+// getCallSQL is GetCall's query: the unique key (call_id, sbc,
+// start_time) finds the call.
+func getCallSQL(callID, sbc string) (string, []any) {
+	var w where
+	w.add("c.call_id = ?", callID)
+	if sbc != "" {
+		w.add("c.sbc = ?", sbc)
+	}
+	return callsWithFindings("select c.* from calls c " + w.sql() + callOrder + " limit 1"), w.args
+}
+
 // ErrBadQuery is returned for a query parameter that cannot be used.
 var ErrBadQuery = errors.New("store: bad query")
 
 // GetCall returns the most recent call with the Call-ID (on the SBC when
 // sbc is not empty).
 func GetCall(ctx context.Context, db DBTX, callID, sbc string) (Call, error) {
-	var w where
-	w.add("c.call_id = ?", callID)
-	if sbc != "" {
-		w.add("c.sbc = ?", sbc)
-	}
-	rows, err := db.Query(ctx, callsWithFindings("select c.* from calls c "+w.sql()+callOrder+" limit 1"), w.args...)
+	sql, args := getCallSQL(callID, sbc)
+	rows, err := db.Query(ctx, sql, args...)
 	if err != nil {
 		return Call{}, fmt.Errorf("store: call: %w", err)
 	}
@@ -490,12 +497,16 @@ func (m Message) Label() string {
 	return s
 }
 
-// CallMessages returns the stored messages of a call in wire order.
-func CallMessages(ctx context.Context, db DBTX, sbc, callID string) ([]Message, error) {
-	rows, err := db.Query(ctx, `select time, encode(uuid_send(id), 'hex') as id, sbc, frame, src, dst, transport, origin, is_request, method,
+// callMessagesSQL reads a call's messages ($1 the Call-ID, $2 the SBC)
+// through the hash index on call_id.
+const callMessagesSQL = `select time, encode(uuid_send(id), 'hex') as id, sbc, frame, src, dst, transport, origin, is_request, method,
   status, reason, request_uri, call_id, cseq, cseq_method, from_user, to_user, from_tag, to_tag, branch,
   contact, user_agent, refer_to, reason_hdr, q850, raw
-from sip_messages where call_id = $1 and sbc = $2 order by time, frame, id`, callID, sbc)
+from sip_messages where call_id = $1 and sbc = $2 order by time, frame, id`
+
+// CallMessages returns the stored messages of a call in wire order.
+func CallMessages(ctx context.Context, db DBTX, sbc, callID string) ([]Message, error) {
+	rows, err := db.Query(ctx, callMessagesSQL, callID, sbc)
 	if err != nil {
 		return nil, fmt.Errorf("store: messages: %w", err)
 	}
