@@ -610,16 +610,16 @@ func (s *Store) saveBatch(ctx context.Context, sbc, source string, stats []byte,
 			return res, err
 		}
 	}
+	digest := b.digest()
 	err := retryTx(ctx, s.pool, func(tx pgx.Tx) error {
 		res = SaveResult{}
-		if err := UpsertSBC(ctx, tx, SBC{Name: sbc}); err != nil {
-			return err
+		// The rows every save updates (the SBC's last_seen, the days
+		// stored into) are written last, just before the commit, so that
+		// saves of other batches run side by side and wait for each
+		// other only there; the SBC's row must exist before its ingest.
+		if _, err := tx.Exec(ctx, `insert into sbcs (name) values ($1) on conflict do nothing`, clean(sbc)); err != nil {
+			return fmt.Errorf("sbc: %w", err)
 		}
-		if err := noteStored(ctx, tx, map[string][]time.Time{"sip_messages": b.msgTimes,
-			"tls_connections": b.connTimes, "findings": b.findingTimes, "packets": b.packetTimes}); err != nil {
-			return err
-		}
-		digest := b.digest()
 		err := tx.QueryRow(ctx, `
 with ins as (
   insert into ingests (sbc, source, content_sha256, stats) values ($1, $2, $3, $4)
@@ -636,30 +636,42 @@ limit 1`, sbc, clean(source), digest, json.RawMessage(stats)).Scan(&res.IngestID
 		if err != nil {
 			return fmt.Errorf("ingest: %w", err)
 		}
-		if b.empty() {
-			return nil
+		if !b.empty() {
+			if err := saveRows(ctx, tx, sbc, b, &res); err != nil {
+				return err
+			}
 		}
-		if res.Calls, err = saveCalls(ctx, tx, b.calls, res.IngestID); err != nil {
+		if err := UpsertSBC(ctx, tx, SBC{Name: sbc}); err != nil {
 			return err
 		}
-		if res.Messages, err = saveMessages(ctx, tx, sbc, b.messages); err != nil {
-			return err
-		}
-		if res.Certificates, err = copyInsert(ctx, tx, "certificates", certCols, b.certs, 0, "on conflict do nothing"); err != nil {
-			return err
-		}
-		if res.Connections, err = copyInsert(ctx, tx, "tls_connections", connCols, b.conns, res.IngestID, "on conflict do nothing"); err != nil {
-			return err
-		}
-		if res.Findings, res.Problems, err = insertFindings(ctx, tx, b.findings, res.IngestID); err != nil {
-			return err
-		}
-		if res.Packets, err = copyInsert(ctx, tx, "packets", packetCols, b.packets, 0, "on conflict do nothing"); err != nil {
-			return err
-		}
-		return nil
+		return noteStored(ctx, tx, map[string][]time.Time{"sip_messages": b.msgTimes,
+			"tls_connections": b.connTimes, "findings": b.findingTimes, "packets": b.packetTimes})
 	})
 	return res, err
+}
+
+// saveRows writes the rows of b in tx, adding to res.
+func saveRows(ctx context.Context, tx pgx.Tx, sbc string, b *batch, res *SaveResult) error {
+	var err error
+	if res.Calls, err = saveCalls(ctx, tx, b.calls, res.IngestID); err != nil {
+		return err
+	}
+	if res.Messages, err = saveMessages(ctx, tx, sbc, b.messages); err != nil {
+		return err
+	}
+	if res.Certificates, err = copyInsert(ctx, tx, "certificates", certCols, b.certs, 0, "on conflict do nothing"); err != nil {
+		return err
+	}
+	if res.Connections, err = copyInsert(ctx, tx, "tls_connections", connCols, b.conns, res.IngestID, "on conflict do nothing"); err != nil {
+		return err
+	}
+	if res.Findings, res.Problems, err = insertFindings(ctx, tx, b.findings, res.IngestID); err != nil {
+		return err
+	}
+	if res.Packets, err = copyInsert(ctx, tx, "packets", packetCols, b.packets, 0, "on conflict do nothing"); err != nil {
+		return err
+	}
+	return nil
 }
 
 // callUpsert is how a call already stored takes a later view of itself

@@ -63,18 +63,24 @@ func storedLines(stderr io.Writer, sbc string, res store.SaveResult, retentionDa
 }
 
 // storeBatch is how many calls and TLS connections a streaming
-// `analyze --store` writes at once.
-var storeBatch = 2000
+// `analyze --store` writes at once, and storeWriters how many saves run
+// side by side (each a transaction on its own connection).
+var (
+	storeBatch   = 1000
+	storeWriters = 2
+)
 
 // storeSink writes a streaming analysis to the store as the engine
 // decides it: calls (with their SIP messages) and TLS connections in
 // batches of storeBatch, each an idempotent save (the same capture stored
 // again adds nothing), so memory does not grow with the input. The saves
-// run on a writer goroutine while the analysis goes on; one batch waits
-// for it at most (the analysis waits when two are pending), so at most
-// three batches are held. Findings are saved once at the end, from the
-// report's spool, with the report's IDs and references (finish). A failed
-// save stops the writing (exit 3) but not the analysis or its report.
+// run on storeWriters writer goroutines while the analysis goes on (the
+// database works on one batch per writer while the engine fills the
+// next); the analysis waits when every writer is busy, so at most
+// storeWriters+1 batches are held. Findings are saved once at the end,
+// after the batches, from the report's spool, with the report's IDs and
+// references (finish). A failed save stops the writing (exit 3) but not
+// the analysis or its report.
 type storeSink struct {
 	ctx         context.Context
 	st          *store.Store
@@ -83,15 +89,16 @@ type storeSink struct {
 	conns       []*tlsaudit.Conn
 	retention   int // days, for the closing line (0: the default)
 
-	queue     chan sinkBatch // to the writer; closed by stop
-	done      chan struct{}  // closed when the writer has returned
+	queue     chan sinkBatch // to the writers; closed by stop
+	writers   sync.WaitGroup
 	closeOnce sync.Once
-	// Owned by the writer until done is closed.
+
+	mu    sync.Mutex
 	total store.SaveResult
-	err   error
+	err   error // the first failed save: the writers save nothing more
 }
 
-// sinkBatch is what one save of the writer stores.
+// sinkBatch is what one save of a writer stores.
 type sinkBatch struct {
 	calls []*sip.Call
 	conns []*tlsaudit.Conn
@@ -124,9 +131,10 @@ func openStoreSink(ctx context.Context, dsnFlag, sbc, source string, stderr io.W
 		}
 		return nil, exitInternal
 	}
-	s := &storeSink{ctx: ctx, st: st, sbc: sbc, source: source,
-		queue: make(chan sinkBatch, 1), done: make(chan struct{})}
-	go s.write()
+	s := &storeSink{ctx: ctx, st: st, sbc: sbc, source: source, queue: make(chan sinkBatch)}
+	for range max(storeWriters, 1) {
+		s.writers.Go(s.write)
+	}
 	return s, exitOK
 }
 
@@ -148,12 +156,13 @@ func (s *storeSink) TLSConn(c *tlsaudit.Conn) {
 // report.
 func (s *storeSink) Finding(*finding.Finding) {}
 
-// write is the writer goroutine: it saves the queued batches in order
-// until the queue is closed. After a failed save (or once the context
-// is done, which fails the saves) it only drains the queue, so the
-// analysis never blocks on it.
+// write is a writer goroutine: it saves batches from the queue until the
+// queue is closed. After a failed save (or once the context is done,
+// which fails the saves) the writers only drain the queue, so the
+// analysis never blocks on them. Batches are independent: the saves of
+// two writers touch different rows, and a call stored twice keeps its
+// latest view whichever save commits last.
 func (s *storeSink) write() {
-	defer close(s.done)
 	for b := range s.queue {
 		// The engine is done with these records: nothing changes them
 		// while they are saved.
@@ -163,12 +172,19 @@ func (s *storeSink) write() {
 
 // save writes one report and adds up what it stored.
 func (s *storeSink) save(r *report.Report) {
-	if s.err != nil {
+	s.mu.Lock()
+	failed := s.err != nil
+	s.mu.Unlock()
+	if failed {
 		return
 	}
 	res, err := s.st.SaveReportResult(s.ctx, s.sbc, s.source, r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
-		s.err = err
+		if s.err == nil {
+			s.err = err
+		}
 		return
 	}
 	t := &s.total
@@ -182,8 +198,8 @@ func (s *storeSink) save(r *report.Report) {
 	t.Problems += res.Problems
 }
 
-// flush hands the pending records to the writer (waiting while it still
-// has a batch queued).
+// flush hands the pending records to a writer (waiting until one is
+// free).
 func (s *storeSink) flush() {
 	if len(s.calls)+len(s.conns) > 0 {
 		s.queue <- sinkBatch{s.calls, s.conns}
@@ -191,14 +207,14 @@ func (s *storeSink) flush() {
 	s.calls, s.conns = nil, nil
 }
 
-// stop ends the writer once it has saved what is queued, and waits for
-// it; it may be called more than once.
+// stop ends the writers once they have saved what they hold, and waits
+// for them; it may be called more than once.
 func (s *storeSink) stop() {
 	s.closeOnce.Do(func() { close(s.queue) })
-	<-s.done
+	s.writers.Wait()
 }
 
-// close stops the writer and closes the database (when the analysis
+// close stops the writers and closes the database (when the analysis
 // failed: nothing more is written).
 func (s *storeSink) close() {
 	s.stop()
@@ -216,7 +232,7 @@ func (s *storeSink) finish(sp *report.Spool, st report.Stats, stderr io.Writer) 
 	if err := sp.Findings(func(f *finding.Finding) error { fs = append(fs, f); return nil }); err != nil && s.err == nil {
 		s.err = err
 	}
-	s.save(&report.Report{Findings: fs, Stats: st})
+	s.save(&report.Report{Findings: fs, Stats: st}) // the writers are done: no lock needed below
 	if s.err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(s.err))
 		return exitInternal
