@@ -126,3 +126,58 @@ func (r *copyReader) Read(p []byte) (int, error) {
 	r.off += n
 	return n, nil
 }
+
+// appendOptTime writes t, or NULL when it is zero (as optTime).
+func appendOptTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return appendNull(b)
+	}
+	return appendTimestamptz(b, t)
+}
+
+// appendDigits writes the ASCII digits of s as text (config.Digits).
+func appendDigits(b []byte, s string) []byte {
+	at := len(b)
+	b = binary.BigEndian.AppendUint32(b, 0)
+	for i := 0; i < len(s); i++ {
+		if s[i] >= '0' && s[i] <= '9' {
+			b = append(b, s[i])
+		}
+	}
+	binary.BigEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+	return b
+}
+
+// oidText is the type OID of text, the element type of text[].
+const oidText = 25
+
+// appendTextArray writes ss as a one-dimensional text[] ('{}' when
+// empty).
+func appendTextArray(b []byte, ss []string) []byte {
+	at := len(b)
+	b = binary.BigEndian.AppendUint32(b, 0)
+	if len(ss) == 0 {
+		b = binary.BigEndian.AppendUint32(b, 0) // no dimensions
+	} else {
+		b = binary.BigEndian.AppendUint32(b, 1)
+	}
+	b = binary.BigEndian.AppendUint32(b, 0) // no NULLs
+	b = binary.BigEndian.AppendUint32(b, oidText)
+	if len(ss) > 0 {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(ss)))
+		b = binary.BigEndian.AppendUint32(b, 1) // lower bound
+		for _, s := range ss {
+			b = appendText(b, s)
+		}
+	}
+	binary.BigEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+	return b
+}
+
+// appendJSONB writes j (JSON text without NUL escapes, see jsonb) as
+// jsonb: version 1, then the text.
+func appendJSONB(b []byte, j []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(j)+1))
+	b = append(b, 1)
+	return append(b, j...)
+}

@@ -196,3 +196,59 @@ values ($1, $2, 'sbc1', $3, $4, $5, $6, $7)`, m.Time, oldMessageID("sbc1", m), m
 	}
 	migrateTo(t, st, store.LatestVersion())
 }
+
+// Every column of a call comes back as it was saved (calls are written
+// in COPY's binary format by hand): text, digits, times (NULL when
+// zero), numbers, flags, the user agents (text[]) and REFERs (jsonb), and
+// the ingest it came with.
+func TestCallRoundTrip(t *testing.T) {
+	t.Parallel()
+	st, _ := storetest.New(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 987654321, time.UTC)
+	full := storetest.PlainCall(t0, "full@x", "+49 (30) 111-22", "sip:+4930222@x")
+	full.FromURI, full.ToURI, full.RequestURI, full.PAI = "sip:a@b", "sip:c@d", "sip:+4930222@sbc", "<tel:+4930111>"
+	full.Caller, full.Callee = netip.MustParseAddrPort("[2001:db8::7]:5061"), storetest.SBCAddr
+	full.FinalStatus, full.EndedBy, full.EndReason, full.ByeReason = 486, "caller", "BYE", "SIP;cause=200"
+	full.Q850Cause, full.ReasonText, full.Invites, full.MessageCount = 17, "busy \x00 ü", 2, 5
+	full.Microsoft, full.MicrosoftAddr, full.SBCSide = true, netip.MustParseAddr("52.112.1.10"), storetest.SBCAddr
+	full.SBCContact, full.SBCAllow, full.Truncated = "<sip:sbc.example.com:5061>", "INVITE, ACK, BYE", true
+	full.UserAgents = []string{"Microsoft.PSTNHub.SIPProxy v.2024.1.1.1 i.EUWE.7", "Mediant SW/v.7.40A.500.775", "bad \xff"}
+	full.Refers = []*sip.Refer{{Time: t0.Add(time.Second), Src: storetest.MSProxy, Dst: storetest.SBCAddr, CSeq: 3,
+		ReferTo: "sip:+4969999@x", Response: 202}}
+	bare := &sip.Call{CallID: "bare@x", Kind: "options", Start: t0.Add(time.Minute)}
+	res, err := st.SaveReportResult(ctx, "sbc1", "rt.pcap", &report.Report{CallRecords: []*sip.Call{full, bare}})
+	if err != nil || res.Calls != 2 {
+		t.Fatalf("save = %+v, %v", res, err)
+	}
+	got, err := store.GetCall(ctx, st.Pool(), "full@x", "sbc1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	us := func(tm time.Time) time.Time { return tm.Truncate(time.Microsecond) }
+	if got.From != "+49 (30) 111-22" || got.To != "sip:+4930222@x" || got.FromURI != "sip:a@b" || got.ToURI != "sip:c@d" ||
+		got.RequestURI != "sip:+4930222@sbc" || got.PAI != "<tel:+4930111>" || got.Caller != "[2001:db8::7]:5061" ||
+		got.Callee != storetest.SBCAddr.String() || !got.Start.Equal(us(t0)) || got.Answer == nil || !got.Answer.Equal(us(full.Answer)) ||
+		got.End == nil || !got.End.Equal(us(full.End)) || got.Last == nil || !got.Last.Equal(us(full.Last)) ||
+		!got.Answered || got.FinalStatus != 486 || got.EndedBy != "caller" || got.EndReason != "BYE" ||
+		got.ByeReason != "SIP;cause=200" || got.Q850Cause != 17 || got.ReasonText != "busy \uFFFD ü" ||
+		got.ReferCount != 1 || got.Invites != 2 || got.Messages != 5 || !got.Microsoft || got.MicrosoftIP != "52.112.1.10" ||
+		got.SBCSide != storetest.SBCAddr.String() || got.SBCContact != "<sip:sbc.example.com:5061>" ||
+		got.SBCAllow != "INVITE, ACK, BYE" || !got.Truncated || got.Kind != "invite" ||
+		strings.Join(got.UserAgents, "|") != "Microsoft.PSTNHub.SIPProxy v.2024.1.1.1 i.EUWE.7|Mediant SW/v.7.40A.500.775|bad \uFFFD" ||
+		!strings.Contains(string(got.Refers), `"refer_to": "sip:+4969999@x"`) {
+		t.Errorf("call read back: %+v", got)
+	}
+	b, err := store.GetCall(ctx, st.Pool(), "bare@x", "sbc1")
+	if err != nil || b.Answer != nil || b.End != nil || b.Last != nil || b.Caller != "" || b.MicrosoftIP != "" ||
+		b.UserAgents == nil || len(b.UserAgents) != 0 || string(b.Refers) != "[]" || b.Kind != "options" {
+		t.Errorf("bare call read back: %+v, %v", b, err)
+	}
+	var fromDigits, toDigits string
+	var ingest *int64
+	if err := st.Pool().QueryRow(ctx, `select from_digits, to_digits, ingest_id from calls where call_id = 'full@x'`).
+		Scan(&fromDigits, &toDigits, &ingest); err != nil || fromDigits != "493011122" || toDigits != "4930222" ||
+		ingest == nil || *ingest != res.IngestID {
+		t.Errorf("digits %q %q, ingest %v (want %d), %v", fromDigits, toDigits, ingest, res.IngestID, err)
+	}
+}

@@ -21,7 +21,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/sbcwatch/sbcwatch/config"
 	"github.com/sbcwatch/sbcwatch/finding"
 	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/sip"
@@ -87,7 +86,7 @@ func (s *Store) SaveReportResult(ctx context.Context, sbc, source string, r *rep
 
 // batch holds the rows of one save, already keyed and deduplicated.
 type batch struct {
-	calls                             [][]any
+	calls                             []callRec
 	messages                          []msgRef // rows are encoded while copying, so raw text is not duplicated up front
 	conns                             [][]any
 	certs                             [][]any
@@ -186,7 +185,7 @@ func buildBatch(sbc string, calls []*sip.Call, conns []*tlsaudit.Conn, fs []*fin
 			start = base
 		}
 		key := c.CallID + "\x00" + start.UTC().Format(time.RFC3339Nano)
-		row := callRow(sbc, c, start)
+		row := callRec{c: c, start: start}
 		if i, ok := seenCall[key]; ok {
 			b.calls[i] = row // the later record of the same call wins
 		} else {
@@ -374,29 +373,75 @@ func baseTime(calls []*sip.Call, conns []*tlsaudit.Conn, fs []*finding.Finding) 
 	return min.UTC()
 }
 
-func callRow(sbc string, c *sip.Call, start time.Time) []any {
-	refers, err := jsonb(refersJSON(c.Refers))
-	if err != nil {
-		refers = []byte("[]")
+// callRec is a call waiting to be copied, with the start time it is
+// stored under.
+type callRec struct {
+	c     *sip.Call
+	start time.Time
+}
+
+// appendCallRow encodes r as a binary COPY row of callCols, and of
+// ingest_id after them when ingest is not 0.
+func appendCallRow(b []byte, sbc string, r *callRec, ingest int64) []byte {
+	c := r.c
+	n := len(callCols)
+	if ingest != 0 {
+		n++
 	}
-	ua := make([]string, 0, len(c.UserAgents))
-	for _, u := range c.UserAgents {
-		ua = append(ua, clean(u))
-	}
+	b = appendTuple(b, n)
+	b = appendText(b, sbc)
+	b = appendText(b, c.CallID)
+	b = appendText(b, c.Kind)
+	b = appendText(b, c.From)
+	b = appendText(b, c.To)
+	b = appendDigits(b, c.From)
+	b = appendDigits(b, c.To)
+	b = appendText(b, c.FromURI)
+	b = appendText(b, c.ToURI)
+	b = appendText(b, c.RequestURI)
+	b = appendText(b, c.PAI)
+	b = appendAddrPort(b, c.Caller)
+	b = appendAddrPort(b, c.Callee)
+	b = appendTimestamptz(b, r.start)
+	b = appendOptTime(b, c.Answer)
+	b = appendOptTime(b, c.End)
 	last := c.Last
 	if last.IsZero() {
 		last = c.End
 	}
-	ms := ""
+	b = appendOptTime(b, last)
+	b = appendBool(b, c.Answered)
+	b = appendInt4(b, c.FinalStatus)
+	b = appendText(b, c.EndedBy)
+	b = appendText(b, c.EndReason)
+	b = appendText(b, c.ByeReason)
+	b = appendInt4(b, c.Q850Cause)
+	b = appendText(b, c.ReasonText)
+	b = appendInt4(b, len(c.Refers))
+	b = appendInt4(b, c.Invites)
+	b = appendInt4(b, c.MessageCount)
+	b = appendBool(b, c.Microsoft)
 	if c.MicrosoftAddr.IsValid() {
-		ms = c.MicrosoftAddr.String()
+		b = appendText(b, c.MicrosoftAddr.String())
+	} else {
+		b = appendText(b, "")
 	}
-	return []any{sbc, clean(c.CallID), clean(c.Kind), clean(c.From), clean(c.To),
-		config.Digits(c.From), config.Digits(c.To), clean(c.FromURI), clean(c.ToURI), clean(c.RequestURI),
-		clean(c.PAI), apString(c.Caller), apString(c.Callee), start.UTC(), optTime(c.Answer), optTime(c.End),
-		optTime(last), c.Answered, c.FinalStatus, clean(c.EndedBy), clean(c.EndReason), clean(c.ByeReason),
-		c.Q850Cause, clean(c.ReasonText), len(c.Refers), c.Invites, c.MessageCount, c.Microsoft, ms,
-		apString(c.SBCSide), clean(c.SBCContact), clean(c.SBCAllow), c.Truncated, ua, json.RawMessage(refers)}
+	b = appendAddrPort(b, c.SBCSide)
+	b = appendText(b, c.SBCContact)
+	b = appendText(b, c.SBCAllow)
+	b = appendBool(b, c.Truncated)
+	b = appendTextArray(b, c.UserAgents)
+	refers := []byte("[]")
+	if len(c.Refers) > 0 {
+		if j, err := jsonb(refersJSON(c.Refers)); err == nil {
+			refers = j
+		}
+	}
+	b = appendJSONB(b, refers)
+	if ingest != 0 {
+		b = appendInt8(b, ingest)
+	}
+	return b
 }
 
 // messageSum is the SHA-256 of what makes a stored SIP message the same
@@ -653,7 +698,7 @@ limit 1`, sbc, clean(source), digest, json.RawMessage(stats)).Scan(&res.IngestID
 // saveRows writes the rows of b in tx, adding to res.
 func saveRows(ctx context.Context, tx pgx.Tx, sbc string, b *batch, res *SaveResult) error {
 	var err error
-	if res.Calls, err = saveCalls(ctx, tx, b.calls, res.IngestID); err != nil {
+	if res.Calls, err = saveCalls(ctx, tx, sbc, b.calls, res.IngestID); err != nil {
 		return err
 	}
 	if res.Messages, err = saveMessages(ctx, tx, sbc, b.messages); err != nil {
@@ -695,37 +740,43 @@ where excluded.last_time > calls.last_time or (calls.last_time is null and exclu
 // or updated. They are copied straight into calls (a new capture: no
 // call is stored yet); when one is (23505), the copy is undone and the
 // calls go through a temporary table and callUpsert instead.
-func saveCalls(ctx context.Context, tx pgx.Tx, rows [][]any, ingestID int64) (int64, error) {
-	if len(rows) == 0 {
+func saveCalls(ctx context.Context, tx pgx.Tx, sbc string, recs []callRec, ingestID int64) (int64, error) {
+	if len(recs) == 0 {
 		return 0, nil
 	}
-	cols := append(slices.Clip(callCols), "ingest_id")
-	n, ok, err := tryCopy(ctx, tx, func(sp pgx.Tx) (int64, error) {
-		return sp.CopyFrom(ctx, pgx.Identifier{"calls"}, cols, &withIngest{rows: rows, ingest: ingestID})
-	})
+	copyInto := func(tx pgx.Tx, table string, ingest int64) (int64, error) {
+		cols := joinCols(callCols)
+		if ingest != 0 {
+			cols += ", ingest_id"
+		}
+		src := newCopyReader(len(recs), func(b []byte, i int) []byte { return appendCallRow(b, sbc, &recs[i], ingest) })
+		tag, err := tx.Conn().PgConn().CopyFrom(ctx, src, "copy "+table+" ("+cols+") from stdin binary")
+		return tag.RowsAffected(), err
+	}
+	n, ok, err := tryCopy(ctx, tx, func(sp pgx.Tx) (int64, error) { return copyInto(sp, "calls", ingestID) })
 	if err != nil || ok {
 		if err != nil {
 			err = fmt.Errorf("calls: copy: %w", err)
 		}
 		return n, err
 	}
-	return copyInsert(ctx, tx, "calls", callCols, rows, ingestID, callUpsert)
+	if err := tempTable(ctx, tx, "calls", callCols); err != nil {
+		return 0, err
+	}
+	if _, err := copyInto(tx, "_in_calls", 0); err != nil {
+		return 0, fmt.Errorf("calls: copy: %w", err)
+	}
+	ins, sel := joinCols(callCols), joinCols(callCols)
+	if ingestID != 0 {
+		ins += ", ingest_id"
+		sel += fmt.Sprintf(", %d::bigint", ingestID)
+	}
+	tag, err := tx.Exec(ctx, "insert into calls ("+ins+") select "+sel+" from _in_calls"+callUpsert)
+	if err != nil {
+		return 0, fmt.Errorf("calls: insert: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
-
-// withIngest feeds call rows to CopyFrom with the ingest id appended.
-type withIngest struct {
-	rows   [][]any
-	ingest int64
-	i      int
-	row    []any
-}
-
-func (w *withIngest) Next() bool { w.i++; return w.i <= len(w.rows) }
-func (w *withIngest) Values() ([]any, error) {
-	w.row = append(append(w.row[:0], w.rows[w.i-1]...), w.ingest)
-	return w.row, nil
-}
-func (w *withIngest) Err() error { return nil }
 
 // saveMessages stores the SIP messages of a batch and returns how many
 // were new. Like saveCalls they are copied straight into sip_messages
