@@ -61,6 +61,11 @@ type Options struct {
 	// once over all of them: today's whole-input semantics, kept for the
 	// equivalence tests. Memory then grows with the input.
 	Batch bool
+	// ProvisionalAfter, when positive, reports refer_delivery_failed
+	// provisional that long after a call's last message, confirmed or
+	// retracted at the correlation lag (correlate.StreamOptions; serve).
+	// Zero (analyze): every finding is final when emitted.
+	ProvisionalAfter time.Duration
 }
 
 // FrameHook learns, while a frame is decoded, what it carried.
@@ -117,7 +122,9 @@ type Engine struct {
 	sink    Sink
 	log     *slog.Logger
 	recvClk bool
-	frames  FrameHook
+	// provisionalAfter is Options.ProvisionalAfter.
+	provisionalAfter time.Duration
+	frames           FrameHook
 
 	dec     *tap.Decoder
 	parser  *sip.Parser
@@ -163,7 +170,8 @@ func New(o Options) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{cfg: cfg, sink: o.Sink, log: log, recvClk: o.ReceiveClock, frames: o.Frames}
+	e := &Engine{cfg: cfg, sink: o.Sink, log: log, recvClk: o.ReceiveClock, frames: o.Frames,
+		provisionalAfter: o.ProvisionalAfter}
 	e.parser = sip.NewParser(cfg.Limits.MaxSIPMessage)
 	to := sip.TrackerOptions{
 		MaxDialogs:         cfg.Limits.MaxDialogs,
