@@ -201,7 +201,7 @@ func (e *liveEngine) Counters() map[string]uint64 {
 		"tls_conns": st.TLSConns, "calls": st.Calls, "conns": st.Conns, "findings": st.Findings,
 		"panics": st.Panics, "log_lines": e.logLines, "log_lost_datagrams": e.logGaps, "log_sockets": st.LogSockets, "log_sources": e.logSources,
 		"evicted_calls": st.Correlate.EvictedCalls, "evicted_conns": st.Correlate.EvictedConns,
-		"evicted_sockets": st.Correlate.EvictedSockets,
+		"evicted_sockets":      st.Correlate.EvictedSockets,
 		"findings_provisional": st.Correlate.Provisional, "findings_confirmed": st.Correlate.Confirmed,
 		"findings_retracted": st.Correlate.Retracted,
 	}
