@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -214,5 +213,4 @@ func TestProvisionalInNetns(t *testing.T) {
 	if c := d.engine.Counters(); c["findings_provisional"] != 1 || c["findings_confirmed"] != 1 || c["findings_retracted"] != 0 {
 		t.Errorf("engine counters %v", c)
 	}
-	_ = fmt.Sprint
 }
