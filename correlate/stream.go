@@ -375,8 +375,15 @@ func (s *Stream) provisional() {
 	cut := s.now.Add(-s.o.ProvisionalAfter)
 	due := map[*sip.Call]bool{}
 	for len(s.provQ) > 0 && callTime(s.provQ[0]).Before(cut) {
-		due[s.provQ[0]] = true
+		// A call no failed connection reached during it cannot be in a
+		// group: most calls cost this one look.
+		if c := s.provQ[0]; s.failedDuring(c) {
+			due[c] = true
+		}
 		s.provQ = s.provQ[1:]
+	}
+	if len(due) == 0 {
+		return
 	}
 	a := s.view()
 	a.open = s.o.Open
@@ -419,6 +426,21 @@ func (s *Stream) provisional() {
 		s.provOf[top.call] = f
 		s.emit(f)
 	}
+}
+
+// failedDuring reports whether a failed inbound connection from
+// Microsoft began between c's answer and its end.
+func (s *Stream) failedDuring(c *sip.Call) bool {
+	i, _ := slices.BinarySearchFunc(s.conns, c.Answer, func(x *tlsaudit.Conn, t time.Time) int { return x.FirstSeen.Compare(t) })
+	for _, x := range s.conns[i:] {
+		if x.FirstSeen.After(c.End) {
+			break
+		}
+		if s.a.failedInbound(x) {
+			return true
+		}
+	}
+	return false
 }
 
 // settlesAt is when a call's normal decision is expected: the lag after
