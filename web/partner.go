@@ -153,7 +153,9 @@ func partnerVerdict(v []verdictLine, root *rootCause) {
 
 // pendingMark is the visible mark of a provisional finding: "provisional
 // — settles by 09:58:07 UTC" (serve decided it early; the full verdict
-// confirms or retracts it then); empty for a settled one.
+// confirms or retracts it then); empty for a settled one. One still
+// provisional a minute past that time was never settled (serve stopped
+// without deciding it) and says so.
 func pendingMark(f store.Finding) string {
 	if !f.Provisional {
 		return ""
@@ -161,7 +163,11 @@ func pendingMark(f store.Finding) string {
 	if f.SettlesAt == nil {
 		return "provisional"
 	}
-	return "provisional — settles by " + f.SettlesAt.UTC().Format("15:04:05") + " UTC"
+	at := f.SettlesAt.UTC().Format("15:04:05")
+	if time.Since(*f.SettlesAt) > time.Minute {
+		return "provisional — never settled (due " + at + " UTC; serve stopped before the full verdict)"
+	}
+	return "provisional — settles by " + at + " UTC"
 }
 
 func rankOf(s string) int {

@@ -21,7 +21,7 @@ func TestProvisionalMarkOnPages(t *testing.T) {
 	const id = "prov-1@192.0.2.10"
 	t0 := time.Now().UTC().Add(-time.Hour).Truncate(time.Millisecond)
 	r := storetest.FieldCase(t0, id)
-	settles := t0.Add(3 * time.Minute).Truncate(time.Second)
+	settles := time.Now().UTC().Add(3 * time.Minute).Truncate(time.Second)
 	var n int
 	for _, f := range r.Findings {
 		if f.Rule == "refer_delivery_failed" {
@@ -55,6 +55,18 @@ func TestProvisionalMarkOnPages(t *testing.T) {
 	}
 	if idx := page("/"); !strings.Contains(idx, `<span class="rule">refer_delivery_failed</span> <span class="provisional">provisional</span>`) {
 		t.Errorf("calls with findings lack the mark")
+	}
+	// Still provisional well past settles_at: serve stopped before the
+	// full verdict, and the page says so.
+	stale := time.Now().UTC().Add(-5 * time.Minute).Truncate(time.Second)
+	for _, f := range r.Findings {
+		if f.Provisional {
+			f.SettlesAt = stale
+		}
+	}
+	e.save(t, &report.Report{Findings: r.Findings})
+	if text := page(web.CallPath(id, "")); !strings.Contains(text, "provisional — never settled (due "+stale.Format("15:04:05")+" UTC") {
+		t.Errorf("a provisional finding past its time is not marked as never settled")
 	}
 
 	// Confirmed: the same finding, final.
