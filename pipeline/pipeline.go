@@ -31,7 +31,9 @@ type Sink interface {
 	TLSConn(*tlsaudit.Conn)
 	// Finding is a finding decided at the watermark. A finding whose Key
 	// was already sent is an update of that finding (more evidence, a
-	// reference to a finding decided later) and replaces it.
+	// reference to a finding decided later) and replaces it. With
+	// ProvisionalAfter, a Provisional finding is later replaced by its
+	// confirmation or by its retraction (Retracted: withdraw it).
 	Finding(*finding.Finding)
 }
 
