@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -170,13 +171,33 @@ values ($1, $2, 'sbc1', $3, $4, $5, $6, $7)`, m.Time, oldMessageID("sbc1", m), m
 			t.Fatal(err)
 		}
 	}
+	// Its ingest, named as before: the digest of the sorted content
+	// keys ("c" call, "m" message id).
+	keys := []string{"c" + c.CallID + "\x00" + c.Start.UTC().Format(time.RFC3339Nano)}
+	for _, m := range c.Messages {
+		keys = append(keys, "m"+oldMessageID("sbc1", m))
+	}
+	slices.Sort(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+	}
+	var ingest int64
+	if _, err := st.Pool().Exec(ctx, `insert into sbcs (name) values ('sbc1')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Pool().QueryRow(ctx, `insert into ingests (sbc, source, content_sha256) values ('sbc1', 'old.pcap', $1) returning id`,
+		hex.EncodeToString(h.Sum(nil))).Scan(&ingest); err != nil {
+		t.Fatal(err)
+	}
 	migrateTo(t, st, store.LatestVersion())
 	res, err := st.SaveReportResult(ctx, "sbc1", "old.pcap", &report.Report{CallRecords: []*sip.Call{c}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Calls != 1 || res.Messages != 0 {
-		t.Errorf("save after the upgrade = %+v, want the call and no message (both were stored)", res)
+	if res.Calls != 1 || res.Messages != 0 || res.IngestID != ingest {
+		t.Errorf("save after the upgrade = %+v, want the call, no message (both were stored) and ingest %d", res, ingest)
 	}
 	ms, err := store.CallMessages(ctx, st.Pool(), "sbc1", "old@x")
 	if err != nil || len(ms) != 2 {

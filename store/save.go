@@ -2,9 +2,11 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -112,7 +114,12 @@ func (b *batch) digest() string {
 	for i := range b.messages {
 		sums[i] = b.messages[i].sum
 	}
-	slices.SortFunc(sums, func(x, y [sha256.Size]byte) int { return bytes.Compare(x[:], y[:]) })
+	slices.SortFunc(sums, func(x, y [sha256.Size]byte) int {
+		if c := cmp.Compare(binary.BigEndian.Uint64(x[:8]), binary.BigEndian.Uint64(y[:8])); c != 0 {
+			return c
+		}
+		return bytes.Compare(x[8:], y[8:])
+	})
 	h := sha256.New()
 	// The message keys ("m" and 64 hex digits, in the order of their
 	// bytes) sort after the "c" and "f" keys and before "p" and "t".
