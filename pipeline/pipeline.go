@@ -175,10 +175,10 @@ func New(o Options) (*Engine, error) {
 		MaxRawBytes:        cfg.Limits.MaxSIPMessage,
 		Linger:             o.Linger,
 		// Through e.cfg, so that SetConfig reaches the tracker.
-		IsMicrosoft:        func(a netip.Addr) bool { return e.cfg.IsMicrosoft(a) },
-		IsMicrosoftHost:    func(h string) bool { return e.cfg.IsMicrosoftHost(h) },
-		IsSBC:              func(a netip.Addr) bool { return e.cfg.IsSBCAddr(a) },
-		MessagesOwned:      true, // every Message comes fresh from a parser, read-only after
+		IsMicrosoft:     func(a netip.Addr) bool { return e.cfg.IsMicrosoft(a) },
+		IsMicrosoftHost: func(h string) bool { return e.cfg.IsMicrosoftHost(h) },
+		IsSBC:           func(a netip.Addr) bool { return e.cfg.IsSBCAddr(a) },
+		MessagesOwned:   true, // every Message comes fresh from a parser, read-only after
 	}
 	if !o.Batch {
 		to.OnDone = e.callDone
