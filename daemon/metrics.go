@@ -34,7 +34,7 @@ func newLiveCollector(d *Daemon) *liveCollector {
 		alerts:   n("alert_deliveries_total", "Webhook deliveries by result.", "webhook", "result"),
 		reloadOK: n("config_last_reload_successful", "1 when the last configuration reload (SIGHUP) was applied whole, 0 when it was refused or partly failed."),
 		reloadAt: n("config_last_reload_success_timestamp_seconds", "When the configuration was last applied whole (start or reload), in Unix seconds."),
-		ledger:   n("alert_ledger_events_total", "The alert ledger's counters: duplicates (a delivery already recorded, by an earlier run or another instance) and outbox_dropped (the outbox was full)."),
+		ledger:   n("alert_ledger_events_total", "The alert ledger's counters: duplicates (a delivery already recorded, by an earlier run or another instance) and outbox_dropped (the outbox was full).", "counter"),
 	}
 }
 
