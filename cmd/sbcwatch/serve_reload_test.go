@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -257,6 +258,13 @@ serve:
 	_, m = apiGet(t, addr, tok, "/metrics", nil)
 	if !strings.Contains(m, "sbcwatch_config_last_reload_successful 0") || !strings.Contains(m, "sbcwatch_config_last_reload_success_timestamp_seconds ") {
 		t.Fatalf("metrics after a refused reload:\n%s", grepLines(m, "reload"))
+	}
+	if promtool, err := exec.LookPath("promtool"); err == nil || os.Getenv("CI") == "true" {
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(m)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("promtool check metrics on serve's /metrics: %v\n%s", err, b)
+		}
 	}
 	sendACDR(acdr2, "reload-kept@ms")
 	waitFor(t, 30*time.Second, "call after a refused reload stored", func() bool { return callStored(t, addr, tok, "reload-kept@ms") }, out)
