@@ -2,8 +2,9 @@
 // JSON webhook signed with HMAC-SHA256 and a Microsoft Teams channel
 // message (through a Teams Workflows webhook, as an Adaptive Card).
 //
-// Each finding is delivered at most once per webhook and finding key;
-// a failed delivery is retried with exponential backoff (1 s doubling up
+// Each finding is delivered once per webhook and finding key (with a
+// Ledger, across restarts and the processes sharing it, see Ledger); a
+// failed delivery is retried with exponential backoff (1 s doubling up
 // to 5 min, 8 attempts) unless the receiver refused it for good (a 4xx
 // other than 408 and 429). The queue per webhook is bounded: when it is
 // full, the finding is dropped and counted, and the caller never waits.

@@ -77,9 +77,9 @@ func (d *Daemon) applyReload(ctx context.Context) {
 	if d.engine != nil {
 		problems = d.reloadSources(ctx, old, eff)
 	}
-	if d.engine != nil {
+	if le, ok := d.engine.(*liveEngine); ok {
 		d.engMu.Lock()
-		err := d.engine.(*liveEngine).setConfig(eff)
+		err := le.setConfig(eff)
 		if err == nil {
 			d.writer.setConfig(eff)
 			if d.opts != nil {
