@@ -13,18 +13,13 @@ import (
 // and the window limits. What the stream holds stays: calls, connections
 // and events waiting for their windows are judged with the new settings
 // when their time comes, and findings already decided are not revisited.
-// Addresses learned from the traffic (an SBC side) stay known; configured
-// addresses that the new configuration drops are forgotten.
+// The SBC addresses of cfg are known at once; addresses known before
+// (configured, or learned from the traffic as a call's SBC side) stay
+// known: the stream does not tell the two apart, and an address the
+// configuration drops (the SBC moved) is not seen again anyway.
 func (s *Stream) SetConfig(cfg *config.Config) {
 	if cfg == nil {
 		return
-	}
-	for _, sb := range s.cfg.SBCs {
-		for _, v := range sb.Addresses {
-			if p, err := netip.ParseAddr(v); err == nil {
-				delete(s.a.sbcAddrs, p.Unmap())
-			}
-		}
 	}
 	for _, sb := range cfg.SBCs {
 		for _, v := range sb.Addresses {
