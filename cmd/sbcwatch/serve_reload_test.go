@@ -144,9 +144,8 @@ func callStored(t *testing.T, addr, tok, callID string) bool {
 	return code == 200 && len(list.Items) > 0
 }
 
-// TestServeSIGHUPReloads: the real SIGHUP moves the ACDR and syslog
-// listeners (the old ports close, the new ones receive) and adds a HEP
-// listener, raises the short_call threshold (the next call is short),
+// TestServeSIGHUPReloads: the real SIGHUP moves the ACDR, HEP and syslog
+// listeners (the old ports close, the new ones receive), raises the short_call threshold (the next call is short),
 // points the webhook at a new URL (the next alert goes there, signed);
 // then a broken file on SIGHUP keeps everything running and
 // sbcwatch_config_last_reload_successful says 0.
@@ -160,13 +159,10 @@ func TestServeSIGHUPReloads(t *testing.T) {
 	cfgPath := filepath.Join(dir, "sbcwatch.yaml")
 	acdr1, acdr2 := freeUDPTCPPort(t), freeUDPTCPPort(t)
 	sys1, sys2 := freeUDPTCPPort(t), freeUDPTCPPort(t)
-	hep := freeUDPTCPPort(t)
+	hep1, hep2 := freeUDPTCPPort(t), freeUDPTCPPort(t)
 	write := func(acdr, sys, hepAddr, shortCall, hookURL string) {
 		t.Helper()
-		extra := ""
-		if hepAddr != "" {
-			extra = fmt.Sprintf("  hep_listen: %q\n", hepAddr)
-		}
+		extra := fmt.Sprintf("  hep_listen: %q\n", hepAddr)
 		// No SBC configured: the syslog exporter is then taken as the
 		// SBC, as in the field case.
 		if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(`dialog_timeout: 2s
@@ -182,7 +178,7 @@ serve:
 			t.Fatal(err)
 		}
 	}
-	write(acdr1, sys1, "", "1ms", hook1.srv.URL)
+	write(acdr1, sys1, hep1, "1ms", hook1.srv.URL)
 	addr := freeAddr(t)
 	out, stop := runServe(t, "--db", dsn, "--listen", addr, "--config", cfgPath)
 	waitListening(t, out)
@@ -204,12 +200,12 @@ serve:
 	sendACDR(acdr1, "reload-before@ms")
 	waitFor(t, 30*time.Second, "call before the reload stored", func() bool { return callStored(t, addr, tok, "reload-before@ms") }, out)
 
-	write(acdr2, sys2, hep, "1m", hook2.srv.URL)
+	write(acdr2, sys2, hep2, "1m", hook2.srv.URL)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "reload applied", func() bool { return strings.Contains(out.String(), "reload: configuration applied") }, out)
-	for _, old := range []string{acdr1, sys1} {
+	for _, old := range []string{acdr1, sys1, hep1} {
 		if c, err := net.DialTimeout("tcp", old, time.Second); err == nil {
 			c.Close()
 			t.Fatalf("the old listener %s still accepts", old)
@@ -221,8 +217,8 @@ serve:
 	}
 	sendACDR(acdr2, "reload-after@ms")
 	waitFor(t, 30*time.Second, "call on the new ACDR address stored", func() bool { return callStored(t, addr, tok, "reload-after@ms") }, out)
-	// HEP, added by the reload.
-	hc, err := net.Dial("udp", hep)
+	// HEP on its new address.
+	hc, err := net.Dial("udp", hep2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +229,7 @@ serve:
 		time.Sleep(20 * time.Millisecond)
 	}
 	hc.Close()
-	waitFor(t, 30*time.Second, "call over the new HEP listener stored", func() bool { return callStored(t, addr, tok, "reload-hep@ms") }, out)
+	waitFor(t, 30*time.Second, "call on the new HEP address stored", func() bool { return callStored(t, addr, tok, "reload-hep@ms") }, out)
 	// Syslog on the new address: the alert goes to the new URL.
 	sendFieldCaseSyslog(t, sys2)
 	waitFor(t, 90*time.Second, "tls_context_wrong delivered to the new URL", func() bool {
