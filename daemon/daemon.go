@@ -15,6 +15,22 @@
 // (a full queue drops and counts); one forwarder per queue hands items to
 // the engine goroutine, which also advances the watermark every second.
 //
+// # Reload
+//
+// On SIGHUP (Daemon.Reload) the configuration is loaded again and
+// everything that can change while running changes at once (reload.go):
+// the engine's settings for what it decides from then on, listeners
+// moved (the new address bound before the old one closes), captures
+// added and removed and their kernel filter rebuilt, webhooks, pollers,
+// audits and retention. A configuration that does not load changes
+// nothing; what needs a restart is named in one warning.
+//
+// # Alerts
+//
+// New findings go to the alerts through an outbox on disk and the table
+// alert_deliveries (ledger.go, alert.Ledger): one delivery per webhook
+// and finding key across restarts and instances.
+//
 // # Shutdown
 //
 // When ctx ends (SIGTERM), the sources stop, the items already queued
