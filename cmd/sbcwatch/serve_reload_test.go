@@ -147,7 +147,8 @@ func callStored(t *testing.T, addr, tok, callID string) bool {
 // TestServeSIGHUPReloads: the real SIGHUP moves the ACDR, HEP and syslog
 // listeners (the old ports close, the new ones receive), raises the short_call threshold (the next call is short),
 // points the webhook at a new URL (the next alert goes there, signed);
-// then a broken file on SIGHUP keeps everything running and
+// a new address already taken keeps the old one (and the metric says
+// 0 until a clean reload); then a broken file on SIGHUP keeps everything running and
 // sbcwatch_config_last_reload_successful says 0.
 func TestServeSIGHUPReloads(t *testing.T) {
 	dsn := testDatabase(t)
@@ -243,6 +244,34 @@ serve:
 		t.Fatalf("%d deliveries with a bad signature", bad)
 	}
 
+	// A new address that cannot be bound (taken) keeps the old one, and
+	// the rest of the file applies.
+	taken := freeUDPTCPPort(t)
+	tl, err := net.Listen("tcp", taken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	write(taken, sys2, hep2, "1m", hook2.srv.URL)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "reload with a taken port", func() bool { return strings.Contains(out.String(), "reload: applied except: serve.acdr_listen") }, out)
+	_, m = apiGet(t, addr, tok, "/metrics", nil)
+	if !strings.Contains(m, "sbcwatch_config_last_reload_successful 0") {
+		t.Fatalf("metrics after a reload that could not bind:\n%s", grepLines(m, "reload"))
+	}
+	sendACDR(acdr2, "reload-bindfail@ms")
+	waitFor(t, 30*time.Second, "call on the kept ACDR address", func() bool { return callStored(t, addr, tok, "reload-bindfail@ms") }, out)
+	write(acdr2, sys2, hep2, "1m", hook2.srv.URL)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a clean reload again", func() bool {
+		_, m := apiGet(t, addr, tok, "/metrics", nil)
+		return strings.Contains(m, "sbcwatch_config_last_reload_successful 1")
+	}, out)
+
 	// A broken file keeps the running configuration.
 	if err := os.WriteFile(cfgPath, []byte("serve: [\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -288,7 +317,7 @@ serve:
 		}
 		short[id]++
 	}
-	if short["reload-before@ms"] != 1 || short["reload-after@ms"] != 1 || short["reload-hep@ms"] != 1 || short["reload-kept@ms"] != 1 {
+	if short["reload-before@ms"] != 1 || short["reload-after@ms"] != 1 || short["reload-hep@ms"] != 1 || short["reload-kept@ms"] != 1 || short["reload-bindfail@ms"] != 1 {
 		t.Fatalf("short_call findings %v: the threshold did not follow the reload", short)
 	}
 }
