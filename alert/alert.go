@@ -279,10 +279,10 @@ func (n *Notifier) Run(ctx context.Context) error {
 		wg.Go(func() { n.runLedger(ctx) })
 	}
 	<-ctx.Done()
-	wg.Wait()
 	n.mu.Lock()
-	n.runCtx = nil
+	n.runCtx = nil // SetWebhooks starts no worker any more
 	n.mu.Unlock()
+	wg.Wait()
 	return nil
 }
 
