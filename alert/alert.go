@@ -312,13 +312,15 @@ type outcome int
 
 const (
 	delivered outcome = iota
-	failed            // refused for good, or every attempt failed
+	refused           // a final 4xx: never again
+	gaveUp            // every attempt failed (the receiver is down)
 	aborted           // stopped (shutdown, webhook removed): still pending
 )
 
 func (n *Notifier) deliver(ctx context.Context, h *hook, d delivery) (outcome, error) {
 	wait := n.o.FirstBackoff
 	var last error
+	res := gaveUp
 	for attempt := 1; attempt <= n.o.Attempts; attempt++ {
 		retry, err := n.post(ctx, h, d)
 		if err == nil {
@@ -330,6 +332,7 @@ func (n *Notifier) deliver(ctx context.Context, h *hook, d delivery) (outcome, e
 			return aborted, err
 		}
 		if !retry {
+			res = refused
 			break
 		}
 		if attempt == n.o.Attempts {
@@ -344,8 +347,12 @@ func (n *Notifier) deliver(ctx context.Context, h *hook, d delivery) (outcome, e
 		wait = min(2*wait, n.o.MaxBackoff)
 	}
 	h.failed.Add(1)
-	n.o.Logger.Warn("alert: delivery failed", "webhook", h.name, "rule", d.f.Rule, "key", d.key, "err", last)
-	return failed, last
+	again := ""
+	if res == gaveUp && n.o.Ledger != nil {
+		again = fmt.Sprintf("; it stays pending and is tried again in %s", n.o.Lease)
+	}
+	n.o.Logger.Warn("alert: delivery failed"+again, "webhook", h.name, "rule", d.f.Rule, "key", d.key, "err", last)
+	return res, last
 }
 
 // post sends one delivery; retry says whether a failure may pass.

@@ -99,11 +99,13 @@ func (n *Notifier) wake() {
 	}
 }
 
-// finished records a delivery's outcome through the outbox; an aborted
-// one stays pending in the ledger (claimed until its lease passes, or
-// by the next process).
+// finished records a delivery's outcome through the outbox. One cut
+// short (aborted) or whose attempts all failed (gaveUp: the receiver is
+// down) stays pending in the ledger: claimed again when its lease
+// passes, or at once by the next process. Only a 2xx (delivered) or a
+// final 4xx (refused) ends it.
 func (n *Notifier) finished(h *hook, d delivery, res outcome, err error) {
-	if res == aborted {
+	if res == aborted || res == gaveUp {
 		h.inflightMu.Lock()
 		delete(h.inflight, d.key)
 		h.inflightMu.Unlock()

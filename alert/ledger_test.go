@@ -221,3 +221,55 @@ func TestSetWebhooksKeepsQueueAndSent(t *testing.T) {
 		t.Fatalf("after reload: old %d new %d added %d", a.Load(), b.Load(), c.Load())
 	}
 }
+
+// TestLedgerRetriesAReceiverThatIsDown: every attempt failing (503)
+// leaves the delivery pending, tried again after the lease, until the
+// receiver takes it; a final 400 ends it as failed, never tried again.
+func TestLedgerRetriesAReceiverThatIsDown(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	var ok, bad atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Header.Get("X-Sbcwatch-Delivery") == "refused":
+			bad.Add(1)
+			w.WriteHeader(http.StatusBadRequest)
+		case down.Load():
+			w.WriteHeader(http.StatusServiceUnavailable)
+		default:
+			ok.Add(1)
+		}
+	}))
+	defer srv.Close()
+	led := newMemLedger()
+	box, err := spool.Open(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := New([]Webhook{{Name: "soc", Kind: KindJSON, URL: srv.URL, Secret: "k"}},
+		Options{Ledger: led, Outbox: box, Attempts: 2, FirstBackoff: time.Millisecond, Lease: 200 * time.Millisecond, ClaimEvery: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go n.Run(ctx)
+	f := finding.New(finding.ReferDeliveryFailed, finding.Critical, time.Now(), "x")
+	n.Notify("down", f)
+	n.Notify("refused", f)
+	for deadline := time.Now().Add(5 * time.Second); n.Stats()["soc"].Failed < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not retried after the lease: %+v %v", n.Stats(), led.states())
+		}
+	}
+	if st := led.states(); st["pending"] != 1 || st["failed"] != 1 {
+		t.Fatalf("ledger while the receiver is down: %v", st)
+	}
+	down.Store(false)
+	for deadline := time.Now().Add(5 * time.Second); led.states()["delivered"] != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not delivered once the receiver is back: %v", led.states())
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if ok.Load() != 1 || bad.Load() != 1 {
+		t.Fatalf("delivered %d, refused attempts %d", ok.Load(), bad.Load())
+	}
+}
