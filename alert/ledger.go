@@ -1,10 +1,12 @@
 package alert
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/finding"
@@ -33,8 +35,14 @@ type Ledger interface {
 // Delivery is one finding for one receiver.
 type Delivery struct {
 	Receiver string
-	Key      string
-	Finding  *finding.Finding
+	// Key is the finding key, or the key and "/retracted" for the
+	// follow-up of a retraction.
+	Key     string
+	Finding *finding.Finding
+	// After, when set, is a key the receiver must have a delivery of for
+	// this one to be recorded (a retraction follows up only where the
+	// finding went).
+	After string
 }
 
 // outRec is one outbox record: a new finding for some receivers, or the
@@ -44,6 +52,7 @@ type outRec struct {
 	Key       string           `json:"key"`
 	Receivers []string         `json:"receivers,omitempty"`
 	Finding   *finding.Finding `json:"finding,omitempty"`
+	After     string           `json:"after,omitempty"`
 	Receiver  string           `json:"receiver,omitempty"`
 	Delivered bool             `json:"delivered,omitempty"`
 	Error     string           `json:"error,omitempty"`
@@ -77,6 +86,29 @@ func (n *Notifier) record(key string, f *finding.Finding, hooks []*hook) {
 	n.wake()
 }
 
+// recordRetraction puts the follow-up of a retracted finding in the
+// outbox; the ledger records it only for the webhooks that have a
+// delivery of key.
+func (n *Notifier) recordRetraction(key string, f *finding.Finding, hooks []*hook) {
+	id := key + retractedSuffix
+	n.seenMu.Lock()
+	if n.seen[id] {
+		n.seenMu.Unlock()
+		return
+	}
+	n.seen[id] = true
+	n.seenMu.Unlock()
+	r := outRec{Op: "new", Key: id, After: key, Finding: f}
+	for _, h := range hooks {
+		r.Receivers = append(r.Receivers, h.name)
+	}
+	if err := n.append(r); err != nil {
+		n.o.Logger.Error("alert: retraction not recorded for delivery: the outbox refused it", "rule", f.Rule, "key", key, "err", err)
+		return
+	}
+	n.wake()
+}
+
 func (n *Notifier) append(r outRec) error {
 	if n.o.Outbox == nil {
 		return errNoOutbox
@@ -105,22 +137,23 @@ func (n *Notifier) wake() {
 // passes, or at once by the next process. Only a 2xx (delivered) or a
 // final 4xx (refused) ends it.
 func (n *Notifier) finished(h *hook, d delivery, res outcome, err error) {
+	id := cmp.Or(d.id, d.key) // the ledger's key
 	if res == aborted || res == gaveUp {
 		h.inflightMu.Lock()
-		delete(h.inflight, d.key)
+		delete(h.inflight, id)
 		h.inflightMu.Unlock()
 		return
 	}
-	r := outRec{Op: "done", Key: d.key, Receiver: h.name, Delivered: res == delivered}
+	r := outRec{Op: "done", Key: id, Receiver: h.name, Delivered: res == delivered}
 	if err != nil {
 		r.Error = err.Error()
 	}
 	if aerr := n.append(r); aerr != nil {
 		// It stays pending: delivered again after the lease (at least
 		// once rather than lost).
-		n.o.Logger.Error("alert: outcome of a delivery not recorded", "webhook", h.name, "key", d.key, "err", aerr)
+		n.o.Logger.Error("alert: outcome of a delivery not recorded", "webhook", h.name, "key", id, "err", aerr)
 		h.inflightMu.Lock()
-		delete(h.inflight, d.key)
+		delete(h.inflight, id)
 		h.inflightMu.Unlock()
 		return
 	}
@@ -189,7 +222,7 @@ func (n *Notifier) sync(ctx context.Context) error {
 				continue
 			}
 			select {
-			case h.queue <- delivery{key: d.Key, f: d.Finding}:
+			case h.queue <- delivery{key: strings.TrimSuffix(d.Key, retractedSuffix), f: d.Finding, id: d.Key}:
 			default: // cannot happen: claimed no more than the queue's room
 				h.inflightMu.Lock()
 				delete(h.inflight, d.Key)
@@ -221,7 +254,7 @@ func (n *Notifier) drain(ctx context.Context) error {
 			switch r.Op {
 			case "new":
 				for _, rc := range r.Receivers {
-					news = append(news, Delivery{Receiver: rc, Key: r.Key, Finding: r.Finding})
+					news = append(news, Delivery{Receiver: rc, Key: r.Key, Finding: r.Finding, After: r.After})
 				}
 			case "done":
 				done = append(done, r)

@@ -44,6 +44,9 @@ func (l *memLedger) Record(_ context.Context, ds []Delivery) (int, error) {
 	n := 0
 	for _, d := range ds {
 		k := [2]string{d.Receiver, d.Key}
+		if d.After != "" && l.rows[[2]string{d.Receiver, d.After}] == nil {
+			continue
+		}
 		if l.rows[k] == nil {
 			l.rows[k] = &memRow{d: d, state: "pending"}
 			n++

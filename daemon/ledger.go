@@ -28,7 +28,7 @@ func (l storeLedger) Record(ctx context.Context, ds []alert.Delivery) (int, erro
 			return 0, fmt.Errorf("daemon: alert ledger: %w", err)
 		}
 		rows = append(rows, store.AlertDelivery{Receiver: d.Receiver, Key: d.Key, Rule: d.Finding.Rule,
-			Severity: string(d.Finding.Severity), Finding: js})
+			Severity: string(d.Finding.Severity), Finding: js, After: d.After})
 	}
 	got, err := l.st.RecordAlerts(ctx, rows)
 	return len(got), err

@@ -153,8 +153,9 @@ func webhooks(cfg *config.Config) ([]alert.Webhook, error) {
 // restartOnly lists the settings of cfg that differ from the running
 // old one and that only a restart applies: the API address, the
 // instance name (every row and connection carries it), the spool, the
-// queue and ring sizes (allocated at start), and the limits that size
-// the decoder and trackers.
+// queue and ring sizes (allocated at start), provisional_after (the
+// engine's early judgements are set up at start), and the limits that
+// size the decoder and trackers.
 func restartOnly(old, cfg *config.Config) []string {
 	var out []string
 	a, b := old.Serve, cfg.Serve
@@ -168,6 +169,7 @@ func restartOnly(old, cfg *config.Config) []string {
 		{"serve.listen", a.Listen, b.Listen}, {"serve.instance", a.Instance, b.Instance},
 		{"serve.spool", a.Spool, b.Spool}, {"serve.queue_size", a.QueueSize, b.QueueSize},
 		{"serve.capture.ring_mb", a.Capture.RingMB, b.Capture.RingMB},
+		{"serve.provisional_after", a.ProvisionalAfter, b.ProvisionalAfter},
 		{"limits (other than max_window_*)", lo, ln},
 	} {
 		if !reflect.DeepEqual(c.x, c.y) {
@@ -182,6 +184,7 @@ func effective(old, cfg *config.Config) *config.Config {
 	eff := *cfg
 	eff.Serve.Listen, eff.Serve.Instance, eff.Serve.Spool = old.Serve.Listen, old.Serve.Instance, old.Serve.Spool
 	eff.Serve.QueueSize, eff.Serve.Capture.RingMB = old.Serve.QueueSize, old.Serve.Capture.RingMB
+	eff.Serve.ProvisionalAfter = old.Serve.ProvisionalAfter
 	w := cfg.Limits
 	eff.Limits = old.Limits
 	eff.Limits.MaxWindowCalls, eff.Limits.MaxWindowConns, eff.Limits.MaxWindowEvents = w.MaxWindowCalls, w.MaxWindowConns, w.MaxWindowEvents

@@ -19,6 +19,10 @@ type AlertDelivery struct {
 	Severity string
 	// Finding is the finding's JSON as it was first decided.
 	Finding []byte
+	// After, when set, is a finding key: the delivery is recorded only
+	// when the receiver has one of After (a retraction's follow-up goes
+	// only where the finding went).
+	After string
 }
 
 // Alert delivery states.
@@ -28,8 +32,8 @@ const (
 	AlertFailed    = "failed"
 )
 
-// RecordAlerts stores each delivery unless one of the same receiver and
-// key exists (delivered, failed or pending, by this instance or another
+// RecordAlerts stores each delivery (with After, only when the receiver
+// has a delivery of After) unless one of the same receiver and key exists (delivered, failed or pending, by this instance or another
 // one): it returns the deliveries it inserted, the ones this process may
 // deliver. Each row names the instance of the connection's
 // sbcwatch.instance setting.
@@ -43,8 +47,10 @@ func (s *Store) RecordAlerts(ctx context.Context, ds []AlertDelivery) ([]AlertDe
 		b := &pgx.Batch{}
 		for _, d := range ds {
 			b.Queue(`insert into alert_deliveries (receiver, finding_key, rule, severity, finding)
-values ($1, $2, $3, $4, $5::jsonb) on conflict (receiver, finding_key) do nothing`,
-				d.Receiver, d.Key, d.Rule, d.Severity, string(d.Finding))
+select $1, $2, $3, $4, $5::jsonb
+where $6 = '' or exists (select 1 from alert_deliveries where receiver = $1 and finding_key = $6)
+on conflict (receiver, finding_key) do nothing`,
+				d.Receiver, d.Key, d.Rule, d.Severity, string(d.Finding), d.After)
 		}
 		br := tx.SendBatch(ctx, b)
 		for _, d := range ds {
