@@ -276,3 +276,60 @@ func TestLedgerRetriesAReceiverThatIsDown(t *testing.T) {
 		t.Fatalf("delivered %d, refused attempts %d", ok.Load(), bad.Load())
 	}
 }
+
+// TestLedgerRetraction: a retraction follows up, once, only where the
+// finding went: not to a webhook never sent it, not again after a
+// restart.
+func TestLedgerRetraction(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got[r.Header.Get("X-Sbcwatch-Delivery")]++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	count := func(k string) int { mu.Lock(); defer mu.Unlock(); return got[k] }
+	led := newMemLedger()
+	dir := t.TempDir()
+	start := func() (*Notifier, func()) {
+		box, err := spool.Open(dir, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := New([]Webhook{{Name: "soc", Kind: KindJSON, URL: srv.URL, Secret: "k"}},
+			Options{Ledger: led, Outbox: box, ClaimEvery: 20 * time.Millisecond})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = n.Run(ctx); close(done) }()
+		return n, func() { cancel(); <-done; box.Close() }
+	}
+	f := finding.New(finding.ReferDeliveryFailed, finding.Critical, time.Now(), "x")
+	r := *f
+	r.Retracted = true
+	n1, stop1 := start()
+	n1.Notify("k1", f)
+	for deadline := time.Now().Add(5 * time.Second); count("k1") != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("k1 not delivered: %v", got)
+		}
+	}
+	n1.Retract("k1", &r)
+	n1.Retract("never-sent", &r)
+	for deadline := time.Now().Add(5 * time.Second); count("k1/retracted") != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the retraction not delivered: %v", got)
+		}
+	}
+	stop1()
+	n2, stop2 := start()
+	defer stop2()
+	n2.Retract("k1", &r)
+	time.Sleep(300 * time.Millisecond)
+	if count("k1") != 1 || count("k1/retracted") != 1 || count("never-sent/retracted") != 0 || len(got) != 2 {
+		t.Fatalf("deliveries %v", got)
+	}
+	if d, _ := n2.Duplicates(); d != 1 {
+		t.Fatalf("duplicates %d, want the retraction found recorded", d)
+	}
+}

@@ -75,8 +75,22 @@ func TestAlertDeliveriesOncePerReceiverAndKey(t *testing.T) {
 	if got, _ := fra.RecordAlerts(ctx, []store.AlertDelivery{d}); len(got) != 0 {
 		t.Fatalf("recorded again: %v", got)
 	}
+	// A retraction's follow-up is recorded only where the finding went.
+	retr := []store.AlertDelivery{
+		{Receiver: "soc", Key: "k1/retracted", After: "k1", Rule: "r", Severity: "critical", Finding: []byte(`{}`)},
+		{Receiver: "ops", Key: "k1/retracted", After: "k1", Rule: "r", Severity: "critical", Finding: []byte(`{}`)},
+	}
+	if got, err := fra.RecordAlerts(ctx, retr); err != nil || len(got) != 1 || got[0].Receiver != "soc" {
+		t.Fatalf("retractions recorded %v %v", got, err)
+	}
+	if c, _ := fra.ClaimAlerts(ctx, "soc", "fra-run4", 10, time.Minute); len(c) != 1 || c[0].Key != "k1/retracted" {
+		t.Fatalf("retraction claims %v", c)
+	}
+	if err := fra.FinishAlert(ctx, "soc", "k1/retracted", true, ""); err != nil {
+		t.Fatal(err)
+	}
 	st, err := fra.AlertStates(ctx, "soc")
-	if err != nil || st["delivered"] != 1 || st["pending"] != 1 {
+	if err != nil || st["delivered"] != 2 || st["pending"] != 1 {
 		t.Fatalf("states %v %v", st, err)
 	}
 	var inst string
