@@ -352,6 +352,13 @@ func (d *Daemon) stopSources(match func(*sourceRun) bool) {
 		}
 		r.state.Store("stopped")
 	}
+	// Its series go from /metrics, unless a source of the same name (a
+	// listener moved) carries them on.
+	for _, r := range stop {
+		if !slices.ContainsFunc(d.sources(), func(x *sourceRun) bool { return x.src.Name() == r.src.Name() }) {
+			d.o.Metrics.RemoveSource(r.kind, r.src.Name())
+		}
+	}
 }
 
 // newSourceRun wraps s with its queue and metrics.

@@ -130,6 +130,27 @@ func TestReloadAddsAndRemovesInterfaces(t *testing.T) {
 	if got := d.cfg.Load().Serve.Interfaces; !slices.Equal(got, []string{"vcap2"}) {
 		t.Fatalf("running interfaces %v", got)
 	}
+	// /metrics exports the running capture, not the removed one.
+	mfs, err := d.o.Metrics.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, mf := range mfs {
+		if mf.GetName() != "sbcwatch_source_received_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "source" {
+					seen[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	if !seen["capture-vcap2"] || seen["capture-vcap"] {
+		t.Fatalf("sources on /metrics: %v", seen)
+	}
 }
 
 func slicesSortedKeys(m map[string]string) []string {
