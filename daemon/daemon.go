@@ -608,8 +608,12 @@ func (d *Daemon) runRetention(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		days := d.o.RetentionDays
-		if cfg := d.cfg.Load(); cfg != nil && cfg.Serve.Retention > 0 {
-			days = cfg.Serve.Retention
+		if cfg := d.cfg.Load(); cfg != nil {
+			if cfg.Serve.Retention > 0 {
+				days = cfg.Serve.Retention
+			}
+			// Here, not in the reload: the store reads it in DropOlderThan.
+			d.o.Store.SetResolveAfter(cfg.Serve.ResolveAfterDays)
 		}
 		if _, err := d.o.Store.DropOlderThan(ctx, days); err != nil && ctx.Err() == nil {
 			d.log.Warn("retention failed", "err", err)

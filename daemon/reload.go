@@ -97,7 +97,6 @@ func (d *Daemon) applyReload(ctx context.Context) {
 		n.SetMinSeverity(findingSeverity(eff))
 	}
 	if d.o.Store != nil {
-		d.o.Store.SetResolveAfter(eff.Serve.ResolveAfterDays)
 		uctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		for _, s := range eff.SBCs {
 			if err := store.UpsertSBC(uctx, d.o.Store.Pool(), store.SBC{Name: s.Name, FQDNs: s.FQDNs, Addresses: s.Addresses}); err != nil {
