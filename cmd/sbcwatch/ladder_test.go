@@ -49,3 +49,16 @@ func TestLadderFitsWidth(t *testing.T) {
 		t.Errorf("steps: narrow %d, wide %d, want 11", steps(narrow), steps(wide))
 	}
 }
+
+// A Call-ID the capture lacks is one line and exit 2, text or JSON, with
+// or without --store (the analysis streams; the call is looked up at the
+// end).
+func TestCallNotFound(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		code, out, errOut := runCLI("analyze", "--config", labConfig, "--format", format, "--call", "no\"such@call", labPcap)
+		want := "sbcwatch analyze: no call with Call-ID \"no\\\"such@call\" in this capture\n"
+		if code != exitUsage || out != "" || errOut != want {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit %d and %q", format, code, out, errOut, exitUsage, want)
+		}
+	}
+}
