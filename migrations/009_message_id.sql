@@ -1,6 +1,4 @@
 -- A cheaper ingest (issue 17: analyze --store at 150 000 SIP messages/s).
--- (Numbered 009 after 007 and 008 of other branches; renumber at merge
--- if needed.)
 
 -- SIP message ids become 16 bytes: a uuid holding the first half of the
 -- SHA-256 that names a message (sbc, time, source, destination, raw

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sbcwatch/sbcwatch/analyze"
 	"github.com/sbcwatch/sbcwatch/finding"
-	"github.com/sbcwatch/sbcwatch/pipeline"
 	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/sip"
 	"github.com/sbcwatch/sbcwatch/store"
@@ -70,10 +70,17 @@ var (
 	storeWriters = 2
 )
 
+// storePacketBytes is how many bytes of kept frames (--keep-packets) a
+// batch holds at most before it is written (storeWriters+1 batches may be
+// held at once).
+const storePacketBytes = 8 << 20
+
 // storeSink writes a streaming analysis to the store as the engine
-// decides it: calls (with their SIP messages) and TLS connections in
-// batches of storeBatch, each an idempotent save (the same capture stored
-// again adds nothing), so memory does not grow with the input. The saves
+// decides it: calls (with their SIP messages), TLS connections and, with
+// --keep-packets, the frames behind them (analyze.PacketSink) in batches
+// of storeBatch records or storePacketBytes of frames, each an
+// idempotent save (the same capture stored again adds nothing), so
+// memory does not grow with the input. The saves
 // run on storeWriters writer goroutines while the analysis goes on (the
 // database works on one batch per writer while the engine fills the
 // next); the analysis waits when every writer is busy, so at most
@@ -87,6 +94,8 @@ type storeSink struct {
 	sbc, source string
 	calls       []*sip.Call
 	conns       []*tlsaudit.Conn
+	packets     []report.Packet
+	pbytes      int
 	retention   int // days, for the closing line (0: the default)
 
 	queue     chan sinkBatch // to the writers; closed by stop
@@ -100,11 +109,12 @@ type storeSink struct {
 
 // sinkBatch is what one save of a writer stores.
 type sinkBatch struct {
-	calls []*sip.Call
-	conns []*tlsaudit.Conn
+	calls   []*sip.Call
+	conns   []*tlsaudit.Conn
+	packets []report.Packet
 }
 
-var _ pipeline.Sink = (*storeSink)(nil)
+var _ analyze.PacketSink = (*storeSink)(nil)
 
 // openStoreSink opens the database for a streaming --store and starts
 // its writer, which runs until finish or stop; a code other than exitOK
@@ -152,6 +162,17 @@ func (s *storeSink) TLSConn(c *tlsaudit.Conn) {
 	}
 }
 
+// Packets takes the frames kept behind a call or a connection it had.
+func (s *storeSink) Packets(ps []report.Packet) {
+	s.packets = append(s.packets, ps...)
+	for _, p := range ps {
+		s.pbytes += len(p.Data)
+	}
+	if s.pbytes >= storePacketBytes || len(s.calls)+len(s.conns)+len(s.packets) >= storeBatch {
+		s.flush()
+	}
+}
+
 // Finding is a no-op: findings are saved by finish, numbered as in the
 // report.
 func (s *storeSink) Finding(*finding.Finding) {}
@@ -166,7 +187,7 @@ func (s *storeSink) write() {
 	for b := range s.queue {
 		// The engine is done with these records: nothing changes them
 		// while they are saved.
-		s.save(&report.Report{CallRecords: b.calls, Conns: b.conns, Findings: []*finding.Finding{}})
+		s.save(&report.Report{CallRecords: b.calls, Conns: b.conns, Packets: b.packets, Findings: []*finding.Finding{}})
 	}
 }
 
@@ -201,10 +222,10 @@ func (s *storeSink) save(r *report.Report) {
 // flush hands the pending records to a writer (waiting until one is
 // free).
 func (s *storeSink) flush() {
-	if len(s.calls)+len(s.conns) > 0 {
-		s.queue <- sinkBatch{s.calls, s.conns}
+	if len(s.calls)+len(s.conns)+len(s.packets) > 0 {
+		s.queue <- sinkBatch{s.calls, s.conns, s.packets}
 	}
-	s.calls, s.conns = nil, nil
+	s.calls, s.conns, s.packets, s.pbytes = nil, nil, nil, 0
 }
 
 // stop ends the writers once they have saved what they hold, and waits
