@@ -13,3 +13,9 @@ func ListCallsSQL(ctx context.Context, db DBTX, q CallQuery) (string, []any, int
 	}
 	return listCallsSQL(q, nv)
 }
+
+// CallMessagesSQL is CallMessages' query ($1 Call-ID, $2 SBC).
+const CallMessagesSQL = callMessagesSQL
+
+// GetCallSQL exposes GetCall's query, for the plan test.
+func GetCallSQL(callID, sbc string) (string, []any) { return getCallSQL(callID, sbc) }

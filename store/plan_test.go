@@ -178,3 +178,74 @@ func TestCallSearchPlanOnABusyNumber(t *testing.T) {
 		}
 	}
 }
+
+// TestCallLookupPlans stores 50 000 calls with 350 000 SIP messages and
+// checks with EXPLAIN ANALYZE that the lookups of one call use the
+// indexes migration 009 left: its messages through the hash index on
+// sip_messages.call_id, the call by Call-ID (with or without its SBC)
+// through the unique key (call_id, sbc, start_time). Rows, not timings.
+func TestCallLookupPlans(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIP: -short: builds a 350 000-message table")
+	}
+	t.Parallel()
+	st, _ := storetest.New(t)
+	ctx := context.Background()
+	db := st.Pool()
+	const calls, per = 50000, 7
+	t0 := time.Now().UTC().Add(-30 * time.Hour).Truncate(24 * time.Hour)
+	if err := store.EnsurePartitions(ctx, db, "sip_messages", []time.Time{t0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `insert into calls (sbc, call_id, kind, start_time, last_time)
+	  select 'sbc' || (i % 3), 'c' || i || '@192.0.2.10', 'invite', $1::timestamptz + i * interval '1 second', $1::timestamptz + i * interval '1 second'
+	  from generate_series(1, $2::int) i`, t0, calls); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `insert into sip_messages (time, id, sbc, src, dst, is_request, call_id, raw)
+	  select $1::timestamptz + (i / $3) * interval '1 second' + (i % $3) * interval '1 millisecond', gen_random_uuid(),
+	    'sbc' || ((i / $3) % 3), '192.0.2.10:5060', '198.51.100.7:5060', true, 'c' || (i / $3) || '@192.0.2.10', 'INVITE'
+	  from generate_series($3::int, ($2::int + 1) * $3 - 1) i`, t0, calls, per); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, "analyze calls; analyze sip_messages"); err != nil {
+		t.Fatal(err)
+	}
+	// read adds up the rows each scan of table read (kept or filtered
+	// out) and fails on a sequential scan.
+	read := func(what, table string, root planNode) (rows float64, index string) {
+		root.walk(func(n planNode) {
+			if strings.HasPrefix(n.IndexName, table) {
+				index = n.IndexName // also of a Bitmap Index Scan, which names no relation
+			}
+			if !strings.HasPrefix(n.RelationName, table) {
+				return
+			}
+			if n.NodeType == "Seq Scan" {
+				t.Errorf("%s: sequential scan of %s", what, n.RelationName)
+			}
+			rows += (n.ActualRows + n.Removed + n.Rechecked) * n.ActualLoops
+		})
+		return rows, index
+	}
+	const callID = "c31336@192.0.2.10" // on sbc1
+	rows, index := read("messages of a call", "sip_messages", explain(t, st, store.CallMessagesSQL, callID, "sbc1"))
+	if rows != per || !strings.HasPrefix(index, "sip_messages_") || !strings.HasSuffix(index, "call_id_idx") {
+		t.Errorf("messages of a call: read %v rows through %q, want %d through the call_id index", rows, index, per)
+	}
+	ms, err := store.CallMessages(ctx, db, "sbc1", callID)
+	if err != nil || len(ms) != per || ms[0].Time.After(ms[1].Time) || len(ms[0].ID) != 32 {
+		t.Fatalf("messages = %d, %v", len(ms), err)
+	}
+	for _, sbc := range []string{"sbc1", ""} {
+		sql, args := store.GetCallSQL(callID, sbc)
+		root := explain(t, st, sql, args...)
+		rows, index := read("call by Call-ID", "calls", root)
+		if rows > 1 || index != "calls_call_id_sbc_start_time_key" {
+			t.Errorf("call by Call-ID (sbc %q): read %v rows through %q", sbc, rows, index)
+		}
+	}
+	if c, err := store.GetCall(ctx, db, callID, ""); err != nil || c.SBC != "sbc1" {
+		t.Fatalf("GetCall = %+v, %v", c, err)
+	}
+}

@@ -421,18 +421,25 @@ func reverse(s string) string {
 // still be found as active in a time window.
 const MaxCallSpan = 12 * time.Hour
 
+// getCallSQL is GetCall's query: the unique key (call_id, sbc,
+// start_time) finds the call.
+func getCallSQL(callID, sbc string) (string, []any) {
+	var w where
+	w.add("c.call_id = ?", callID)
+	if sbc != "" {
+		w.add("c.sbc = ?", sbc)
+	}
+	return callsWithFindings("select c.* from calls c " + w.sql() + callOrder + " limit 1"), w.args
+}
+
 // ErrBadQuery is returned for a query parameter that cannot be used.
 var ErrBadQuery = errors.New("store: bad query")
 
 // GetCall returns the most recent call with the Call-ID (on the SBC when
 // sbc is not empty).
 func GetCall(ctx context.Context, db DBTX, callID, sbc string) (Call, error) {
-	var w where
-	w.add("c.call_id = ?", callID)
-	if sbc != "" {
-		w.add("c.sbc = ?", sbc)
-	}
-	rows, err := db.Query(ctx, callsWithFindings("select c.* from calls c "+w.sql()+callOrder+" limit 1"), w.args...)
+	sql, args := getCallSQL(callID, sbc)
+	rows, err := db.Query(ctx, sql, args...)
 	if err != nil {
 		return Call{}, fmt.Errorf("store: call: %w", err)
 	}
@@ -448,33 +455,35 @@ func GetCall(ctx context.Context, db DBTX, callID, sbc string) (Call, error) {
 
 // Message is a stored SIP message.
 type Message struct {
-	Time       time.Time `json:"time" db:"time"`
-	ID         string    `json:"id" db:"id"`
-	SBC        string    `json:"sbc" db:"sbc"`
-	Frame      int64     `json:"frame" db:"frame"`
-	Src        string    `json:"src" db:"src"`
-	Dst        string    `json:"dst" db:"dst"`
-	Transport  string    `json:"transport" db:"transport"`
-	Origin     string    `json:"origin" db:"origin"`
-	IsRequest  bool      `json:"is_request" db:"is_request"`
-	Method     string    `json:"method" db:"method"`
-	Status     int       `json:"status" db:"status"`
-	Reason     string    `json:"reason" db:"reason"`
-	RequestURI string    `json:"request_uri" db:"request_uri"`
-	CallID     string    `json:"call_id" db:"call_id"`
-	CSeq       int64     `json:"cseq" db:"cseq"`
-	CSeqMethod string    `json:"cseq_method" db:"cseq_method"`
-	FromUser   string    `json:"from_user" db:"from_user"`
-	ToUser     string    `json:"to_user" db:"to_user"`
-	FromTag    string    `json:"from_tag" db:"from_tag"`
-	ToTag      string    `json:"to_tag" db:"to_tag"`
-	Branch     string    `json:"branch" db:"branch"`
-	Contact    string    `json:"contact" db:"contact"`
-	UserAgent  string    `json:"user_agent" db:"user_agent"`
-	ReferTo    string    `json:"refer_to" db:"refer_to"`
-	ReasonHdr  string    `json:"reason_header" db:"reason_hdr"`
-	Q850Cause  int       `json:"q850_cause" db:"q850"`
-	Raw        string    `json:"raw" db:"raw"`
+	Time time.Time `json:"time" db:"time"`
+	// ID is the message's store id: 32 hex digits (the first half of
+	// the SHA-256 of its SBC, time, source, destination and raw text).
+	ID         string `json:"id" db:"id"`
+	SBC        string `json:"sbc" db:"sbc"`
+	Frame      int64  `json:"frame" db:"frame"`
+	Src        string `json:"src" db:"src"`
+	Dst        string `json:"dst" db:"dst"`
+	Transport  string `json:"transport" db:"transport"`
+	Origin     string `json:"origin" db:"origin"`
+	IsRequest  bool   `json:"is_request" db:"is_request"`
+	Method     string `json:"method" db:"method"`
+	Status     int    `json:"status" db:"status"`
+	Reason     string `json:"reason" db:"reason"`
+	RequestURI string `json:"request_uri" db:"request_uri"`
+	CallID     string `json:"call_id" db:"call_id"`
+	CSeq       int64  `json:"cseq" db:"cseq"`
+	CSeqMethod string `json:"cseq_method" db:"cseq_method"`
+	FromUser   string `json:"from_user" db:"from_user"`
+	ToUser     string `json:"to_user" db:"to_user"`
+	FromTag    string `json:"from_tag" db:"from_tag"`
+	ToTag      string `json:"to_tag" db:"to_tag"`
+	Branch     string `json:"branch" db:"branch"`
+	Contact    string `json:"contact" db:"contact"`
+	UserAgent  string `json:"user_agent" db:"user_agent"`
+	ReferTo    string `json:"refer_to" db:"refer_to"`
+	ReasonHdr  string `json:"reason_header" db:"reason_hdr"`
+	Q850Cause  int    `json:"q850_cause" db:"q850"`
+	Raw        string `json:"raw" db:"raw"`
 }
 
 // Label is the ladder label: "INVITE" or "200 OK" (with the CSeq method
@@ -493,12 +502,16 @@ func (m Message) Label() string {
 	return s
 }
 
-// CallMessages returns the stored messages of a call in wire order.
-func CallMessages(ctx context.Context, db DBTX, sbc, callID string) ([]Message, error) {
-	rows, err := db.Query(ctx, `select time, id, sbc, frame, src, dst, transport, origin, is_request, method,
+// callMessagesSQL reads a call's messages ($1 the Call-ID, $2 the SBC)
+// through the hash index on call_id.
+const callMessagesSQL = `select time, encode(uuid_send(id), 'hex') as id, sbc, frame, src, dst, transport, origin, is_request, method,
   status, reason, request_uri, call_id, cseq, cseq_method, from_user, to_user, from_tag, to_tag, branch,
   contact, user_agent, refer_to, reason_hdr, q850, raw
-from sip_messages where call_id = $1 and sbc = $2 order by time, frame, id`, callID, sbc)
+from sip_messages where call_id = $1 and sbc = $2 order by time, frame, id`
+
+// CallMessages returns the stored messages of a call in wire order.
+func CallMessages(ctx context.Context, db DBTX, sbc, callID string) ([]Message, error) {
+	rows, err := db.Query(ctx, callMessagesSQL, callID, sbc)
 	if err != nil {
 		return nil, fmt.Errorf("store: messages: %w", err)
 	}

@@ -1,9 +1,12 @@
 package store
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -20,7 +23,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/sbcwatch/sbcwatch/config"
 	"github.com/sbcwatch/sbcwatch/finding"
 	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/sip"
@@ -86,28 +88,60 @@ func (s *Store) SaveReportResult(ctx context.Context, sbc, source string, r *rep
 
 // batch holds the rows of one save, already keyed and deduplicated.
 type batch struct {
-	calls                             [][]any
-	messages                          []msgRef // rows are built while copying, so raw text is not duplicated up front
+	calls                             []callRec
+	messages                          []msgRef // rows are encoded while copying, so raw text is not duplicated up front
 	conns                             [][]any
 	certs                             [][]any
 	findings                          [][]any
 	packets                           [][]any
 	msgTimes, connTimes, findingTimes []time.Time
 	packetTimes                       []time.Time
-	keys                              []string // content identity, for the ingest digest
+	keys                              []string // content identity of all but messages, for the ingest digest
 }
 
 func (b *batch) empty() bool {
 	return len(b.calls)+len(b.messages)+len(b.conns)+len(b.findings)+len(b.packets) == 0
 }
 
+// digest is the SHA-256 of the batch's content keys, sorted: "c" and the
+// call's key, "m" and the hex message hash, "t" and the connection id,
+// "f" and the finding id, "p" and the packet id. It names the ingest, so
+// a capture stored again is the same ingest.
 func (b *batch) digest() string {
 	k := slices.Clone(b.keys)
 	slices.Sort(k)
+	sums := make([][sha256.Size]byte, len(b.messages))
+	for i := range b.messages {
+		sums[i] = b.messages[i].sum
+	}
+	slices.SortFunc(sums, func(x, y [sha256.Size]byte) int {
+		if c := cmp.Compare(binary.BigEndian.Uint64(x[:8]), binary.BigEndian.Uint64(y[:8])); c != 0 {
+			return c
+		}
+		return bytes.Compare(x[8:], y[8:])
+	})
 	h := sha256.New()
+	// The message keys ("m" and 64 hex digits, in the order of their
+	// bytes) sort after the "c" and "f" keys and before "p" and "t".
+	var mk [2 + 2*sha256.Size]byte
+	mk[0] = 'm'
+	msgs := func() {
+		for _, s := range sums {
+			hex.Encode(mk[1:], s[:])
+			h.Write(mk[:])
+		}
+	}
+	done := false
 	for _, s := range k {
+		if !done && s > "m" {
+			msgs()
+			done = true
+		}
 		h.Write([]byte(s))
 		h.Write([]byte{0})
+	}
+	if !done {
+		msgs()
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -139,7 +173,16 @@ func buildBatch(sbc string, calls []*sip.Call, conns []*tlsaudit.Conn, fs []*fin
 	base := baseTime(calls, conns, fs)
 
 	seenCall := map[string]int{}
-	seenMsg := map[string]bool{}
+	nmsg := 0
+	for _, c := range calls {
+		if c != nil {
+			nmsg += len(c.Messages)
+		}
+	}
+	seenMsg := make(map[[16]byte]struct{}, nmsg)
+	b.messages = make([]msgRef, 0, nmsg)
+	b.msgTimes = make([]time.Time, 0, nmsg)
+	var buf []byte
 	for _, c := range calls {
 		if c == nil || c.CallID == "" {
 			continue
@@ -149,7 +192,7 @@ func buildBatch(sbc string, calls []*sip.Call, conns []*tlsaudit.Conn, fs []*fin
 			start = base
 		}
 		key := c.CallID + "\x00" + start.UTC().Format(time.RFC3339Nano)
-		row := callRow(sbc, c, start)
+		row := callRec{c: c, start: start}
 		if i, ok := seenCall[key]; ok {
 			b.calls[i] = row // the later record of the same call wins
 		} else {
@@ -165,14 +208,15 @@ func buildBatch(sbc string, calls []*sip.Call, conns []*tlsaudit.Conn, fs []*fin
 			if t.IsZero() {
 				t = start
 			}
-			id := messageID(sbc, t, m)
-			if seenMsg[id] {
+			var sum [sha256.Size]byte
+			sum, buf = messageSum(buf, sbc, t, m)
+			id := [16]byte(sum[:16])
+			if _, ok := seenMsg[id]; ok {
 				continue
 			}
-			seenMsg[id] = true
-			b.messages = append(b.messages, msgRef{t: t, id: id, callID: c.CallID, m: m})
+			seenMsg[id] = struct{}{}
+			b.messages = append(b.messages, msgRef{t: t, sum: sum, callID: c.CallID, m: m})
 			b.msgTimes = append(b.msgTimes, t)
-			b.keys = append(b.keys, "m"+id)
 		}
 	}
 
@@ -336,74 +380,143 @@ func baseTime(calls []*sip.Call, conns []*tlsaudit.Conn, fs []*finding.Finding) 
 	return min.UTC()
 }
 
-func callRow(sbc string, c *sip.Call, start time.Time) []any {
-	refers, err := jsonb(refersJSON(c.Refers))
-	if err != nil {
-		refers = []byte("[]")
+// callRec is a call waiting to be copied, with the start time it is
+// stored under.
+type callRec struct {
+	c     *sip.Call
+	start time.Time
+}
+
+// appendCallRow encodes r as a binary COPY row of callCols, and of
+// ingest_id after them when ingest is not 0.
+func appendCallRow(b []byte, sbc string, r *callRec, ingest int64) []byte {
+	c := r.c
+	n := len(callCols)
+	if ingest != 0 {
+		n++
 	}
-	ua := make([]string, 0, len(c.UserAgents))
-	for _, u := range c.UserAgents {
-		ua = append(ua, clean(u))
-	}
+	b = appendTuple(b, n)
+	b = appendText(b, sbc)
+	b = appendText(b, c.CallID)
+	b = appendText(b, c.Kind)
+	b = appendText(b, c.From)
+	b = appendText(b, c.To)
+	b = appendDigits(b, c.From)
+	b = appendDigits(b, c.To)
+	b = appendText(b, c.FromURI)
+	b = appendText(b, c.ToURI)
+	b = appendText(b, c.RequestURI)
+	b = appendText(b, c.PAI)
+	b = appendAddrPort(b, c.Caller)
+	b = appendAddrPort(b, c.Callee)
+	b = appendTimestamptz(b, r.start)
+	b = appendOptTime(b, c.Answer)
+	b = appendOptTime(b, c.End)
 	last := c.Last
 	if last.IsZero() {
 		last = c.End
 	}
-	ms := ""
+	b = appendOptTime(b, last)
+	b = appendBool(b, c.Answered)
+	b = appendInt4(b, c.FinalStatus)
+	b = appendText(b, c.EndedBy)
+	b = appendText(b, c.EndReason)
+	b = appendText(b, c.ByeReason)
+	b = appendInt4(b, c.Q850Cause)
+	b = appendText(b, c.ReasonText)
+	b = appendInt4(b, len(c.Refers))
+	b = appendInt4(b, c.Invites)
+	b = appendInt4(b, c.MessageCount)
+	b = appendBool(b, c.Microsoft)
 	if c.MicrosoftAddr.IsValid() {
-		ms = c.MicrosoftAddr.String()
+		b = appendText(b, c.MicrosoftAddr.String())
+	} else {
+		b = appendText(b, "")
 	}
-	return []any{sbc, clean(c.CallID), clean(c.Kind), clean(c.From), clean(c.To),
-		config.Digits(c.From), config.Digits(c.To), clean(c.FromURI), clean(c.ToURI), clean(c.RequestURI),
-		clean(c.PAI), apString(c.Caller), apString(c.Callee), start.UTC(), optTime(c.Answer), optTime(c.End),
-		optTime(last), c.Answered, c.FinalStatus, clean(c.EndedBy), clean(c.EndReason), clean(c.ByeReason),
-		c.Q850Cause, clean(c.ReasonText), len(c.Refers), c.Invites, c.MessageCount, c.Microsoft, ms,
-		apString(c.SBCSide), clean(c.SBCContact), clean(c.SBCAllow), c.Truncated, ua, json.RawMessage(refers)}
+	b = appendAddrPort(b, c.SBCSide)
+	b = appendText(b, c.SBCContact)
+	b = appendText(b, c.SBCAllow)
+	b = appendBool(b, c.Truncated)
+	b = appendTextArray(b, c.UserAgents)
+	refers := []byte("[]")
+	if len(c.Refers) > 0 {
+		if j, err := jsonb(refersJSON(c.Refers)); err == nil {
+			refers = j
+		}
+	}
+	b = appendJSONB(b, refers)
+	if ingest != 0 {
+		b = appendInt8(b, ingest)
+	}
+	return b
 }
 
-func messageID(sbc string, t time.Time, m *sip.Message) string {
-	h := sha256.New()
-	for _, p := range []string{sbc, t.UTC().Format(time.RFC3339Nano), m.Src.String(), m.Dst.String()} {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
+// messageSum is the SHA-256 of what makes a stored SIP message the same
+// one: sbc, time, source, destination and raw text, each followed by a
+// NUL. Its first 16 bytes are the message's id (sip_messages.id, a uuid);
+// before schema version 9 the id was all 32 bytes in hex. buf is scratch
+// space, returned for reuse.
+func messageSum(buf []byte, sbc string, t time.Time, m *sip.Message) ([sha256.Size]byte, []byte) {
+	buf = append(buf[:0], sbc...)
+	buf = append(buf, 0)
+	buf = t.UTC().AppendFormat(buf, time.RFC3339Nano)
+	buf = append(buf, 0)
+	for _, a := range []netip.AddrPort{m.Src, m.Dst} {
+		if a.IsValid() {
+			buf = a.AppendTo(buf)
+		} else {
+			buf = append(buf, "invalid AddrPort"...) // as AddrPort.String
+		}
+		buf = append(buf, 0)
 	}
-	h.Write(m.Raw)
-	h.Write([]byte{0})
-	return hex.EncodeToString(h.Sum(nil))
+	buf = append(buf, m.Raw...)
+	buf = append(buf, 0)
+	return sha256.Sum256(buf), buf
 }
 
 // msgRef is a SIP message waiting to be copied.
 type msgRef struct {
 	t      time.Time
-	id     string
+	sum    [sha256.Size]byte // messageSum; the id is its first 16 bytes
 	callID string
 	m      *sip.Message
 }
 
-// msgSource feeds messages to CopyFrom one row at a time.
-type msgSource struct {
-	sbc  string
-	refs []msgRef
-	i    int
-}
-
-func (s *msgSource) Next() bool { s.i++; return s.i <= len(s.refs) }
-func (s *msgSource) Values() ([]any, error) {
-	r := s.refs[s.i-1]
-	return messageRow(s.sbc, r.t, r.id, r.callID, r.m), nil
-}
-func (s *msgSource) Err() error { return nil }
-
-func messageRow(sbc string, t time.Time, id, callID string, m *sip.Message) []any {
+// appendMessageRow encodes r as a binary COPY row of messageCols.
+func appendMessageRow(b []byte, sbc string, r *msgRef) []byte {
+	m := r.m
 	cid := m.CallID
 	if cid == "" {
-		cid = callID
+		cid = r.callID
 	}
-	return []any{t.UTC(), id, sbc, int64(m.Frame), apString(m.Src), apString(m.Dst), clean(m.Transport),
-		clean(m.Origin), m.IsRequest, clean(m.Method), m.StatusCode, clean(m.Reason), clean(m.RequestURI),
-		clean(cid), int64(m.CSeq), clean(m.CSeqMethod), clean(m.FromUser), clean(m.ToUser), clean(m.FromTag),
-		clean(m.ToTag), clean(m.Branch), clean(m.Contact), clean(m.UserAgent), clean(m.ReferTo),
-		clean(m.ReasonHdr), m.Q850Cause, clean(string(m.Raw))}
+	b = appendTuple(b, len(messageCols))
+	b = appendTimestamptz(b, r.t)
+	b = appendUUID(b, [16]byte(r.sum[:16]))
+	b = appendText(b, sbc)
+	b = appendInt8(b, int64(m.Frame))
+	b = appendAddrPort(b, m.Src)
+	b = appendAddrPort(b, m.Dst)
+	b = appendText(b, m.Transport)
+	b = appendText(b, m.Origin)
+	b = appendBool(b, m.IsRequest)
+	b = appendText(b, m.Method)
+	b = appendInt4(b, m.StatusCode)
+	b = appendText(b, m.Reason)
+	b = appendText(b, m.RequestURI)
+	b = appendText(b, cid)
+	b = appendInt8(b, int64(m.CSeq))
+	b = appendText(b, m.CSeqMethod)
+	b = appendText(b, m.FromUser)
+	b = appendText(b, m.ToUser)
+	b = appendText(b, m.FromTag)
+	b = appendText(b, m.ToTag)
+	b = appendText(b, m.Branch)
+	b = appendText(b, m.Contact)
+	b = appendText(b, m.UserAgent)
+	b = appendText(b, m.ReferTo)
+	b = appendText(b, m.ReasonHdr)
+	b = appendInt4(b, m.Q850Cause)
+	return appendTextBytes(b, m.Raw)
 }
 
 func connRow(sbc string, t time.Time, id, connID string, chain []string, c *tlsaudit.Conn) []any {
@@ -536,10 +649,6 @@ func clean(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
-// messageChunk is how many SIP messages go through the temporary table at
-// a time.
-const messageChunk = 20000
-
 // saveBatch writes b in one transaction.
 func (s *Store) saveBatch(ctx context.Context, sbc, source string, stats []byte, b *batch) (SaveResult, error) {
 	var res SaveResult
@@ -553,16 +662,16 @@ func (s *Store) saveBatch(ctx context.Context, sbc, source string, stats []byte,
 			return res, err
 		}
 	}
+	digest := b.digest()
 	err := retryTx(ctx, s.pool, func(tx pgx.Tx) error {
 		res = SaveResult{}
-		if err := UpsertSBC(ctx, tx, SBC{Name: sbc}); err != nil {
-			return err
+		// The rows every save updates (the SBC's last_seen, the days
+		// stored into) are written last, just before the commit, so that
+		// saves of other batches run side by side and wait for each
+		// other only there; the SBC's row must exist before its ingest.
+		if _, err := tx.Exec(ctx, `insert into sbcs (name) values ($1) on conflict do nothing`, clean(sbc)); err != nil {
+			return fmt.Errorf("sbc: %w", err)
 		}
-		if err := noteStored(ctx, tx, map[string][]time.Time{"sip_messages": b.msgTimes,
-			"tls_connections": b.connTimes, "findings": b.findingTimes, "packets": b.packetTimes}); err != nil {
-			return err
-		}
-		digest := b.digest()
 		err := tx.QueryRow(ctx, `
 with ins as (
   insert into ingests (sbc, source, content_sha256, stats) values ($1, $2, $3, $4)
@@ -579,10 +688,47 @@ limit 1`, sbc, clean(source), digest, json.RawMessage(stats)).Scan(&res.IngestID
 		if err != nil {
 			return fmt.Errorf("ingest: %w", err)
 		}
-		if b.empty() {
-			return nil
+		if !b.empty() {
+			if err := saveRows(ctx, tx, sbc, b, &res); err != nil {
+				return err
+			}
 		}
-		if res.Calls, err = copyInsert(ctx, tx, "calls", callCols, b.calls, res.IngestID, `
+		if err := UpsertSBC(ctx, tx, SBC{Name: sbc}); err != nil {
+			return err
+		}
+		return noteStored(ctx, tx, map[string][]time.Time{"sip_messages": b.msgTimes,
+			"tls_connections": b.connTimes, "findings": b.findingTimes, "packets": b.packetTimes})
+	})
+	return res, err
+}
+
+// saveRows writes the rows of b in tx, adding to res.
+func saveRows(ctx context.Context, tx pgx.Tx, sbc string, b *batch, res *SaveResult) error {
+	var err error
+	if res.Calls, err = saveCalls(ctx, tx, sbc, b.calls, res.IngestID); err != nil {
+		return err
+	}
+	if res.Messages, err = saveMessages(ctx, tx, sbc, b.messages); err != nil {
+		return err
+	}
+	if res.Certificates, err = copyInsert(ctx, tx, "certificates", certCols, b.certs, 0, "on conflict do nothing"); err != nil {
+		return err
+	}
+	if res.Connections, err = copyInsert(ctx, tx, "tls_connections", connCols, b.conns, res.IngestID, "on conflict do nothing"); err != nil {
+		return err
+	}
+	if res.Findings, res.Problems, err = insertFindings(ctx, tx, b.findings, res.IngestID); err != nil {
+		return err
+	}
+	if res.Packets, err = copyInsert(ctx, tx, "packets", packetCols, b.packets, 0, "on conflict do nothing"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// callUpsert is how a call already stored takes a later view of itself
+// (more messages, an end): in place, and only when the new view is later.
+const callUpsert = `
 on conflict (sbc, call_id, start_time) do update set
   kind = excluded.kind, from_number = excluded.from_number, to_number = excluded.to_number,
   from_digits = excluded.from_digits, to_digits = excluded.to_digits, from_uri = excluded.from_uri,
@@ -595,65 +741,102 @@ on conflict (sbc, call_id, start_time) do update set
   microsoft = excluded.microsoft, microsoft_addr = excluded.microsoft_addr, sbc_side = excluded.sbc_side,
   sbc_contact = excluded.sbc_contact, sbc_allow = excluded.sbc_allow, truncated = excluded.truncated,
   user_agents = excluded.user_agents, refers = excluded.refers, stored_at = now()
-where excluded.last_time > calls.last_time or (calls.last_time is null and excluded.last_time is not null)`); err != nil {
-			return err
+where excluded.last_time > calls.last_time or (calls.last_time is null and excluded.last_time is not null)`
+
+// saveCalls stores the calls of a batch and returns how many were added
+// or updated. They are copied straight into calls (a new capture: no
+// call is stored yet); when one is (23505), the copy is undone and the
+// calls go through a temporary table and callUpsert instead.
+func saveCalls(ctx context.Context, tx pgx.Tx, sbc string, recs []callRec, ingestID int64) (int64, error) {
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	copyInto := func(tx pgx.Tx, table string, ingest int64) (int64, error) {
+		cols := joinCols(callCols)
+		if ingest != 0 {
+			cols += ", ingest_id"
 		}
-		// Messages go in chunks so the temporary table stays small; when
-		// no message is stored yet in their time range (a new capture),
-		// nothing can conflict and they are copied straight in: half the
-		// writes. A concurrent save of the same range makes one of the two
-		// fail on the primary key and retry the careful way.
-		direct, err := noMessagesBetween(ctx, tx, b.msgTimes)
+		src := newCopyReader(len(recs), func(b []byte, i int) []byte { return appendCallRow(b, sbc, &recs[i], ingest) })
+		tag, err := tx.Conn().PgConn().CopyFrom(ctx, src, "copy "+table+" ("+cols+") from stdin binary")
+		return tag.RowsAffected(), err
+	}
+	n, ok, err := tryCopy(ctx, tx, func(sp pgx.Tx) (int64, error) { return copyInto(sp, "calls", ingestID) })
+	if err != nil || ok {
 		if err != nil {
-			return err
+			err = fmt.Errorf("calls: copy: %w", err)
 		}
-		for i := 0; i < len(b.messages); i += messageChunk {
-			chunk := b.messages[i:min(i+messageChunk, len(b.messages))]
-			src := &msgSource{sbc: sbc, refs: chunk}
-			var n int64
-			if direct {
-				n, err = tx.CopyFrom(ctx, pgx.Identifier{"sip_messages"}, messageCols, src)
-				if err != nil {
-					err = fmt.Errorf("sip_messages: copy: %w", err)
-				}
-			} else {
-				n, err = copyInsertFrom(ctx, tx, "sip_messages", messageCols, len(chunk), src, 0, "on conflict do nothing")
-			}
-			if err != nil {
-				return err
-			}
-			res.Messages += n
-		}
-		if res.Certificates, err = copyInsert(ctx, tx, "certificates", certCols, b.certs, 0, "on conflict do nothing"); err != nil {
-			return err
-		}
-		if res.Connections, err = copyInsert(ctx, tx, "tls_connections", connCols, b.conns, res.IngestID, "on conflict do nothing"); err != nil {
-			return err
-		}
-		if res.Findings, res.Problems, err = insertFindings(ctx, tx, b.findings, res.IngestID); err != nil {
-			return err
-		}
-		if res.Packets, err = copyInsert(ctx, tx, "packets", packetCols, b.packets, 0, "on conflict do nothing"); err != nil {
-			return err
-		}
-		return nil
-	})
-	return res, err
+		return n, err
+	}
+	if err := tempTable(ctx, tx, "calls", callCols); err != nil {
+		return 0, err
+	}
+	if _, err := copyInto(tx, "_in_calls", 0); err != nil {
+		return 0, fmt.Errorf("calls: copy: %w", err)
+	}
+	ins, sel := joinCols(callCols), joinCols(callCols)
+	if ingestID != 0 {
+		ins += ", ingest_id"
+		sel += fmt.Sprintf(", %d::bigint", ingestID)
+	}
+	tag, err := tx.Exec(ctx, "insert into calls ("+ins+") select "+sel+" from _in_calls"+callUpsert)
+	if err != nil {
+		return 0, fmt.Errorf("calls: insert: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
-// noMessagesBetween reports whether no SIP message is stored between the
-// earliest and the latest of ts (true for none at all).
-func noMessagesBetween(ctx context.Context, tx pgx.Tx, ts []time.Time) (bool, error) {
-	if len(ts) == 0 {
-		return true, nil
+// saveMessages stores the SIP messages of a batch and returns how many
+// were new. Like saveCalls they are copied straight into sip_messages
+// and, when one is already stored, through a temporary table with ON
+// CONFLICT DO NOTHING instead.
+func saveMessages(ctx context.Context, tx pgx.Tx, sbc string, refs []msgRef) (int64, error) {
+	if len(refs) == 0 {
+		return 0, nil
 	}
-	lo, hi := slices.MinFunc(ts, time.Time.Compare), slices.MaxFunc(ts, time.Time.Compare)
-	var none bool
-	if err := tx.QueryRow(ctx, `select not exists (select 1 from sip_messages where time >= $1 and time <= $2)`,
-		lo, hi).Scan(&none); err != nil {
-		return false, fmt.Errorf("sip_messages: probe: %w", err)
+	copyInto := func(tx pgx.Tx, table string) (int64, error) {
+		src := newCopyReader(len(refs), func(b []byte, i int) []byte { return appendMessageRow(b, sbc, &refs[i]) })
+		tag, err := tx.Conn().PgConn().CopyFrom(ctx, src, "copy "+table+" ("+joinCols(messageCols)+") from stdin binary")
+		return tag.RowsAffected(), err
 	}
-	return none, nil
+	n, ok, err := tryCopy(ctx, tx, func(sp pgx.Tx) (int64, error) { return copyInto(sp, "sip_messages") })
+	if err != nil || ok {
+		if err != nil {
+			err = fmt.Errorf("sip_messages: copy: %w", err)
+		}
+		return n, err
+	}
+	if err := tempTable(ctx, tx, "sip_messages", messageCols); err != nil {
+		return 0, err
+	}
+	if _, err := copyInto(tx, "_in_sip_messages"); err != nil {
+		return 0, fmt.Errorf("sip_messages: copy: %w", err)
+	}
+	tag, err := tx.Exec(ctx, "insert into sip_messages ("+joinCols(messageCols)+") select "+joinCols(messageCols)+
+		" from _in_sip_messages on conflict do nothing")
+	if err != nil {
+		return 0, fmt.Errorf("sip_messages: insert: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// tryCopy runs copy under a savepoint. ok is false when a row it copied
+// is already stored (a unique violation, 23505): nothing of the copy
+// remains, and the caller takes the careful path. A concurrent save of
+// the same rows makes the copy wait for it, then fail the same way.
+func tryCopy(ctx context.Context, tx pgx.Tx, copy func(pgx.Tx) (int64, error)) (n int64, ok bool, err error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return 0, false, err
+	}
+	n, err = copy(sp)
+	if err == nil {
+		return n, true, sp.Commit(ctx)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return 0, false, sp.Rollback(ctx)
+	}
+	return 0, false, err
 }
 
 // copyInsert copies rows into a temporary table shaped like table, then
@@ -687,6 +870,18 @@ func copyInsertFrom(ctx context.Context, tx pgx.Tx, table string, cols []string,
 // copyTemp copies rows into the temporary table _in_<table>, shaped like
 // table's cols and emptied first.
 func copyTemp(ctx context.Context, tx pgx.Tx, table string, cols []string, src pgx.CopyFromSource) error {
+	if err := tempTable(ctx, tx, table, cols); err != nil {
+		return err
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"_in_" + table}, cols, src); err != nil {
+		return fmt.Errorf("%s: copy: %w", table, err)
+	}
+	return nil
+}
+
+// tempTable makes the temporary table _in_<table>, shaped like table's
+// cols, dropped at commit, and empty.
+func tempTable(ctx context.Context, tx pgx.Tx, table string, cols []string) error {
 	tmp := "_in_" + table
 	if _, err := tx.Exec(ctx, fmt.Sprintf("create temp table if not exists %s on commit drop as select %s from %s with no data",
 		tmp, joinCols(cols), table)); err != nil {
@@ -694,9 +889,6 @@ func copyTemp(ctx context.Context, tx pgx.Tx, table string, cols []string, src p
 	}
 	if _, err := tx.Exec(ctx, "truncate "+tmp); err != nil {
 		return fmt.Errorf("%s: temp table: %w", table, err)
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{tmp}, cols, src); err != nil {
-		return fmt.Errorf("%s: copy: %w", table, err)
 	}
 	return nil
 }
@@ -713,9 +905,7 @@ func retryTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) err
 			return nil
 		}
 		var pgErr *pgconn.PgError
-		// 23505: a concurrent save stored messages of the same range
-		// between the probe and the direct copy (see saveBatch).
-		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001" && pgErr.Code != "23505") {
+		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {
 			return err
 		}
 		select {

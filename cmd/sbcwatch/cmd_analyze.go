@@ -185,7 +185,7 @@ func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt ana
 	format := f.format
 	fail := func(err error) int {
 		if ss != nil {
-			ss.st.Close()
+			ss.close()
 		}
 		return analyzeFailed(ctx, err, opt, stderr)
 	}

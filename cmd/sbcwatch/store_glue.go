@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/analyze"
@@ -15,6 +16,40 @@ import (
 	"github.com/sbcwatch/sbcwatch/store"
 	"github.com/sbcwatch/sbcwatch/tlsaudit"
 )
+
+// storeReport writes an analysis to a migrated database, idempotently,
+// and says how long the store keeps it (retentionDays, 0 for the
+// default).
+func storeReport(ctx context.Context, dsnFlag, sbc, source string, r *report.Report, retentionDays int, stderr io.Writer) int {
+	dsn, err := storeDSN(dsnFlag, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %v\n", err)
+		return exitUsage
+	}
+	if sbc == "" {
+		sbc = "default"
+	}
+	st, err := storeOpen(ctx, dsn)
+	if err != nil {
+		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
+		return exitInternal
+	}
+	defer st.Close()
+	if err := st.CheckSchema(ctx); err != nil {
+		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
+		if errors.Is(err, store.ErrNotMigrated) {
+			return exitUsage // the admin's step: sbcwatch migrate
+		}
+		return exitInternal
+	}
+	res, err := st.SaveReportResult(ctx, sbc, source, r)
+	if err != nil {
+		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
+		return exitInternal
+	}
+	storedLines(stderr, sbc, res, retentionDays)
+	return exitOK
+}
 
 // storedLines says what a save stored and how long it is kept.
 func storedLines(stderr io.Writer, sbc string, res store.SaveResult, retentionDays int) {
@@ -28,22 +63,31 @@ func storedLines(stderr io.Writer, sbc string, res store.SaveResult, retentionDa
 }
 
 // storeBatch is how many calls and TLS connections a streaming
-// `analyze --store` writes at once.
-var storeBatch = 2000
+// `analyze --store` writes at once, and storeWriters how many saves run
+// side by side (each a transaction on its own connection).
+var (
+	storeBatch   = 1000
+	storeWriters = 2
+)
 
 // storePacketBytes is how many bytes of kept frames (--keep-packets) a
-// batch holds at most before it is written.
-const storePacketBytes = 16 << 20
+// batch holds at most before it is written (storeWriters+1 batches may be
+// held at once).
+const storePacketBytes = 8 << 20
 
 // storeSink writes a streaming analysis to the store as the engine
 // decides it: calls (with their SIP messages), TLS connections and, with
 // --keep-packets, the frames behind them (analyze.PacketSink) in batches
 // of storeBatch records or storePacketBytes of frames, each an
 // idempotent save (the same capture stored again adds nothing), so
-// memory does not grow with the input. Findings are saved once at the
-// end, from the report's spool, with the report's IDs and references
-// (finish). A failed save stops the writing (exit 3) but not the
-// analysis or its report.
+// memory does not grow with the input. The saves
+// run on storeWriters writer goroutines while the analysis goes on (the
+// database works on one batch per writer while the engine fills the
+// next); the analysis waits when every writer is busy, so at most
+// storeWriters+1 batches are held. Findings are saved once at the end,
+// after the batches, from the report's spool, with the report's IDs and
+// references (finish). A failed save stops the writing (exit 3) but not
+// the analysis or its report.
 type storeSink struct {
 	ctx         context.Context
 	st          *store.Store
@@ -52,15 +96,29 @@ type storeSink struct {
 	conns       []*tlsaudit.Conn
 	packets     []report.Packet
 	pbytes      int
-	total       store.SaveResult
-	err         error
 	retention   int // days, for the closing line (0: the default)
+
+	queue     chan sinkBatch // to the writers; closed by stop
+	writers   sync.WaitGroup
+	closeOnce sync.Once
+
+	mu    sync.Mutex
+	total store.SaveResult
+	err   error // the first failed save: the writers save nothing more
+}
+
+// sinkBatch is what one save of a writer stores.
+type sinkBatch struct {
+	calls   []*sip.Call
+	conns   []*tlsaudit.Conn
+	packets []report.Packet
 }
 
 var _ analyze.PacketSink = (*storeSink)(nil)
 
-// openStoreSink opens the database for a streaming --store; a code other
-// than exitOK is the exit status after its one-line error.
+// openStoreSink opens the database for a streaming --store and starts
+// its writer, which runs until finish or stop; a code other than exitOK
+// is the exit status after its one-line error.
 func openStoreSink(ctx context.Context, dsnFlag, sbc, source string, stderr io.Writer) (*storeSink, int) {
 	dsn, err := storeDSN(dsnFlag, os.Getenv)
 	if err != nil {
@@ -83,7 +141,11 @@ func openStoreSink(ctx context.Context, dsnFlag, sbc, source string, stderr io.W
 		}
 		return nil, exitInternal
 	}
-	return &storeSink{ctx: ctx, st: st, sbc: sbc, source: source}, exitOK
+	s := &storeSink{ctx: ctx, st: st, sbc: sbc, source: source, queue: make(chan sinkBatch)}
+	for range max(storeWriters, 1) {
+		s.writers.Go(s.write)
+	}
+	return s, exitOK
 }
 
 func (s *storeSink) Call(c *sip.Call) {
@@ -115,14 +177,35 @@ func (s *storeSink) Packets(ps []report.Packet) {
 // report.
 func (s *storeSink) Finding(*finding.Finding) {}
 
+// write is a writer goroutine: it saves batches from the queue until the
+// queue is closed. After a failed save (or once the context is done,
+// which fails the saves) the writers only drain the queue, so the
+// analysis never blocks on them. Batches are independent: the saves of
+// two writers touch different rows, and a call stored twice keeps its
+// latest view whichever save commits last.
+func (s *storeSink) write() {
+	for b := range s.queue {
+		// The engine is done with these records: nothing changes them
+		// while they are saved.
+		s.save(&report.Report{CallRecords: b.calls, Conns: b.conns, Packets: b.packets, Findings: []*finding.Finding{}})
+	}
+}
+
 // save writes one report and adds up what it stored.
 func (s *storeSink) save(r *report.Report) {
-	if s.err != nil {
+	s.mu.Lock()
+	failed := s.err != nil
+	s.mu.Unlock()
+	if failed {
 		return
 	}
 	res, err := s.st.SaveReportResult(s.ctx, s.sbc, s.source, r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
-		s.err = err
+		if s.err == nil {
+			s.err = err
+		}
 		return
 	}
 	t := &s.total
@@ -136,13 +219,27 @@ func (s *storeSink) save(r *report.Report) {
 	t.Problems += res.Problems
 }
 
+// flush hands the pending records to a writer (waiting until one is
+// free).
 func (s *storeSink) flush() {
 	if len(s.calls)+len(s.conns)+len(s.packets) > 0 {
-		r := report.Build(s.calls, s.conns, nil)
-		r.Packets = s.packets
-		s.save(r)
+		s.queue <- sinkBatch{s.calls, s.conns, s.packets}
 	}
 	s.calls, s.conns, s.packets, s.pbytes = nil, nil, nil, 0
+}
+
+// stop ends the writers once they have saved what they hold, and waits
+// for them; it may be called more than once.
+func (s *storeSink) stop() {
+	s.closeOnce.Do(func() { close(s.queue) })
+	s.writers.Wait()
+}
+
+// close stops the writers and closes the database (when the analysis
+// failed: nothing more is written).
+func (s *storeSink) close() {
+	s.stop()
+	s.st.Close()
 }
 
 // finish writes what is pending and the findings of sp, says what was
@@ -151,11 +248,12 @@ func (s *storeSink) flush() {
 func (s *storeSink) finish(sp *report.Spool, st report.Stats, stderr io.Writer) int {
 	defer s.st.Close()
 	s.flush()
+	s.stop()
 	var fs []*finding.Finding
 	if err := sp.Findings(func(f *finding.Finding) error { fs = append(fs, f); return nil }); err != nil && s.err == nil {
 		s.err = err
 	}
-	s.save(&report.Report{Findings: fs, Stats: st})
+	s.save(&report.Report{Findings: fs, Stats: st}) // the writers are done: no lock needed below
 	if s.err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(s.err))
 		return exitInternal

@@ -241,3 +241,36 @@ func firstDiff(a, b []string) string {
 	}
 	return fmt.Sprintf("lengths %d and %d", len(a), len(b))
 }
+
+// TestAnalyzeStoreFailedSave: when the writers' saves fail (here the calls
+// table is gone), analyze --store still prints the whole report, says why
+// in one line and exits 3; the writers stop on the first failure and the
+// run does not hang on them.
+func TestAnalyzeStoreFailedSave(t *testing.T) {
+	old := storeBatch
+	storeBatch = 3
+	t.Cleanup(func() { storeBatch = old })
+	dsn := testDatabase(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "alter table calls rename to calls_gone"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	sample := filepath.Join("..", "..", "testdata", "lab", "busy_sbc.pcap")
+	cfg := filepath.Join("..", "..", "testdata", "lab", "sbcwatch.yaml")
+	code, out, errOut := runCLI("analyze", "--config", cfg, "--store", "--db", dsn, "--sbc", "lab", "--format", "json", sample)
+	if code != exitInternal {
+		t.Fatalf("exit %d, want %d: %s", code, exitInternal, errOut)
+	}
+	if lines := strings.Split(strings.TrimSpace(errOut), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "--store: ") ||
+		!strings.Contains(lines[0], "calls") {
+		t.Errorf("stderr %q, want one line about the failed save", errOut)
+	}
+	if !strings.Contains(out, `"calls"`) || !strings.Contains(out, `"findings"`) {
+		t.Errorf("the report is lost when the store fails: %.200q", out)
+	}
+}
