@@ -81,7 +81,7 @@ type Stream struct {
 	sockets []*syslog.Socket // not yet judged
 	invites []inviteSent
 	refers  []referAt
-	seenInv map[string]bool
+	seenInv map[inviteKey]bool
 	// openRefers is the first REFER seen in each call not yet judged:
 	// the INVITEs from then on stay, however long the call lasts, for
 	// refer_not_followed.
@@ -110,7 +110,7 @@ func NewStream(o StreamOptions) *Stream {
 	if cfg == nil {
 		cfg = config.Default()
 	}
-	s := &Stream{o: o, cfg: cfg, seenInv: map[string]bool{}, openRefers: map[string]time.Time{},
+	s := &Stream{o: o, cfg: cfg, seenInv: map[inviteKey]bool{}, openRefers: map[string]time.Time{},
 		connFindings: map[*tlsaudit.Conn][]*finding.Finding{}, groups: map[string]*finding.Finding{},
 		served: map[listenerSNI]*servedTally{}, claimed: map[*tlsaudit.Conn]bool{}}
 	s.a = &analysis{cfg: cfg, sbcAddrs: map[netip.Addr]bool{}, fromLog: map[*tlsaudit.Conn]bool{},
@@ -190,8 +190,24 @@ func (s *Stream) Observe(m *sip.Message) {
 	}
 }
 
+// inviteKey identifies an INVITE for the window's duplicates: what
+// newAnalysis's string key holds (Call-ID, time, source, Request-URI),
+// without formatting it.
+type inviteKey struct {
+	callID string
+	sec    int64
+	nsec   int
+	loc    *time.Location
+	src    netip.AddrPort
+	ruri   string
+}
+
+func keyOf(v inviteSent) inviteKey {
+	return inviteKey{v.callID, v.time.Unix(), v.time.Nanosecond(), v.time.Location(), v.src, v.ruri}
+}
+
 func (s *Stream) addInvite(v inviteSent) {
-	k := v.callID + "\x00" + v.time.String() + "\x00" + v.src.String() + "\x00" + v.ruri
+	k := keyOf(v)
 	if v.ruri == "" || s.seenInv[k] {
 		return
 	}
@@ -209,7 +225,7 @@ func (s *Stream) addInvite(v inviteSent) {
 
 func (s *Stream) dropInvite() {
 	v := s.invites[0]
-	delete(s.seenInv, v.callID+"\x00"+v.time.String()+"\x00"+v.src.String()+"\x00"+v.ruri)
+	delete(s.seenInv, keyOf(v))
 	s.invites = s.invites[1:]
 }
 
@@ -461,11 +477,11 @@ func (s *Stream) decide(calls []*sip.Call, force bool) {
 // to ripe sockets, emits the findings and links them.
 func (s *Stream) decideWith(ripe []*sip.Call, sockets []*syslog.Socket, force bool) {
 	a := s.view()
+	// The rules only count over a.calls (callsUp): unlike the batch
+	// analysis, the window needs no order, and sorting it every round
+	// cost more than the rules.
 	a.calls = append(a.calls, ripe...)
 	a.open = s.o.Open
-	slices.SortStableFunc(a.calls, func(x, y *sip.Call) int {
-		return cmp.Or(x.Start.Compare(y.Start), cmp.Compare(x.CallID, y.CallID))
-	})
 	// refer_delivery_failed first: a group of candidates that still
 	// waits for a call not yet ripe holds its ripe members back.
 	isRipe := map[*sip.Call]bool{}
@@ -506,6 +522,7 @@ func (s *Stream) decideWith(ripe []*sip.Call, sockets []*syslog.Socket, force bo
 			delivered = append(delivered, a.ambiguous(g))
 		}
 	}
+	nDecided := len(s.decided)
 	for _, c := range ripe {
 		if held[c] {
 			s.st.Postponed++
@@ -517,7 +534,7 @@ func (s *Stream) decideWith(ripe []*sip.Call, sockets []*syslog.Socket, force bo
 		s.decided = append(s.decided, c)
 		delete(s.openRefers, c.CallID)
 	}
-	slices.SortStableFunc(s.decided, func(x, y *sip.Call) int { return callTime(x).Compare(callTime(y)) })
+	s.decided = mergeDecided(s.decided, nDecided)
 	out = append(out, delivered...)
 	var ctx []*finding.Finding
 	if len(sockets) > 0 {
@@ -541,6 +558,36 @@ func (s *Stream) decideWith(ripe []*sip.Call, sockets []*syslog.Socket, force bo
 	for _, f := range out {
 		s.emit(f)
 	}
+}
+
+// mergeDecided returns decided, whose first n calls are in callTime
+// order, with the calls after them merged in: what a stable sort of all
+// of them by callTime gives (on a tie the earlier one first), in linear
+// time instead of a sort of the whole window every round.
+func mergeDecided(decided []*sip.Call, n int) []*sip.Call {
+	added := decided[n:]
+	if len(added) == 0 {
+		return decided
+	}
+	cmpTime := func(x, y *sip.Call) int { return callTime(x).Compare(callTime(y)) }
+	slices.SortStableFunc(added, cmpTime)
+	if n == 0 || cmpTime(decided[n-1], added[0]) <= 0 {
+		return decided // already in order: the usual case
+	}
+	old, add := decided[:n], slices.Clone(added)
+	out := make([]*sip.Call, 0, cap(decided))
+	i, j := 0, 0
+	for i < len(old) && j < len(add) {
+		if cmpTime(add[j], old[i]) < 0 {
+			out = append(out, add[j])
+			j++
+		} else {
+			out = append(out, old[i])
+			i++
+		}
+	}
+	out = append(out, old[i:]...)
+	return append(out, add[j:]...)
 }
 
 // linkContext adds to an earlier refer_delivery_failed the
