@@ -516,13 +516,21 @@ func renumberRefs(f *finding.Finding, ids map[string]string) {
 func (s *Spool) WriteJSON(w io.Writer, st Stats, hints, warnings []string) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	ew := &errWriter{w: bw}
+	var buf []byte
 	array := func(name string, last bool, walk func(func(v any) error) error) error {
 		ew.printf("  %q: ", name)
 		first := true
 		err := walk(func(v any) error {
-			b, err := json.MarshalIndent(v, "    ", "  ")
-			if err != nil {
-				return err
+			var b []byte
+			if raw, ok := v.(json.RawMessage); ok {
+				// A spooled view, already json.Marshal's output.
+				buf = appendIndented(buf[:0], raw, "    ", "  ")
+				b = buf
+			} else {
+				var err error
+				if b, err = json.MarshalIndent(v, "    ", "  "); err != nil {
+					return err
+				}
 			}
 			if first {
 				ew.printf("[\n    ")
