@@ -111,7 +111,12 @@ func (s *Spool) Call(c *sip.Call) {
 	if v.Microsoft {
 		s.microsoft++
 	}
-	s.add(kindCall, spoolRec{t: c.Start.UnixNano(), s1: c.CallID}, v)
+	r := spoolRec{t: c.Start.UnixNano(), s1: c.CallID}
+	if b, ok := appendCallJSON(nil, &v); ok {
+		s.addData(kindCall, r, b)
+		return
+	}
+	s.add(kindCall, r, v)
 }
 
 // TLSConn takes a TLS connection that ended.
@@ -159,6 +164,14 @@ func (s *Spool) add(kind int, r spoolRec, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		s.err = fmt.Errorf("report: spool: %w", err)
+		return
+	}
+	s.addData(kind, r, b)
+}
+
+// addData adds a record whose JSON view is b.
+func (s *Spool) addData(kind int, r spoolRec, b []byte) {
+	if s.err != nil {
 		return
 	}
 	s.seq++
