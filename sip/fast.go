@@ -31,11 +31,20 @@ const maxFastVias = 8
 // fastParse parses b, a datagram with leading CRLFs trimmed and within the
 // size limit. ok is false when the reference path must decide.
 func (p *Parser) fastParse(meta MessageMeta, b []byte) (m *Message, ok bool) {
+	return p.fastParseBuf(meta, b, false)
+}
+
+// fastParseBuf is fastParse; owned says b is handed over (see
+// ParseDatagramOwned) and becomes Raw without a copy.
+func (p *Parser) fastParseBuf(meta MessageMeta, b []byte, owned bool) (m *Message, ok bool) {
 	end := bytes.Index(b, crlfcrlf)
 	if end < 0 {
 		return nil, false
 	}
-	raw := bytes.Clone(b)
+	raw := b
+	if !owned {
+		raw = bytes.Clone(b)
+	}
 	s := unsafe.String(&raw[0], len(raw))
 	head := s[:end+2] // every head line keeps its CRLF
 	bodyAt := end + 4
