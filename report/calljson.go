@@ -83,9 +83,39 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// appendJSONTime appends t as finding.Time.MarshalJSON writes it.
+// appendJSONTime appends t as finding.Time.MarshalJSON writes it
+// (finding.TimeLayout in UTC: microseconds, truncated, and "Z"), digit
+// by digit for years 0..9999.
 func appendJSONTime(b []byte, t finding.Time) []byte {
+	u := time.Time(t).UTC()
+	year, month, day := u.Date()
+	if year < 0 || year > 9999 {
+		b = append(b, '"')
+		b = u.AppendFormat(b, finding.TimeLayout)
+		return append(b, '"')
+	}
+	hour, minute, sec := u.Clock()
+	num := func(v, width int) {
+		var d [6]byte
+		for i := width - 1; i >= 0; i-- {
+			d[i] = byte('0' + v%10)
+			v /= 10
+		}
+		b = append(b, d[:width]...)
+	}
 	b = append(b, '"')
-	b = time.Time(t).UTC().AppendFormat(b, finding.TimeLayout)
-	return append(b, '"')
+	num(year, 4)
+	b = append(b, '-')
+	num(int(month), 2)
+	b = append(b, '-')
+	num(day, 2)
+	b = append(b, 'T')
+	num(hour, 2)
+	b = append(b, ':')
+	num(minute, 2)
+	b = append(b, ':')
+	num(sec, 2)
+	b = append(b, '.')
+	num(u.Nanosecond()/1000, 6)
+	return append(b, 'Z', '"')
 }

@@ -38,6 +38,10 @@ func TestCallJSONEncoding(t *testing.T) {
 		{CallID: "a<b>&\"c\\\x01\u2028é\xff", EndReason: "486 Busy Here", DurationS: -0.5, End: &t0},
 		{DurationS: 1e-7}, {DurationS: 1e22}, {DurationS: math.Inf(1)}, {DurationS: 123456789.001},
 		{Messages: -3, ReferCount: math.MaxInt32, Q850Cause: -1, FinalStatus: 699},
+		{Start: finding.Time(time.Date(-5, 1, 1, 0, 0, 0, 999, time.UTC))},
+		{Start: finding.Time(time.Date(10000, 12, 31, 23, 59, 59, 999999999, time.UTC))},
+		{Start: finding.Time(time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.FixedZone("W", -7200)))},
+		{Start: finding.Time(time.Date(0, 1, 1, 0, 0, 0, 1000, time.UTC))},
 	} {
 		checkCallJSON(t, v)
 	}
