@@ -95,27 +95,29 @@ func appendJSONTime(b []byte, t finding.Time) []byte {
 		return append(b, '"')
 	}
 	hour, minute, sec := u.Clock()
-	num := func(v, width int) {
-		var d [6]byte
-		for i := width - 1; i >= 0; i-- {
-			d[i] = byte('0' + v%10)
-			v /= 10
-		}
-		b = append(b, d[:width]...)
-	}
 	b = append(b, '"')
-	num(year, 4)
+	b = appendDigits(b, year, 4)
 	b = append(b, '-')
-	num(int(month), 2)
+	b = appendDigits(b, int(month), 2)
 	b = append(b, '-')
-	num(day, 2)
+	b = appendDigits(b, day, 2)
 	b = append(b, 'T')
-	num(hour, 2)
+	b = appendDigits(b, hour, 2)
 	b = append(b, ':')
-	num(minute, 2)
+	b = appendDigits(b, minute, 2)
 	b = append(b, ':')
-	num(sec, 2)
+	b = appendDigits(b, sec, 2)
 	b = append(b, '.')
-	num(u.Nanosecond()/1000, 6)
+	b = appendDigits(b, u.Nanosecond()/1000, 6)
 	return append(b, 'Z', '"')
+}
+
+// appendDigits appends v (>= 0) in width digits, zero-padded.
+func appendDigits(b []byte, v, width int) []byte {
+	var d [6]byte
+	for i := width - 1; i >= 0; i-- {
+		d[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, d[:width]...)
 }
