@@ -643,27 +643,9 @@ func fastURIUser(u string) string {
 // header value (as splitList does) and what follows it.
 func nextListElem(v string) (el, rest string) {
 	for v != "" {
-		inQuote, inAngle, escaped := false, false, false
-		end := len(v)
-	scan:
-		for i := 0; i < len(v); i++ {
-			c := v[i]
-			switch {
-			case escaped:
-				escaped = false
-			case inQuote && c == '\\':
-				escaped = true
-			case c == '"':
-				inQuote = !inQuote
-			case inQuote:
-			case c == '<':
-				inAngle = true
-			case c == '>':
-				inAngle = false
-			case c == ',' && !inAngle:
-				end = i
-				break scan
-			}
+		end := indexOutside(v, ',')
+		if end < 0 {
+			end = len(v)
 		}
 		el = strings.TrimSpace(v[:end])
 		if end < len(v) {
