@@ -2,6 +2,7 @@ package correlate
 
 import (
 	"cmp"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -81,7 +82,8 @@ type Stream struct {
 	sockets []*syslog.Socket // not yet judged
 	invites []inviteSent
 	refers  []referAt
-	seenInv map[inviteKey]bool
+	seenInv map[string]bool // by inviteKey
+	keyBuf  []byte
 	// openRefers is the first REFER seen in each call not yet judged:
 	// the INVITEs from then on stay, however long the call lasts, for
 	// refer_not_followed.
@@ -110,7 +112,7 @@ func NewStream(o StreamOptions) *Stream {
 	if cfg == nil {
 		cfg = config.Default()
 	}
-	s := &Stream{o: o, cfg: cfg, seenInv: map[inviteKey]bool{}, openRefers: map[string]time.Time{},
+	s := &Stream{o: o, cfg: cfg, seenInv: map[string]bool{}, openRefers: map[string]time.Time{},
 		connFindings: map[*tlsaudit.Conn][]*finding.Finding{}, groups: map[string]*finding.Finding{},
 		served: map[listenerSNI]*servedTally{}, claimed: map[*tlsaudit.Conn]bool{}}
 	s.a = &analysis{cfg: cfg, sbcAddrs: map[netip.Addr]bool{}, fromLog: map[*tlsaudit.Conn]bool{},
@@ -190,32 +192,38 @@ func (s *Stream) Observe(m *sip.Message) {
 	}
 }
 
-// inviteKey identifies an INVITE for the window's duplicates: what
-// newAnalysis's string key holds (Call-ID, time, source, Request-URI),
-// without formatting it.
-type inviteKey struct {
-	callID string
-	sec    int64
-	nsec   int
-	loc    *time.Location
-	src    netip.AddrPort
-	ruri   string
-}
-
-func keyOf(v inviteSent) inviteKey {
-	return inviteKey{v.callID, v.time.Unix(), v.time.Nanosecond(), v.time.Location(), v.src, v.ruri}
+// inviteKey writes into the stream's buffer the key that identifies an
+// INVITE among the window's duplicates: what newAnalysis's key holds
+// (Call-ID, time with its location, source, Request-URI), in binary
+// instead of formatted. The map is read through string(key) without an
+// allocation; only a new key is copied.
+func (s *Stream) inviteKey(v inviteSent) []byte {
+	b := append(s.keyBuf[:0], v.callID...)
+	b = append(b, 0)
+	b = binary.AppendVarint(b, v.time.Unix())
+	b = binary.AppendUvarint(b, uint64(v.time.Nanosecond()))
+	b = append(b, v.time.Location().String()...)
+	b = append(b, 0)
+	b, _ = v.src.AppendBinary(b)
+	b = append(b, v.ruri...)
+	s.keyBuf = b
+	return b
 }
 
 func (s *Stream) addInvite(v inviteSent) {
-	k := keyOf(v)
-	if v.ruri == "" || s.seenInv[k] {
+	if v.ruri == "" {
+		return
+	}
+	k := s.inviteKey(v)
+	if s.seenInv[string(k)] {
 		return
 	}
 	if len(s.invites) >= s.maxEvents {
 		s.dropInvite()
 		s.st.EvictedEvents++
+		k = s.inviteKey(v) // dropInvite wrote its own key into the buffer
 	}
-	s.seenInv[k] = true
+	s.seenInv[string(k)] = true
 	i := len(s.invites)
 	for i > 0 && cmp.Or(s.invites[i-1].time.Compare(v.time), cmp.Compare(s.invites[i-1].callID, v.callID)) > 0 {
 		i--
@@ -225,7 +233,7 @@ func (s *Stream) addInvite(v inviteSent) {
 
 func (s *Stream) dropInvite() {
 	v := s.invites[0]
-	delete(s.seenInv, keyOf(v))
+	delete(s.seenInv, string(s.inviteKey(v)))
 	s.invites = s.invites[1:]
 }
 
