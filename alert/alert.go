@@ -2,7 +2,10 @@
 // JSON webhook signed with HMAC-SHA256 and a Microsoft Teams channel
 // message (through a Teams Workflows webhook, as an Adaptive Card).
 //
-// Each finding is delivered at most once per webhook and finding key;
+// Each finding is delivered at most once per webhook and finding key
+// (Notify); a finding withdrawn after it was alerted (a retracted
+// provisional finding) gets one follow-up to the webhooks that had it
+// (Retract);
 // a failed delivery is retried with exponential backoff (1 s doubling up
 // to 5 min, 8 attempts) unless the receiver refused it for good (a 4xx
 // other than 408 and 429). The queue per webhook is bounded: when it is
@@ -20,6 +23,7 @@ package alert
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -91,7 +95,14 @@ type hook struct {
 type delivery struct {
 	key string
 	f   *finding.Finding
+	// id is the X-Sbcwatch-Delivery header: the key, or the key and
+	// "/retracted" for the follow-up of a retraction.
+	id string
 }
+
+// retractedSuffix names the follow-up of a retracted finding among the
+// keys sent and in X-Sbcwatch-Delivery.
+const retractedSuffix = "/retracted"
 
 // maxKeys bounds the keys remembered per webhook.
 const maxKeys = 100000
@@ -146,12 +157,37 @@ func (n *Notifier) Notify(key string, f *finding.Finding) {
 		}
 		h.sent[key] = true
 		h.mu.Unlock()
-		select {
-		case h.queue <- delivery{key: key, f: f}:
-		default:
-			h.dropped.Add(1)
-			n.o.Logger.Warn("alert: queue full, finding not sent", "webhook", h.Name, "rule", f.Rule)
+		n.enqueue(h, delivery{key: key, f: f, id: key})
+	}
+}
+
+func (n *Notifier) enqueue(h *hook, d delivery) {
+	select {
+	case h.queue <- d:
+	default:
+		h.dropped.Add(1)
+		n.o.Logger.Warn("alert: queue full, finding not sent", "webhook", h.Name, "rule", d.f.Rule)
+	}
+}
+
+// Retract follows up a finding that was alerted and is now withdrawn (a
+// provisional finding the full verdict does not hold, f.Retracted): each
+// webhook that was sent key gets f once more, marked retracted, under
+// the delivery id key+"/retracted"; a webhook never sent key gets
+// nothing. It never blocks.
+func (n *Notifier) Retract(key string, f *finding.Finding) {
+	if f == nil {
+		return
+	}
+	for _, h := range n.hooks {
+		h.mu.Lock()
+		if !h.sent[key] || h.sent[key+retractedSuffix] {
+			h.mu.Unlock()
+			continue
 		}
+		h.sent[key+retractedSuffix] = true
+		h.mu.Unlock()
+		n.enqueue(h, delivery{key: key, f: f, id: key + retractedSuffix})
 	}
 }
 
@@ -223,7 +259,7 @@ func (n *Notifier) post(ctx context.Context, h *hook, d delivery) (retry bool, e
 	if h.Kind != KindTeams {
 		ts := strconv.FormatInt(n.o.Now().Unix(), 10)
 		req.Header.Set("X-Sbcwatch-Timestamp", ts)
-		req.Header.Set("X-Sbcwatch-Delivery", d.key)
+		req.Header.Set("X-Sbcwatch-Delivery", cmp.Or(d.id, d.key))
 		req.Header.Set("X-Sbcwatch-Signature", Sign(h.Secret, ts, body))
 	}
 	resp, err := n.o.Client.Do(req)
@@ -271,6 +307,16 @@ func TeamsMessage(f *finding.Finding, instance string) map[string]any {
 	if f.Severity == finding.Critical {
 		color = "Attention"
 	}
+	title := fmt.Sprintf("sbcwatch: %s (%s)", f.Rule, f.Severity)
+	text := f.Summary
+	switch {
+	case f.Retracted:
+		color = "Good"
+		title = fmt.Sprintf("sbcwatch: retracted: %s (%s)", f.Rule, f.Severity)
+		text = "Retracted: the full verdict does not hold this provisional finding; nothing to do. It said: " + f.Summary
+	case f.Provisional:
+		title += fmt.Sprintf(" — provisional, settles by %s UTC", f.SettlesAt.UTC().Format("15:04:05"))
+	}
 	facts := []map[string]string{{"title": "Rule", "value": f.Rule}, {"title": "Severity", "value": string(f.Severity)},
 		{"title": "Time", "value": f.Time.UTC().Format(time.RFC3339)}}
 	for _, kv := range [][2]string{{"SBC", f.SBC}, {"Call-ID", f.CallID}, {"Connection", f.Connection}, {"Instance", instance}} {
@@ -284,8 +330,8 @@ func TeamsMessage(f *finding.Finding, instance string) map[string]any {
 		"version": "1.4",
 		"body": []any{
 			map[string]any{"type": "TextBlock", "size": "Medium", "weight": "Bolder", "color": color,
-				"text": fmt.Sprintf("sbcwatch: %s (%s)", f.Rule, f.Severity)},
-			map[string]any{"type": "TextBlock", "wrap": true, "text": f.Summary},
+				"text": title},
+			map[string]any{"type": "TextBlock", "wrap": true, "text": text},
 			map[string]any{"type": "FactSet", "facts": facts},
 		},
 	}

@@ -3,9 +3,12 @@ package alert
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -126,5 +129,65 @@ func TestPermanentRefusalIsNotRetried(t *testing.T) {
 	defer mu.Unlock()
 	if hits != 1 {
 		t.Fatalf("%d attempts for a 400", hits)
+	}
+}
+
+// TestRetractFollowsUpOnlyWhatWasSent: a provisional finding alerted and
+// then retracted gets one signed follow-up (delivery id key/retracted,
+// the finding marked retracted); a retraction of a key never sent, or
+// sent twice, adds nothing; the Teams card says it is provisional, then
+// retracted.
+func TestRetractFollowsUpOnlyWhatWasSent(t *testing.T) {
+	const secret = "s3cret"
+	var mu sync.Mutex
+	var got []string
+	var cards []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path == "/teams" {
+			cards = append(cards, string(body))
+			return
+		}
+		var p struct {
+			Key     string          `json:"key"`
+			Finding finding.Finding `json:"finding"`
+		}
+		if err := json.Unmarshal(body, &p); err != nil || !Verify(secret, r.Header.Get("X-Sbcwatch-Timestamp"), body, r.Header.Get("X-Sbcwatch-Signature")) {
+			t.Errorf("bad delivery %v", err)
+		}
+		got = append(got, fmt.Sprintf("%s %s provisional=%v retracted=%v", r.Header.Get("X-Sbcwatch-Delivery"), p.Key, p.Finding.Provisional, p.Finding.Retracted))
+	}))
+	defer srv.Close()
+	n := New([]Webhook{{Name: "soc", Kind: KindJSON, URL: srv.URL + "/json", Secret: secret}, {Name: "teams", Kind: KindTeams, URL: srv.URL + "/teams"}},
+		Options{FirstBackoff: time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = n.Run(ctx); close(done) }()
+	f := finding.New(finding.ReferDeliveryFailed, finding.Critical, time.Now(), "REFER lost")
+	f.Provisional, f.SettlesAt = true, time.Date(2026, 4, 1, 9, 58, 7, 0, time.UTC)
+	n.Notify("k1", f)
+	r := *f
+	r.Provisional, r.Retracted = false, true
+	n.Retract("k1", &r)
+	n.Retract("k1", &r)    // once
+	n.Retract("never", &r) // never alerted: nothing
+	for deadline := time.Now().Add(5 * time.Second); n.Stats()["soc"].Delivered+n.Stats()["teams"].Delivered < 4; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v", n.Stats())
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"k1 k1 provisional=true retracted=false", "k1/retracted k1 provisional=false retracted=true"}
+	if !slices.Equal(got, want) {
+		t.Errorf("json deliveries %q, want %q", got, want)
+	}
+	if len(cards) != 2 || !strings.Contains(cards[0], "provisional, settles by 09:58:07 UTC") || !strings.Contains(cards[1], "retracted: refer_delivery_failed") {
+		t.Errorf("teams cards %q", cards)
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/sbcwatch/sbcwatch/finding"
 	"github.com/sbcwatch/sbcwatch/report"
+	"github.com/sbcwatch/sbcwatch/sip"
 	"github.com/sbcwatch/sbcwatch/store"
 	"github.com/sbcwatch/sbcwatch/store/storetest"
 )
@@ -74,6 +75,33 @@ func (b *bundle) seedFieldCase(t *testing.T, callID string) *report.Report {
 	}
 	b.callID = callID
 	return r
+}
+
+// seedProvisional stores a call with a provisional refer_delivery_failed
+// (prov@x) and one whose provisional finding was retracted (gone@x), as
+// serve does a minute after each call.
+func (b *bundle) seedProvisional(t *testing.T, now time.Time) {
+	t.Helper()
+	var calls []*sip.Call
+	var fs []*finding.Finding
+	for i, id := range []string{"prov@x", "gone@x"} {
+		start := now.Add(-time.Duration(5+i) * time.Minute)
+		calls = append(calls, &sip.Call{CallID: id, Kind: "invite", From: "+4930111222", To: "+4969987654", Start: start,
+			Answer: start.Add(2 * time.Second), Answered: true, End: start.Add(30 * time.Second), Last: start.Add(30 * time.Second)})
+		f := finding.New(finding.ReferDeliveryFailed, finding.Critical, start.Add(20*time.Second), "the transfer never arrived (%s)", id)
+		f.CallID, f.ID = id, fmt.Sprintf("F%d", i+1)
+		f.Key = finding.KeyOf(f)
+		f.Provisional, f.SettlesAt = true, now.Add(time.Minute)
+		fs = append(fs, f)
+	}
+	if err := b.st.SaveReport(context.Background(), "sbc1", "live", report.Build(calls, nil, fs)); err != nil {
+		t.Fatal(err)
+	}
+	r := *fs[1]
+	r.Provisional, r.Retracted = false, true
+	if err := b.st.SaveReport(context.Background(), "sbc1", "live", report.Build(nil, nil, []*finding.Finding{&r})); err != nil {
+		t.Fatal(err)
+	}
 }
 
 type resp struct {
@@ -656,5 +684,43 @@ func TestPanicBecomesJSONError(t *testing.T) {
 	checkError(t, resp{status: w.Code, header: w.Header(), body: w.Body.Bytes()}, 500, "internal")
 	if strings.Contains(w.Body.String(), "kaboom") || !strings.Contains(logs.String(), "kaboom") {
 		t.Errorf("panic detail must be logged, not sent: body %s", w.Body.String())
+	}
+}
+
+// A provisional finding is listed and shown marked with when it settles;
+// a retracted one is left out of the lists, the call list and the
+// evidence unless asked for.
+func TestProvisionalFindingsOverHTTP(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Options{})
+	now := time.Now().UTC().Truncate(time.Second)
+	b.seedProvisional(t, now)
+	var page struct {
+		Items []store.Finding `json:"items"`
+	}
+	b.do(t, "GET", "/api/v1/findings?rule=refer_delivery_failed", b.read, nil).json(t, &page)
+	if len(page.Items) != 1 || page.Items[0].CallID != "prov@x" || !page.Items[0].Provisional || page.Items[0].SettlesAt == nil {
+		t.Fatalf("findings: %+v", page.Items)
+	}
+	b.do(t, "GET", "/api/v1/findings?rule=refer_delivery_failed&retracted=true", b.read, nil).json(t, &page)
+	if len(page.Items) != 2 || !slices.ContainsFunc(page.Items, func(f store.Finding) bool { return f.CallID == "gone@x" && f.Retracted }) {
+		t.Fatalf("findings with retracted: %+v", page.Items)
+	}
+	var calls struct {
+		Items []store.Call `json:"items"`
+	}
+	b.do(t, "GET", "/api/v1/calls?has_findings=true", b.read, nil).json(t, &calls)
+	if len(calls.Items) != 1 || calls.Items[0].CallID != "prov@x" || !slices.Equal(calls.Items[0].ProvisionalRules, []string{"refer_delivery_failed"}) {
+		t.Fatalf("calls with findings: %+v", calls.Items)
+	}
+	mark := "(provisional, settles by " + now.Add(time.Minute).Format("15:04:05") + " UTC)"
+	text := string(b.do(t, "GET", "/api/v1/calls/prov@x/evidence?format=text", b.read, nil).body)
+	if !strings.Contains(text, "[critical] refer_delivery_failed "+mark+": the transfer never arrived") {
+		t.Errorf("evidence text lacks the mark %q:\n%.1500s", mark, text)
+	}
+	var ev Evidence
+	b.do(t, "GET", "/api/v1/calls/gone@x/evidence", b.read, nil).json(t, &ev)
+	if len(ev.Findings) != 0 || strings.Contains(ev.Verdict, "refer_delivery_failed") {
+		t.Errorf("retracted finding in the evidence: %q %+v", ev.Verdict, ev.Findings)
 	}
 }

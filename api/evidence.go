@@ -187,7 +187,7 @@ func (s *Server) buildEvidence(r *http.Request, d *CallDetail) (*Evidence, error
 		if f.CausedBy != "" {
 			continue
 		}
-		l := fmt.Sprintf("[%s] %s: %s", f.Severity, f.Rule, f.Summary)
+		l := fmt.Sprintf("[%s] %s%s: %s", f.Severity, f.Rule, ProvisionalMark(f), f.Summary)
 		if n := len(f.Explains); n > 0 {
 			l += fmt.Sprintf(" (+ %d supporting finding%s)", n, map[bool]string{true: "s"}[n > 1])
 		}
@@ -306,7 +306,7 @@ func writeEvidenceText(w io.Writer, ev *Evidence) {
 
 	fmt.Fprintf(w, "\nFINDINGS (%d)\n", len(ev.Findings))
 	for _, f := range ev.Findings {
-		fmt.Fprintf(w, "  %s [%s] %s at %s\n    %s\n", f.ID, f.Severity, f.Rule, ts(f.Time), f.Summary)
+		fmt.Fprintf(w, "  %s [%s] %s%s at %s\n    %s\n", f.ID, f.Severity, f.Rule, ProvisionalMark(f), ts(f.Time), f.Summary)
 		if f.Connection != "" {
 			fmt.Fprintf(w, "    connection: %s\n", f.Connection)
 		}
@@ -363,6 +363,20 @@ func writeEvidenceText(w io.Writer, ev *Evidence) {
 	if ev.Pcap.Available {
 		fmt.Fprintf(w, "  GET %s\n", ev.Pcap.Link)
 	}
+}
+
+// ProvisionalMark is " (provisional, settles by 09:58:07 UTC)" for a
+// provisional finding, " (retracted)" for a retracted one, else "".
+func ProvisionalMark(f store.Finding) string {
+	switch {
+	case f.Retracted:
+		return " (retracted)"
+	case f.Provisional && f.SettlesAt != nil:
+		return " (provisional, settles by " + f.SettlesAt.UTC().Format("15:04:05") + " UTC)"
+	case f.Provisional:
+		return " (provisional)"
+	}
+	return ""
 }
 
 func ts(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }

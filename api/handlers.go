@@ -234,10 +234,13 @@ func (s *Server) handleGetCall(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListFindings(w http.ResponseWriter, r *http.Request) {
-	q := parseQuery(r, "rule", "severity", "sbc", "call_id", "from", "to", "acknowledged", "state", "limit", "cursor")
+	q := parseQuery(r, "rule", "severity", "sbc", "call_id", "from", "to", "acknowledged", "state", "retracted", "limit", "cursor")
 	fq := store.FindingQuery{Rule: q.str("rule"), Severity: q.str("severity"), SBC: q.str("sbc"),
 		CallID: q.str("call_id"), From: q.time("from"), To: q.time("to"), Acknowledged: q.boolPtr("acknowledged"),
 		State: q.str("state"), Limit: q.limit(), Cursor: q.str("cursor")}
+	if p := q.boolPtr("retracted"); p != nil {
+		fq.Retracted = *p
+	}
 	if q.err == nil {
 		switch fq.Severity {
 		case "", "critical", "warning", "info":

@@ -98,6 +98,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	ctx := context.Background()
 	b.seedFieldCase(t, "doc-call@x")
 	now := time.Now().UTC().Truncate(time.Second)
+	b.seedProvisional(t, now)
 	d := 3.0
 	if err := b.st.SaveCounterSamples(ctx, []store.CounterSample{
 		{SBC: "sbc1", Counter: "short_calls", Scope: "global", Time: now.Add(-time.Minute), Value: 10},
@@ -157,6 +158,10 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		{"POST", "/api/v1/findings/{id}/ack", "/api/v1/findings/nope/ack", A, "", 404, nil},
 		{"GET", "/api/v1/findings", "/api/v1/findings?acknowledged=true", R, "", 200, nil},
 		{"GET", "/api/v1/findings", "/api/v1/findings?state=open", R, "", 200, nil},
+		{"GET", "/api/v1/findings", "/api/v1/findings?retracted=true&rule=refer_delivery_failed", R, "", 200, nil},
+		{"GET", "/api/v1/findings", "/api/v1/findings?retracted=maybe", R, "", 400, nil},
+		{"GET", "/api/v1/calls", "/api/v1/calls?call_id=prov@x", R, "", 200, nil},
+		{"GET", "/api/v1/calls/{call_id}/evidence", "/api/v1/calls/prov@x/evidence", R, "", 200, nil},
 		{"GET", "/api/v1/tls", "/api/v1/tls", R, "", 200, nil},
 		{"GET", "/api/v1/tls", "/api/v1/tls?failed=true&from_microsoft=true", R, "", 200, nil},
 		{"GET", "/api/v1/certificates", "/api/v1/certificates", R, "", 200, nil},

@@ -229,6 +229,11 @@ type Serve struct {
 	// OptionsMissingAfter is how long the SBC and a Microsoft proxy may go
 	// without OPTIONS before options_missing fires (default 3m).
 	OptionsMissingAfter Duration `yaml:"options_missing_after"`
+	// ProvisionalAfter is how long after a call's last message serve
+	// judges refer_delivery_failed on the evidence so far and reports it
+	// provisional, before the full verdict at the correlation lag (about
+	// 2.5 min) confirms or retracts it (default 60s; negative: off).
+	ProvisionalAfter Duration `yaml:"provisional_after"`
 	// Spool keeps pending writes on disk while the database is down or
 	// slow.
 	Spool Spool `yaml:"spool"`

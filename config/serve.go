@@ -67,6 +67,10 @@ type Alerts struct {
 	MinSeverity string `yaml:"min_severity"`
 	// Webhooks receive each new finding once.
 	Webhooks []Webhook `yaml:"webhooks"`
+	// Provisional also alerts on provisional findings, with a follow-up
+	// when one is retracted (default false: a provisional finding alerts
+	// once it is confirmed).
+	Provisional bool `yaml:"provisional"`
 }
 
 // Webhook is one alert destination.
@@ -104,6 +108,7 @@ func (w Webhook) Secret() (string, error) {
 func (s *Serve) applyDefaults() {
 	setInt(&s.QueueSize, 4096)
 	setDur(&s.OptionsMissingAfter, 3*time.Minute)
+	setDur(&s.ProvisionalAfter, time.Minute)
 	setDur(&s.ShutdownTimeout, 10*time.Second)
 	setInt(&s.Capture.RingMB, 64)
 	setInt(&s.Spool.MaxMB, 1024)

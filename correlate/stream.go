@@ -28,8 +28,18 @@ type StreamOptions struct {
 	// and Key) each time it is updated. Required.
 	Emit func(*finding.Finding)
 	// Open, when set, returns the calls still tracked (not yet handed
-	// to AddCall), for the "calls_up" evidence.
+	// to AddCall), for the "calls_up" evidence and, with
+	// ProvisionalAfter, as competing candidates of an early judgement.
 	Open func() []*sip.Call
+	// ProvisionalAfter, when positive, judges refer_delivery_failed
+	// early: once a call's last message is that old on the stream's
+	// clock (and it was handed over), it is judged on the evidence so
+	// far, with the ended calls Open returns as competitors; a call it
+	// blames gets the finding at once, marked Provisional with SettlesAt.
+	// At the normal decision (the lag) the same finding (same ID and Key)
+	// is emitted again, confirmed, or a copy marked Retracted when the
+	// final verdict does not hold it. Zero (analyze) changes nothing.
+	ProvisionalAfter time.Duration
 }
 
 // StreamStats count what a Stream held and let go.
@@ -44,6 +54,9 @@ type StreamStats struct {
 	PeakCalls, PeakConns, PeakSockets int
 	// Findings counts the findings decided (an update counts once).
 	Findings uint64
+	// Provisional counts the findings emitted early (ProvisionalAfter);
+	// Confirmed and Retracted how they were settled.
+	Provisional, Confirmed, Retracted uint64
 }
 
 // Default window bounds (limits.max_window_calls, max_window_conns,
@@ -97,6 +110,12 @@ type Stream struct {
 	delivered    []*finding.Finding // recent refer_delivery_failed, to link later tls_context_wrong
 	ctxWrong     []*finding.Finding // recent tls_context_wrong
 
+	// provQ holds the calls waiting for their early judgement, by
+	// callTime; provOf the provisional findings not yet settled, by the
+	// call they blame.
+	provQ  []*sip.Call
+	provOf map[*sip.Call]*finding.Finding
+
 	unexplained unexplainedSum
 	msCalls     int
 	now         time.Time
@@ -114,7 +133,8 @@ func NewStream(o StreamOptions) *Stream {
 	}
 	s := &Stream{o: o, cfg: cfg, seenInv: map[string]bool{}, openRefers: map[string]time.Time{},
 		connFindings: map[*tlsaudit.Conn][]*finding.Finding{}, groups: map[string]*finding.Finding{},
-		served: map[listenerSNI]*servedTally{}, claimed: map[*tlsaudit.Conn]bool{}}
+		served: map[listenerSNI]*servedTally{}, claimed: map[*tlsaudit.Conn]bool{},
+		provOf: map[*sip.Call]*finding.Finding{}}
 	s.a = &analysis{cfg: cfg, sbcAddrs: map[netip.Addr]bool{}, fromLog: map[*tlsaudit.Conn]bool{},
 		certsByServer: map[netip.Addr][]servedCert{}, ctxCount: map[int]int{}}
 	for _, sb := range cfg.SBCs {
@@ -269,6 +289,13 @@ func (s *Stream) AddCall(c *sip.Call) {
 	}
 	s.pending = append(s.pending, &cc)
 	s.st.PeakCalls = max(s.st.PeakCalls, len(s.pending)+len(s.decided))
+	if s.o.ProvisionalAfter > 0 && cc.Kind == "invite" && cc.Microsoft && ended(&cc) {
+		i := len(s.provQ)
+		for i > 0 && callTime(s.provQ[i-1]).After(callTime(&cc)) {
+			i--
+		}
+		s.provQ = slices.Insert(s.provQ, i, &cc)
+	}
 }
 
 // evictCall makes room: the oldest context call, else the oldest call
@@ -348,13 +375,135 @@ func cmpLag(cfg *config.Config) time.Duration {
 
 // Flush takes the decisions the clock allows; cheap when nothing is due.
 func (s *Stream) Flush() {
-	// A round every sixteenth of the lag: decisions come at most that
-	// much after their windows passed, and rounds stay cheap.
-	if s.closed || !s.now.After(s.lastFlush.Add(max(time.Second, s.lag/16))) {
+	if s.closed {
 		return
 	}
-	s.lastFlush = s.now
-	s.round(false)
+	// A round every sixteenth of the lag: decisions come at most that
+	// much after their windows passed, and rounds stay cheap.
+	if s.now.After(s.lastFlush.Add(max(time.Second, s.lag/16))) {
+		s.lastFlush = s.now
+		s.round(false)
+	}
+	// Early judgements as soon as they are due (one comparison when none
+	// is).
+	if len(s.provQ) > 0 && callTime(s.provQ[0]).Before(s.now.Add(-s.o.ProvisionalAfter)) {
+		s.provisional()
+	}
+}
+
+// provisional judges the calls whose early judgement is due: among the
+// calls handed over and not yet judged, and the ended calls still
+// tracked, a due call that its group of candidates clearly blames gets a
+// provisional refer_delivery_failed. The rest waits for the lag.
+func (s *Stream) provisional() {
+	cut := s.now.Add(-s.o.ProvisionalAfter)
+	due := map[*sip.Call]bool{}
+	for len(s.provQ) > 0 && callTime(s.provQ[0]).Before(cut) {
+		// A call no failed connection reached during it cannot be in a
+		// group: most calls cost this one look.
+		if c := s.provQ[0]; s.failedDuring(c) {
+			due[c] = true
+		}
+		s.provQ = s.provQ[1:]
+	}
+	if len(due) == 0 {
+		return
+	}
+	a := s.view()
+	a.open = s.o.Open
+	slices.SortStableFunc(a.calls, func(x, y *sip.Call) int {
+		return cmp.Or(x.Start.Compare(y.Start), cmp.Compare(x.CallID, y.CallID))
+	})
+	pending := map[*sip.Call]bool{}
+	for _, c := range s.pending {
+		pending[c] = true
+	}
+	among := slices.Clone(s.pending)
+	if s.o.Open != nil {
+		for _, c := range s.o.Open() {
+			if c.Kind == "invite" && c.Microsoft && ended(c) {
+				among = append(among, c)
+			}
+		}
+	}
+	for _, g := range a.matchAmong(among).groups {
+		if !slices.ContainsFunc(g, func(cd candidate) bool { return due[cd.call] }) {
+			continue
+		}
+		top := g[0]
+		if !pending[top.call] || !callTime(top.call).Before(cut) || s.provOf[top.call] != nil {
+			continue // not handed over or not due yet: judged when it is
+		}
+		why := "it is the only call that fits"
+		blame := len(g) == 1
+		if !blame {
+			blame, why = a.clearlyAhead(top, g[1])
+		}
+		if !blame {
+			continue // a warning without call id: decided at the lag
+		}
+		f := a.blamed(top, g[1:], why)
+		f.Provisional = true
+		f.SettlesAt = s.settlesAt(top.call)
+		s.assign(f)
+		s.st.Provisional++
+		s.provOf[top.call] = f
+		s.emit(f)
+	}
+}
+
+// failedDuring reports whether a failed inbound connection from
+// Microsoft began between c's answer and its end.
+func (s *Stream) failedDuring(c *sip.Call) bool {
+	i, _ := slices.BinarySearchFunc(s.conns, c.Answer, func(x *tlsaudit.Conn, t time.Time) int { return x.FirstSeen.Compare(t) })
+	for _, x := range s.conns[i:] {
+		if x.FirstSeen.After(c.End) {
+			break
+		}
+		if s.a.failedInbound(x) {
+			return true
+		}
+	}
+	return false
+}
+
+// settlesAt is when a call's normal decision is expected: the lag after
+// its last message, plus a round's interval, to the next second. A group
+// that still waits for another call settles later.
+func (s *Stream) settlesAt(c *sip.Call) time.Time {
+	return callTime(c).Add(s.lag + max(time.Second, s.lag/16)).Truncate(time.Second).Add(time.Second)
+}
+
+// settle matches the provisional findings of the calls decided now with
+// the final verdict: a final finding with the same key takes the
+// provisional one's ID (emitted confirmed); otherwise a retraction of the
+// provisional one is returned.
+func (s *Stream) settle(decidedNow []*sip.Call, delivered []*finding.Finding) []*finding.Finding {
+	var byKey map[string]*finding.Finding
+	var out []*finding.Finding
+	for _, c := range decidedNow {
+		p := s.provOf[c]
+		if p == nil {
+			continue
+		}
+		delete(s.provOf, c)
+		if byKey == nil {
+			byKey = map[string]*finding.Finding{}
+			for _, f := range delivered {
+				byKey[finding.KeyOf(f)] = f
+			}
+		}
+		if f := byKey[p.Key]; f != nil && f.ID == "" {
+			f.ID = p.ID
+			s.st.Confirmed++
+			continue
+		}
+		r := *p
+		r.Provisional, r.Retracted, r.SettlesAt = false, true, s.now
+		s.st.Retracted++
+		out = append(out, &r)
+	}
+	return out
 }
 
 // Close decides everything still held, as if every window had passed,
@@ -531,6 +680,7 @@ func (s *Stream) decideWith(ripe []*sip.Call, sockets []*syslog.Socket, force bo
 		}
 	}
 	nDecided := len(s.decided)
+	var decidedNow []*sip.Call
 	for _, c := range ripe {
 		if held[c] {
 			s.st.Postponed++
@@ -540,7 +690,17 @@ func (s *Stream) decideWith(ripe []*sip.Call, sockets []*syslog.Socket, force bo
 		out = append(out, a.callRules(c)...)
 		out = append(out, a.referRules(c)...)
 		s.decided = append(s.decided, c)
+		decidedNow = append(decidedNow, c)
 		delete(s.openRefers, c.CallID)
+	}
+	var retracted []*finding.Finding
+	if len(s.provQ) > 0 || len(s.provOf) > 0 {
+		judged := map[*sip.Call]bool{}
+		for _, c := range decidedNow {
+			judged[c] = true
+		}
+		s.provQ = slices.DeleteFunc(s.provQ, func(c *sip.Call) bool { return judged[c] })
+		retracted = s.settle(decidedNow, delivered)
 	}
 	s.decided = mergeDecided(s.decided, nDecided)
 	out = append(out, delivered...)
@@ -563,6 +723,9 @@ func (s *Stream) decideWith(ripe []*sip.Call, sockets []*syslog.Socket, force bo
 	}
 	s.delivered = append(s.delivered, delivered...)
 	s.ctxWrong = append(s.ctxWrong, ctx...)
+	for _, f := range retracted {
+		s.emit(f)
+	}
 	for _, f := range out {
 		s.emit(f)
 	}

@@ -289,9 +289,22 @@ func (f fanout) Finding(x *finding.Finding) {
 }
 
 // notify hands a new finding to the alerts (live, poll and audit
-// findings alike).
+// findings alike). A provisional finding alerts only with
+// serve.alerts.provisional; otherwise its confirmation (same key) does.
+// A retraction follows up wherever the provisional finding went.
 func (d *Daemon) notify(f *finding.Finding) {
-	if n := d.alerts.Load(); n != nil {
+	n := d.alerts.Load()
+	if n == nil {
+		return
+	}
+	switch {
+	case f.Retracted:
+		n.Retract(FindingKey(f), f)
+	case f.Provisional:
+		if cfg := d.cfg.Load(); cfg != nil && cfg.Serve.Alerts.Provisional {
+			n.Notify(FindingKey(f), f)
+		}
+	default:
 		n.Notify(FindingKey(f), f)
 	}
 }

@@ -417,9 +417,10 @@ func TestReloadSwapsWebhooks(t *testing.T) {
 
 // TestReferDeliveryFailedDecidedLive feeds the field-case lab capture to
 // the live engine frame by frame at its own pace, then moves the clock on
-// in one-second steps as serve does: refer_delivery_failed is decided
-// while serve runs (not only at shutdown), within the engine's
-// correlation lag after the call ended. The figure is logged.
+// in one-second steps as serve does: refer_delivery_failed is reported
+// provisional 60-62 s after the call ended (serve.provisional_after) and
+// confirmed, same ID and key, at the engine's correlation lag. The
+// figures are logged.
 func TestReferDeliveryFailedDecidedLive(t *testing.T) {
 	cfg, err := config.Load("../testdata/lab/sbcwatch.yaml")
 	if err != nil {
@@ -447,16 +448,28 @@ func TestReferDeliveryFailedDecidedLive(t *testing.T) {
 		last = p.Info.Timestamp
 		e.Feed(live.Item{Kind: live.KindFrame, Time: p.Info.Timestamp, Data: p.Data, LinkType: p.LinkType})
 	}
-	var end time.Time
+	var early, end time.Time
+	var prov, final *finding.Finding
 	for now := last; now.Before(last.Add(10 * time.Minute)); now = now.Add(time.Second) {
 		e.Advance(now)
-		if sink.rules()[finding.ReferDeliveryFailed] > 0 {
-			end = now
+		for _, f := range sink.finds {
+			switch {
+			case f.Rule != finding.ReferDeliveryFailed:
+			case f.Provisional && prov == nil:
+				prov, early = f, now
+			case !f.Provisional && final == nil:
+				final, end = f, now
+			}
+		}
+		if final != nil {
 			break
 		}
 	}
-	if end.IsZero() {
-		t.Fatal("refer_delivery_failed not decided within 10 minutes of live clock")
+	if prov == nil || end.IsZero() {
+		t.Fatal("refer_delivery_failed not reported provisional then decided within 10 minutes of live clock")
+	}
+	if final.ID != prov.ID || final.Key != prov.Key || final.Retracted || final.CallID != prov.CallID {
+		t.Fatalf("provisional %s/%s %s, then %s/%s %s retracted=%v", prov.ID, prov.Key, prov.CallID, final.ID, final.Key, final.CallID, final.Retracted)
 	}
 	var callEnd time.Time
 	for _, c := range sink.calls {
@@ -467,9 +480,13 @@ func TestReferDeliveryFailedDecidedLive(t *testing.T) {
 	if callEnd.IsZero() {
 		t.Fatal("the field-case call was not handed over")
 	}
-	t.Logf("refer_delivery_failed decided %s after the call ended", end.Sub(callEnd).Round(time.Second))
-	if d := end.Sub(callEnd); d > 5*time.Minute {
-		t.Fatalf("decided %s after the call ended", d)
+	t.Logf("refer_delivery_failed provisional %s after the call ended (settles by %s), confirmed %s after",
+		early.Sub(callEnd).Round(time.Second), prov.SettlesAt.Sub(callEnd).Round(time.Second), end.Sub(callEnd).Round(time.Second))
+	if d := early.Sub(callEnd); d < 60*time.Second || d > 62*time.Second {
+		t.Errorf("provisional %s after the call ended, want 60-62 s", d)
+	}
+	if d := end.Sub(callEnd); d > 5*time.Minute || end.After(prov.SettlesAt) {
+		t.Fatalf("confirmed %s after the call ended, settles_at %s", d, prov.SettlesAt.Sub(callEnd))
 	}
 }
 

@@ -65,7 +65,8 @@ const maxLogSources = 64
 
 func newLiveEngine(cfg *config.Config, sink Sink, ow *optionsWatch, log *slog.Logger) (*liveEngine, error) {
 	e := &liveEngine{cfg: cfg, sink: sink, logs: map[netip.Addr]*syslog.Parser{}, opts: ow}
-	eng, err := pipeline.New(pipeline.Options{Config: cfg, Sink: watchSink{e}, Logger: log, ReceiveClock: true})
+	eng, err := pipeline.New(pipeline.Options{Config: cfg, Sink: watchSink{e}, Logger: log, ReceiveClock: true,
+		ProvisionalAfter: max(0, cfg.Serve.ProvisionalAfter.D())})
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +201,8 @@ func (e *liveEngine) Counters() map[string]uint64 {
 		"tls_conns": st.TLSConns, "calls": st.Calls, "conns": st.Conns, "findings": st.Findings,
 		"panics": st.Panics, "log_lines": e.logLines, "log_lost_datagrams": e.logGaps, "log_sockets": st.LogSockets, "log_sources": e.logSources,
 		"evicted_calls": st.Correlate.EvictedCalls, "evicted_conns": st.Correlate.EvictedConns,
-		"evicted_sockets": st.Correlate.EvictedSockets,
+		"evicted_sockets":      st.Correlate.EvictedSockets,
+		"findings_provisional": st.Correlate.Provisional, "findings_confirmed": st.Correlate.Confirmed,
+		"findings_retracted": st.Correlate.Retracted,
 	}
 }

@@ -171,6 +171,7 @@ func restartNeeded(old, cfg *config.Config) []string {
 		{"serve.syslog_listen", a.SyslogListen, b.SyslogListen}, {"serve.capture", a.Capture, b.Capture},
 		{"serve.spool", a.Spool, b.Spool}, {"serve.instance", a.Instance, b.Instance},
 		{"serve.queue_size", a.QueueSize, b.QueueSize}, {"limits", old.Limits, cfg.Limits},
+		{"serve.provisional_after", a.ProvisionalAfter, b.ProvisionalAfter},
 		{"sbcs", old.SBCs, cfg.SBCs}, {"trust", old.Trust, cfg.Trust},
 		{"expect_transfer", old.ExpectTransfer, cfg.ExpectTransfer},
 		{"rule windows and thresholds", [5]config.Duration{old.ShortCall, old.ReferWindow, old.GiveUpWindow, old.ExpiryWarning, old.DialogTimeout},

@@ -121,6 +121,17 @@ type Finding struct {
 	// gives the same key however its summary, evidence or ID change, and
 	// a finding updated after it was first emitted keeps it (KeyOf).
 	Key string `json:"key,omitempty"`
+	// Provisional marks a finding decided early, on the evidence so far
+	// (serve's refer_delivery_failed, correlate.StreamOptions
+	// ProvisionalAfter): the engine settles it by SettlesAt, emitting it
+	// again with the same ID and Key, confirmed (Provisional false) or
+	// Retracted. Omitted from JSON when false, as SettlesAt when zero.
+	Provisional bool      `json:"provisional,omitempty"`
+	SettlesAt   time.Time `json:"settles_at,omitzero"`
+	// Retracted marks the final word on a provisional finding the full
+	// verdict does not hold: same ID and Key, to be withdrawn, never
+	// shown or counted as a problem.
+	Retracted bool `json:"retracted,omitempty"`
 }
 
 // KeyOf returns a finding's stable key: a hash of its rule, call id,
@@ -238,8 +249,14 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 // MarshalJSON writes a finding with its time in TimeLayout.
 func (f Finding) MarshalJSON() ([]byte, error) {
 	type plain Finding
+	var settles *Time
+	if !f.SettlesAt.IsZero() {
+		t := Time(f.SettlesAt)
+		settles = &t
+	}
 	return json.Marshal(struct {
 		plain
-		Time Time `json:"time"`
-	}{plain(f), Time(f.Time)})
+		Time      Time  `json:"time"`
+		SettlesAt *Time `json:"settles_at,omitempty"`
+	}{plain(f), Time(f.Time), settles})
 }

@@ -72,3 +72,33 @@ func TestKeyOfIgnoresSummaryAndCounters(t *testing.T) {
 		t.Fatal("two REFERs of one call share a key")
 	}
 }
+
+// A provisional finding says so, and when it settles; a final one keeps
+// the JSON it always had (the new members are left out).
+func TestProvisionalJSON(t *testing.T) {
+	f := New(ReferDeliveryFailed, Critical, time.Date(2026, 4, 1, 9, 54, 50, 0, time.UTC), "lost")
+	f.ID, f.Key = "F1", KeyOf(f)
+	plain, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"provisional", "settles_at", "retracted"} {
+		if strings.Contains(string(plain), `"`+k+`"`) {
+			t.Errorf("final finding has %q: %s", k, plain)
+		}
+	}
+	f.Provisional, f.SettlesAt = true, time.Date(2026, 4, 1, 9, 58, 0, 0, time.UTC)
+	b, _ := json.Marshal(f)
+	if !strings.Contains(string(b), `"provisional":true`) || !strings.Contains(string(b), `"settles_at":"2026-04-01T09:58:00.000000Z"`) {
+		t.Errorf("provisional JSON: %s", b)
+	}
+	var back Finding
+	if err := json.Unmarshal(b, &back); err != nil || !back.Provisional || !back.SettlesAt.Equal(f.SettlesAt) || KeyOf(&back) != f.Key {
+		t.Errorf("round trip: %v %+v", err, back)
+	}
+	f.Provisional, f.Retracted = false, true
+	b, _ = json.Marshal(f)
+	if !strings.Contains(string(b), `"retracted":true`) || strings.Contains(string(b), `"provisional"`) {
+		t.Errorf("retraction JSON: %s", b)
+	}
+}

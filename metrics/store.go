@@ -178,9 +178,9 @@ func (c *StoreCollector) query(ctx context.Context, now time.Time) ([]prometheus
 	queries := []storeQuery{
 		{"findings", func(ctx context.Context, gauge func(d *prometheus.Desc, v float64, labels ...string)) error {
 			// Findings stored with a time in the last hour, per SBC, rule and
-			// severity.
+			// severity; a retracted (provisional) finding is no finding.
 			rows, err := c.pool.Query(ctx, `select sbc, rule, severity, count(*)
-from findings where time > $1 group by 1, 2, 3 order by 1, 2, 3 limit $2`, now.Add(-time.Hour).UTC(), limit)
+from findings where time > $1 and not retracted group by 1, 2, 3 order by 1, 2, 3 limit $2`, now.Add(-time.Hour).UTC(), limit)
 			if err != nil {
 				return fmt.Errorf("metrics: findings: %w", err)
 			}

@@ -35,7 +35,8 @@ func newCorrelator(e *Engine, batch bool) *correlator {
 			Emit: func(f *finding.Finding) {
 				e.sink.Finding(f)
 			},
-			Open: func() []*sip.Call { return e.tracker.Open() },
+			Open:             func() []*sip.Call { return e.tracker.Open() },
+			ProvisionalAfter: e.provisionalAfter,
 		})
 	}
 	return c

@@ -22,7 +22,11 @@
 // Call(*sip.Call) when the tracker lets a call go, TLSConn(*tlsaudit.Conn)
 // when a connection ends, and Finding(*finding.Finding) when a finding is
 // decided. A Finding with a Key already sent is an update of that finding
-// (the store keeps one row per key).
+// (the store keeps one row per key). With Options.ProvisionalAfter
+// (serve) a refer_delivery_failed may first come with Provisional set;
+// its settling comes later under the same ID and Key: the finding again
+// without Provisional (confirmed), or a copy with Retracted set (the
+// full verdict does not hold it; a sink hides it and counts nothing).
 //
 // # Clock
 //

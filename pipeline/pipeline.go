@@ -31,7 +31,9 @@ type Sink interface {
 	TLSConn(*tlsaudit.Conn)
 	// Finding is a finding decided at the watermark. A finding whose Key
 	// was already sent is an update of that finding (more evidence, a
-	// reference to a finding decided later) and replaces it.
+	// reference to a finding decided later) and replaces it. With
+	// ProvisionalAfter, a Provisional finding is later replaced by its
+	// confirmation or by its retraction (Retracted: withdraw it).
 	Finding(*finding.Finding)
 }
 
@@ -61,6 +63,11 @@ type Options struct {
 	// once over all of them: today's whole-input semantics, kept for the
 	// equivalence tests. Memory then grows with the input.
 	Batch bool
+	// ProvisionalAfter, when positive, reports refer_delivery_failed
+	// provisional that long after a call's last message, confirmed or
+	// retracted at the correlation lag (correlate.StreamOptions; serve).
+	// Zero (analyze): every finding is final when emitted.
+	ProvisionalAfter time.Duration
 }
 
 // FrameHook learns, while a frame is decoded, what it carried.
@@ -117,7 +124,9 @@ type Engine struct {
 	sink    Sink
 	log     *slog.Logger
 	recvClk bool
-	frames  FrameHook
+	// provisionalAfter is Options.ProvisionalAfter.
+	provisionalAfter time.Duration
+	frames           FrameHook
 
 	dec     *tap.Decoder
 	parser  *sip.Parser
@@ -163,7 +172,8 @@ func New(o Options) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{cfg: cfg, sink: o.Sink, log: log, recvClk: o.ReceiveClock, frames: o.Frames}
+	e := &Engine{cfg: cfg, sink: o.Sink, log: log, recvClk: o.ReceiveClock, frames: o.Frames,
+		provisionalAfter: o.ProvisionalAfter}
 	e.parser = sip.NewParser(cfg.Limits.MaxSIPMessage)
 	to := sip.TrackerOptions{
 		MaxDialogs:         cfg.Limits.MaxDialogs,

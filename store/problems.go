@@ -56,6 +56,12 @@ const problemCols = `id, sbc, rule, subject, severity, severity_rank, state, fir
 // certificate counts once. Rows already stored (the same capture saved
 // again) are neither inserted nor counted. A sighting re-opens a resolved
 // problem and then clears its acknowledgement; an open problem keeps it.
+//
+// A provisional finding (serve) is stored but is no sighting; its
+// confirmation (the same row, provisional false) is, and its retraction
+// is not. A settled row stays settled: a provisional version never
+// overwrites a confirmed or retracted one, nor a retraction a confirmed
+// one (a spool replayed after the fact changes nothing).
 func insertFindings(ctx context.Context, tx pgx.Tx, rows [][]any, ingestID int64) (findings, problems int64, err error) {
 	if len(rows) == 0 {
 		return 0, 0, nil
@@ -71,25 +77,36 @@ func insertFindings(ctx context.Context, tx pgx.Tx, rows [][]any, ingestID int64
 with pre as (
   -- The rows already stored (all parts of this statement see the table
   -- as it was before it).
-  select f.time, f.id from findings f join _in_findings i on f.time = i.time and f.id = i.id
+  select f.time, f.id, f.provisional or f.retracted as unsettled
+  from findings f join _in_findings i on f.time = i.time and f.id = i.id
 ), ins as (
   insert into findings (`+joinCols(findingCols)+`, ingest_id)
   select `+joinCols(findingCols)+`, $1::bigint from _in_findings
   on conflict (time, id) do update set
     summary = excluded.summary, evidence = excluded.evidence, cites = excluded.cites,
-    severity = excluded.severity, severity_rank = excluded.severity_rank, local_id = excluded.local_id
-  where (findings.summary, findings.evidence, findings.cites, findings.severity)
-    is distinct from (excluded.summary, excluded.evidence, excluded.cites, excluded.severity)
-  returning time, id, rule, severity, severity_rank, sbc, subject, summary, source,
+    severity = excluded.severity, severity_rank = excluded.severity_rank, local_id = excluded.local_id,
+    provisional = excluded.provisional, settles_at = excluded.settles_at, retracted = excluded.retracted
+  where (findings.summary, findings.evidence, findings.cites, findings.severity,
+         findings.provisional, findings.settles_at, findings.retracted)
+    is distinct from (excluded.summary, excluded.evidence, excluded.cites, excluded.severity,
+         excluded.provisional, excluded.settles_at, excluded.retracted)
+    and not (excluded.provisional and not findings.provisional)
+    and not (excluded.retracted and not findings.provisional and not findings.retracted)
+  returning time, id, rule, severity, severity_rank, sbc, subject, summary, source, provisional, retracted,
     case when source = 'audit' then coalesce(evidence->>'target', '') else '' end as target
 ), new as (
   select * from ins where not exists (select 1 from pre where pre.time = ins.time and pre.id = ins.id)
+), sighted as (
+  -- Sightings are the findings that became final here: new ones, and
+  -- provisional (or retracted) ones confirmed. A later version of a
+  -- final finding (same key, new summary or evidence) updates its row
+  -- above and is none.
+  select * from ins where not ins.provisional and not ins.retracted
+    and not exists (select 1 from pre where pre.time = ins.time and pre.id = ins.id and not pre.unsettled)
 ), g as (
-  -- A later version of a stored finding (same key, new summary or
-  -- evidence) updates its row above; only new findings are sightings.
   select distinct on (sbc, rule, subject) sbc, rule, subject, severity, severity_rank, summary, id, source, target,
     min(time) over w as first, max(time) over w as last
-  from new window w as (partition by sbc, rule, subject)
+  from sighted window w as (partition by sbc, rule, subject)
   order by sbc, rule, subject, time desc, id
 ), up as (
   insert into problems as p (sbc, rule, subject, severity, severity_rank, first_seen, last_seen, summary,

@@ -207,6 +207,9 @@ type Call struct {
 	Refers       json.RawMessage `json:"refers" db:"refers"`
 	FindingCount int             `json:"finding_count" db:"finding_count"`
 	Rules        []string        `json:"rules" db:"rules"`
+	// ProvisionalRules are the rules among Rules with a finding on this
+	// call that is still provisional (serve; see Finding.Provisional).
+	ProvisionalRules []string `json:"provisional_rules,omitempty" db:"provisional_rules"`
 }
 
 const callSelect = `select c.id, c.sbc, c.call_id, c.kind, c.from_number, c.to_number, c.from_uri, c.to_uri,
@@ -215,10 +218,12 @@ const callSelect = `select c.id, c.sbc, c.call_id, c.kind, c.from_number, c.to_n
   c.answered, c.final_status, c.ended_by, c.end_reason, c.bye_reason, c.q850, c.reason_text, c.refer_count,
   c.invites, c.message_count, c.microsoft, c.microsoft_addr, c.sbc_side, c.sbc_contact, c.sbc_allow,
   c.truncated, c.user_agents, c.refers,
-  coalesce(fs.n, 0)::int as finding_count, coalesce(fs.rules, '{}') as rules
+  coalesce(fs.n, 0)::int as finding_count, coalesce(fs.rules, '{}') as rules,
+  coalesce(fs.prov, '{}') as provisional_rules
 from calls c
-left join lateral (select count(*) as n, array_agg(distinct f.rule order by f.rule) as rules
-  from findings f where f.call_id = c.call_id and f.sbc = c.sbc) fs on true
+left join lateral (select count(*) as n, array_agg(distinct f.rule order by f.rule) as rules,
+  array_agg(distinct f.rule order by f.rule) filter (where f.provisional) as prov
+  from findings f where f.call_id = c.call_id and f.sbc = c.sbc and not f.retracted) fs on true
 `
 
 // callsWithFindings selects the calls of inner (a query over calls c,
@@ -293,13 +298,13 @@ func listCallsSQL(q CallQuery, nv *numberValues) (sql string, args []any, limit 
 	}
 	if q.HasFindings != nil {
 		if *q.HasFindings {
-			w.add("exists (select 1 from findings f where f.call_id = c.call_id and f.sbc = c.sbc)")
+			w.add("exists (select 1 from findings f where f.call_id = c.call_id and f.sbc = c.sbc and not f.retracted)")
 		} else {
-			w.add("not exists (select 1 from findings f where f.call_id = c.call_id and f.sbc = c.sbc)")
+			w.add("not exists (select 1 from findings f where f.call_id = c.call_id and f.sbc = c.sbc and not f.retracted)")
 		}
 	}
 	if q.Rule != "" {
-		w.add("exists (select 1 from findings f where f.call_id = c.call_id and f.sbc = c.sbc and f.rule = ?)", q.Rule)
+		w.add("exists (select 1 from findings f where f.call_id = c.call_id and f.sbc = c.sbc and f.rule = ? and not f.retracted)", q.Rule)
 	}
 	if cur != nil {
 		w.add("(c.start_time, c.id) < (?, ?)", cur.T, cur.ID)
@@ -526,6 +531,13 @@ type Finding struct {
 	// sighting of (unset for findings stored before schema version 3).
 	ProblemID *int64 `json:"problem_id,omitempty" db:"problem_id"`
 	State     string `json:"state,omitempty" db:"state"`
+	// Provisional, SettlesAt and Retracted are the engine's (serve's
+	// early refer_delivery_failed, finding.Finding): a provisional finding
+	// is settled by SettlesAt, confirmed or retracted; retracted ones are
+	// listed only when asked for.
+	Provisional bool       `json:"provisional,omitempty" db:"provisional"`
+	SettlesAt   *time.Time `json:"settles_at,omitempty" db:"settles_at"`
+	Retracted   bool       `json:"retracted,omitempty" db:"retracted"`
 	// Advice is what to check or change (finding.Advice of the rule).
 	Advice string `json:"advice,omitempty" db:"-"`
 	// CausedBy and Explains are the root-cause references among the
@@ -540,7 +552,7 @@ const findingSelect = `select f.id, f.local_id, f.rule, f.severity, f.severity_r
   f.time, f.summary, f.evidence, f.cites, f.source, coalesce(p.acknowledged, f.acknowledged) as acknowledged,
   case when p.id is null then f.acknowledged_at else p.acknowledged_at end as acknowledged_at,
   case when p.id is null then f.acknowledged_by else p.acknowledged_by end as acknowledged_by,
-  p.id as problem_id, coalesce(p.state, '') as state
+  p.id as problem_id, coalesce(p.state, '') as state, f.provisional, f.settles_at, f.retracted
 from findings f left join problems p on p.sbc = f.sbc and p.rule = f.rule and p.subject = f.subject `
 
 // FindingQuery selects findings. Zero fields do not filter.
@@ -552,9 +564,12 @@ type FindingQuery struct {
 	From, To     time.Time
 	Acknowledged *bool
 	// State keeps the findings whose problem is open or resolved.
-	State  string
-	Limit  int
-	Cursor string
+	State string
+	// Retracted lists the retracted (provisional, withdrawn) findings
+	// too; they are left out by default.
+	Retracted bool
+	Limit     int
+	Cursor    string
 }
 
 // ListFindings returns findings newest first.
@@ -574,6 +589,9 @@ func ListFindings(ctx context.Context, db DBTX, q FindingQuery) (Page[Finding], 
 	w.eq("f.call_id", q.CallID)
 	w.within("f.time", q.From, q.To)
 	w.eq("p.state", q.State)
+	if !q.Retracted {
+		w.add("not f.retracted")
+	}
 	if q.Acknowledged != nil {
 		w.add("coalesce(p.acknowledged, f.acknowledged) = ?", *q.Acknowledged)
 	}
@@ -595,11 +613,12 @@ func ListFindings(ctx context.Context, db DBTX, q FindingQuery) (Page[Finding], 
 }
 
 // CallFindings returns the findings about a call plus the findings they
-// cite (transitively, a few levels), most severe first.
+// cite (transitively, a few levels), most severe first; retracted ones
+// are left out.
 func CallFindings(ctx context.Context, db DBTX, sbc, callID string) ([]Finding, error) {
 	rows, err := db.Query(ctx, `
 with recursive fs as (
-  select f.id, f.time, 0 as depth from findings f where f.call_id = $1 and f.sbc = $2
+  select f.id, f.time, 0 as depth from findings f where f.call_id = $1 and f.sbc = $2 and not f.retracted
   union
   select g.id, g.time, fs.depth + 1 from fs
   join findings f on f.id = fs.id and f.time = fs.time

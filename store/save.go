@@ -132,7 +132,7 @@ var certCols = []string{"fingerprint", "der", "subject", "issuer", "sans", "not_
 var packetCols = []string{"time", "id", "sbc", "frame", "link_type", "call_id", "tls_id", "data"}
 
 var findingCols = []string{"time", "id", "local_id", "rule", "severity", "severity_rank", "call_id",
-	"connection", "sbc", "summary", "evidence", "cites", "source", "subject"}
+	"connection", "sbc", "summary", "evidence", "cites", "source", "subject", "provisional", "settles_at", "retracted"}
 
 func buildBatch(sbc string, calls []*sip.Call, conns []*tlsaudit.Conn, fs []*finding.Finding) *batch {
 	b := &batch{}
@@ -276,7 +276,7 @@ func buildBatch(sbc string, calls []*sip.Call, conns []*tlsaudit.Conn, fs []*fin
 		}
 		b.findings = append(b.findings, []any{p.t.UTC(), p.id, clean(f.ID), clean(f.Rule), string(f.Severity),
 			f.Severity.Rank(), clean(f.CallID), clean(f.Connection), clean(fsbc), clean(f.Summary),
-			json.RawMessage(evJSON), cites, src, clean(finding.Subject(f))})
+			json.RawMessage(evJSON), cites, src, clean(finding.Subject(f)), f.Provisional, optTime(f.SettlesAt), f.Retracted})
 		b.findingTimes = append(b.findingTimes, p.t)
 		b.keys = append(b.keys, "f"+p.id)
 	}

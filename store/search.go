@@ -73,14 +73,14 @@ func SearchCalls(ctx context.Context, db DBTX, q CallSearch) (Page[Call], error)
 	w.eq("c.sbc", q.SBC)
 	w.eq("c.kind", q.Kind)
 	if q.Rule != "" {
-		w.add("exists (select 1 from findings f where f.call_id = c.call_id and f.sbc = c.sbc and f.rule = ?)", q.Rule)
+		w.add("exists (select 1 from findings f where f.call_id = c.call_id and f.sbc = c.sbc and f.rule = ? and not f.retracted)", q.Rule)
 	}
 	if q.Severity != "" {
 		rank := finding.Severity(q.Severity).Rank() // lower is more severe
 		if rank > finding.Info.Rank() {
 			return page, fmt.Errorf("%w: severity %q is not critical, warning or info", ErrBadQuery, q.Severity)
 		}
-		w.add("exists (select 1 from findings f where f.call_id = c.call_id and f.sbc = c.sbc and f.severity_rank <= ?)", rank)
+		w.add("exists (select 1 from findings f where f.call_id = c.call_id and f.sbc = c.sbc and f.severity_rank <= ? and not f.retracted)", rank)
 	}
 	if q.Answered != nil {
 		w.add("c.answered = ?", *q.Answered)

@@ -46,6 +46,8 @@ type fact struct{ Name, Value string }
 type findingRow struct {
 	store.Finding
 	EvidenceJSON string
+	// Pending is pendingMark of the finding.
+	Pending string
 }
 
 type tlsRow struct {
@@ -107,7 +109,7 @@ func buildCallPage(ev *evidence, ladderSteps int) *callPage {
 	cp.Facts = callFacts(ev.Call)
 	cp.Ladder = layoutLadder(ev, ladderSteps)
 	for _, f := range ev.Findings {
-		cp.Findings = append(cp.Findings, findingRow{Finding: f, EvidenceJSON: prettyJSON(f.Evidence)})
+		cp.Findings = append(cp.Findings, findingRow{Finding: f, EvidenceJSON: prettyJSON(f.Evidence), Pending: pendingMark(f)})
 	}
 	for i, c := range ev.TLS {
 		if !cp.Ladder.drawnTLS[i] {

@@ -99,6 +99,9 @@ type rootCause struct {
 	Rule     string
 	Summary  string
 	Advice   string
+	// Pending is the mark of a provisional root cause ("provisional —
+	// settles by 09:58:07 UTC"), empty for a settled one.
+	Pending string
 	// Supporting counts the findings the root cause explains; Others
 	// the rest; both are listed below.
 	Supporting, Others int
@@ -121,7 +124,7 @@ func pickRootCause(ev *evidence, partners []partnerLeg) *rootCause {
 		}
 	}
 	if best != nil {
-		return &rootCause{Severity: best.Severity, Rule: best.Rule, Summary: best.Summary,
+		return &rootCause{Severity: best.Severity, Rule: best.Rule, Summary: best.Summary, Pending: pendingMark(*best),
 			Advice: best.Advice, Supporting: len(best.Explains), Others: max(len(ev.Findings)-1-len(best.Explains), 0)}
 	}
 	for i := range partners {
@@ -146,6 +149,25 @@ func partnerVerdict(v []verdictLine, root *rootCause) {
 				root.Partner.Role + ", above."
 		}
 	}
+}
+
+// pendingMark is the visible mark of a provisional finding: "provisional
+// — settles by 09:58:07 UTC" (serve decided it early; the full verdict
+// confirms or retracts it then); empty for a settled one. One still
+// provisional a minute past that time was never settled (serve stopped
+// without deciding it) and says so.
+func pendingMark(f store.Finding) string {
+	if !f.Provisional {
+		return ""
+	}
+	if f.SettlesAt == nil {
+		return "provisional"
+	}
+	at := f.SettlesAt.UTC().Format("15:04:05")
+	if time.Since(*f.SettlesAt) > time.Minute {
+		return "provisional — never settled (due " + at + " UTC; serve stopped before the full verdict)"
+	}
+	return "provisional — settles by " + at + " UTC"
 }
 
 func rankOf(s string) int {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -37,6 +38,7 @@ var templateFS embed.FS
 
 var tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 	"ts":      func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") },
+	"has":     func(list []string, s string) bool { return slices.Contains(list, s) },
 	"tsec":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
 	"callURL": CallPath,
 	"add":     func(a, b int) int { return a + b },
