@@ -2,6 +2,7 @@ package report
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"encoding/json"
@@ -27,15 +28,16 @@ import (
 // the earlier one. Memory is bounded by the run size, whatever the
 // input's length. It has the methods of pipeline.Sink.
 type Spool struct {
-	dir    string
-	kinds  [3]*spoolKind
-	seq    uint64
-	err    error
-	latest latestSeq       // finding ID -> seq of its latest version
-	refs   map[string]bool // IDs other findings refer to
-	run    int             // records per sorted run
-	fanIn  int             // runs of a kind before they are merged into one
-	merged int             // merged runs written (their names)
+	dir     string
+	kinds   [3]*spoolKind
+	seq     uint64
+	err     error
+	latest  latestSeq       // finding ID -> seq of its latest version
+	refs    map[string]bool // IDs other findings refer to
+	run     int             // records per sorted run
+	fanIn   int             // runs of a kind before they are merged into one
+	merged  int             // merged runs written (their names)
+	scratch []byte          // reused to encode a call view
 
 	// Counters for the summary line.
 	calls, answered, microsoft, conns, failed int
@@ -112,8 +114,9 @@ func (s *Spool) Call(c *sip.Call) {
 		s.microsoft++
 	}
 	r := spoolRec{t: c.Start.UnixNano(), s1: c.CallID}
-	if b, ok := appendCallJSON(nil, &v); ok {
-		s.addData(kindCall, r, b)
+	if b, ok := appendCallJSON(s.scratch[:0], &v); ok {
+		s.scratch = b
+		s.addData(kindCall, r, bytes.Clone(b)) // one allocation of the exact size
 		return
 	}
 	s.add(kindCall, r, v)
