@@ -88,15 +88,18 @@ type Stream struct {
 	maxConns      int
 	maxEvents     int
 
-	pending []*sip.Call      // handed over, not yet judged
-	decided []*sip.Call      // judged, kept as context
-	conns   []*tlsaudit.Conn // by FirstSeen
-	fresh   []*tlsaudit.Conn // not yet through the TLS checks
-	sockets []*syslog.Socket // not yet judged
-	invites []inviteSent
-	refers  []referAt
-	seenInv map[string]bool // by inviteKey
-	keyBuf  []byte
+	pending []*sip.Call // handed over, not yet judged
+	// pendingAt is callTime of each pending call, in the same order: a
+	// round reads it instead of every call.
+	pendingAt []time.Time
+	decided   []*sip.Call      // judged, kept as context
+	conns     []*tlsaudit.Conn // by FirstSeen
+	fresh     []*tlsaudit.Conn // not yet through the TLS checks
+	sockets   []*syslog.Socket // not yet judged
+	invites   []inviteSent
+	refers    []referAt
+	seenInv   map[string]bool // by inviteKey
+	keyBuf    []byte
 	// openRefers is the first REFER seen in each call not yet judged:
 	// the INVITEs from then on stay, however long the call lasts, for
 	// refer_not_followed.
@@ -287,7 +290,7 @@ func (s *Stream) AddCall(c *sip.Call) {
 	if len(s.pending)+len(s.decided) >= s.maxCalls {
 		s.evictCall()
 	}
-	s.pending = append(s.pending, &cc)
+	s.addPending(&cc)
 	s.st.PeakCalls = max(s.st.PeakCalls, len(s.pending)+len(s.decided))
 	if s.o.ProvisionalAfter > 0 && cc.Kind == "invite" && cc.Microsoft && ended(&cc) {
 		i := len(s.provQ)
@@ -544,15 +547,16 @@ func (s *Stream) round(all bool) {
 	}
 
 	var ripe []*sip.Call
-	keep := s.pending[:0]
-	for _, c := range s.pending {
-		if all || callTime(c).Before(cut) {
+	keep, keepAt := s.pending[:0], s.pendingAt[:0]
+	for i, c := range s.pending {
+		if t := s.pendingAt[i]; all || t.Before(cut) {
 			ripe = append(ripe, c)
 		} else {
-			keep = append(keep, c)
+			keep, keepAt = append(keep, c), append(keepAt, t)
 		}
 	}
-	s.pending = keep
+	clear(s.pending[len(keep):])
+	s.pending, s.pendingAt = keep, keepAt
 	if len(ripe) > 0 || len(ripeSockets) > 0 {
 		s.decideWith(ripe, ripeSockets, all)
 	}
@@ -626,8 +630,21 @@ func (s *Stream) view() *analysis {
 
 // decide judges calls alone (a window full).
 func (s *Stream) decide(calls []*sip.Call, force bool) {
-	s.pending = slices.DeleteFunc(s.pending, func(c *sip.Call) bool { return slices.Contains(calls, c) })
+	keep, keepAt := s.pending[:0], s.pendingAt[:0]
+	for i, c := range s.pending {
+		if !slices.Contains(calls, c) {
+			keep, keepAt = append(keep, c), append(keepAt, s.pendingAt[i])
+		}
+	}
+	clear(s.pending[len(keep):])
+	s.pending, s.pendingAt = keep, keepAt
 	s.decideWith(calls, nil, force)
+}
+
+// addPending adds a call handed over to those not yet judged.
+func (s *Stream) addPending(c *sip.Call) {
+	s.pending = append(s.pending, c)
+	s.pendingAt = append(s.pendingAt, callTime(c))
 }
 
 // decideWith applies the call rules to ripe calls and tls_context_wrong
@@ -684,7 +701,7 @@ func (s *Stream) decideWith(ripe []*sip.Call, sockets []*syslog.Socket, force bo
 	for _, c := range ripe {
 		if held[c] {
 			s.st.Postponed++
-			s.pending = append(s.pending, c)
+			s.addPending(c)
 			continue
 		}
 		out = append(out, a.callRules(c)...)
