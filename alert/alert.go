@@ -2,11 +2,11 @@
 // JSON webhook signed with HMAC-SHA256 and a Microsoft Teams channel
 // message (through a Teams Workflows webhook, as an Adaptive Card).
 //
-// Each finding is delivered at most once per webhook and finding key
-// (Notify); a finding withdrawn after it was alerted (a retracted
+// Each finding is delivered once per webhook and finding key (Notify;
+// with a Ledger, across restarts and the processes sharing it, see
+// Ledger); a finding withdrawn after it was alerted (a retracted
 // provisional finding) gets one follow-up to the webhooks that had it
-// (Retract);
-// a failed delivery is retried with exponential backoff (1 s doubling up
+// (Retract); a failed delivery is retried with exponential backoff (1 s doubling up
 // to 5 min, 8 attempts) unless the receiver refused it for good (a 4xx
 // other than 408 and 429). The queue per webhook is bounded: when it is
 // full, the finding is dropped and counted, and the caller never waits.
@@ -26,6 +26,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -39,6 +40,7 @@ import (
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/finding"
+	"github.com/sbcwatch/sbcwatch/spool"
 )
 
 // Kinds of webhook.
@@ -74,22 +76,54 @@ type Options struct {
 	Now func() time.Time
 	// Logger defaults to discarding.
 	Logger *slog.Logger
+
+	// Ledger, when set, persists every delivery (see ledger.go): the
+	// one-delivery-per-key rule then survives a restart and holds across
+	// the processes sharing the ledger. Outbox is required with it.
+	Ledger Ledger
+	// Outbox is the on-disk queue of what waits for the ledger (new
+	// findings, outcomes of deliveries) while it does not answer.
+	Outbox *spool.Spool
+	// Lease is how long a claimed delivery is held by this process
+	// (default 15 min, longer than every attempt and backoff of one
+	// delivery); ClaimEvery how often the ledger is asked for pending
+	// deliveries besides when a finding arrives (default 5 s).
+	Lease      time.Duration
+	ClaimEvery time.Duration
 }
 
 // Notifier fans findings out to its webhooks.
 type Notifier struct {
-	o     Options
-	hooks []*hook
+	o Options
+
+	mu      sync.RWMutex
+	hooks   []*hook
+	minSev  finding.Severity
+	runCtx  context.Context // set while Run runs: hooks added later start under it
+	runWG   *sync.WaitGroup
+	token   string // this Notifier's claims in the ledger
+	kick    chan struct{}
+	ledgerB atomic.Bool // the ledger did not answer (logged once per outage)
+
+	seenMu sync.Mutex
+	seen   map[string]bool // keys handed to the outbox (bounded)
+
+	duplicates, outboxDrops atomic.Uint64
 }
 
 type hook struct {
-	Webhook
-	queue chan delivery
-	mu    sync.Mutex
-	sent  map[string]bool // finding keys queued or delivered (bounded)
+	name   string
+	mu     sync.Mutex
+	cfg    Webhook // Kind, URL, Secret: replaced by SetWebhooks
+	queue  chan delivery
+	sent   map[string]bool // finding keys queued or delivered (bounded; without a ledger)
+	cancel context.CancelFunc
+
+	inflightMu sync.Mutex
+	inflight   map[string]bool // claimed from the ledger, outcome not yet recorded there
 
 	delivered, failed, dropped, retries atomic.Uint64
-	inflight                            atomic.Int64
+	working                             atomic.Int64
 }
 
 type delivery struct {
@@ -133,20 +167,92 @@ func New(hooks []Webhook, o Options) *Notifier {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Notifier{o: o}
+	if o.Lease <= 0 {
+		o.Lease = 15 * time.Minute
+	}
+	if o.ClaimEvery <= 0 {
+		o.ClaimEvery = 5 * time.Second
+	}
+	var tok [8]byte
+	_, _ = rand.Read(tok[:])
+	n := &Notifier{o: o, minSev: o.MinSeverity, kick: make(chan struct{}, 1), seen: map[string]bool{},
+		token: o.Instance + "/" + hex.EncodeToString(tok[:])}
 	for _, h := range hooks {
-		n.hooks = append(n.hooks, &hook{Webhook: h, queue: make(chan delivery, o.QueueSize), sent: map[string]bool{}})
+		n.hooks = append(n.hooks, n.newHook(h))
 	}
 	return n
 }
 
+func (n *Notifier) newHook(w Webhook) *hook {
+	return &hook{name: w.Name, cfg: w, queue: make(chan delivery, n.o.QueueSize), sent: map[string]bool{}, inflight: map[string]bool{}}
+}
+
+// SetWebhooks replaces the webhooks (a reload): a webhook whose name is
+// kept keeps its queue and what it already sent, and takes the new URL,
+// kind and secret from its next attempt on; a new one starts; one no
+// longer listed stops (its queued deliveries stay pending in the ledger,
+// and are delivered if it comes back).
+func (n *Notifier) SetWebhooks(ws []Webhook) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	old := map[string]*hook{}
+	for _, h := range n.hooks {
+		old[h.name] = h
+	}
+	var next []*hook
+	for _, w := range ws {
+		if h := old[w.Name]; h != nil {
+			h.mu.Lock()
+			h.cfg = w
+			h.mu.Unlock()
+			delete(old, w.Name)
+			next = append(next, h)
+			continue
+		}
+		h := n.newHook(w)
+		next = append(next, h)
+		if n.runCtx != nil {
+			n.start(h)
+		}
+	}
+	for _, h := range old {
+		if h.cancel != nil {
+			h.cancel()
+		}
+	}
+	n.hooks = next
+	n.wake()
+}
+
+// SetMinSeverity changes the least severe finding sent (a reload).
+func (n *Notifier) SetMinSeverity(s finding.Severity) {
+	if s == "" {
+		s = finding.Warning
+	}
+	n.mu.Lock()
+	n.minSev = s
+	n.mu.Unlock()
+}
+
+func (n *Notifier) current() ([]*hook, finding.Severity) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.hooks, n.minSev
+}
+
 // Notify queues f for every webhook unless it is below the minimum
-// severity or its key was already queued; it never blocks.
+// severity or its key was already queued; it never blocks. With a
+// Ledger, f goes to the outbox first (see Options.Ledger).
 func (n *Notifier) Notify(key string, f *finding.Finding) {
-	if f == nil || f.Severity.Rank() > n.o.MinSeverity.Rank() {
+	hooks, minSev := n.current()
+	if f == nil || f.Severity.Rank() > minSev.Rank() || len(hooks) == 0 {
 		return
 	}
-	for _, h := range n.hooks {
+	if n.o.Ledger != nil {
+		n.record(key, f, hooks)
+		return
+	}
+	for _, h := range hooks {
 		h.mu.Lock()
 		if h.sent[key] {
 			h.mu.Unlock()
@@ -166,7 +272,7 @@ func (n *Notifier) enqueue(h *hook, d delivery) {
 	case h.queue <- d:
 	default:
 		h.dropped.Add(1)
-		n.o.Logger.Warn("alert: queue full, finding not sent", "webhook", h.Name, "rule", d.f.Rule)
+		n.o.Logger.Warn("alert: queue full, finding not sent", "webhook", h.name, "rule", d.f.Rule)
 	}
 }
 
@@ -174,12 +280,18 @@ func (n *Notifier) enqueue(h *hook, d delivery) {
 // provisional finding the full verdict does not hold, f.Retracted): each
 // webhook that was sent key gets f once more, marked retracted, under
 // the delivery id key+"/retracted"; a webhook never sent key gets
-// nothing. It never blocks.
+// nothing. It never blocks. With a Ledger, "was sent" is the ledger's:
+// a webhook with a delivery of key recorded (by any run).
 func (n *Notifier) Retract(key string, f *finding.Finding) {
-	if f == nil {
+	hooks, _ := n.current()
+	if f == nil || len(hooks) == 0 {
 		return
 	}
-	for _, h := range n.hooks {
+	if n.o.Ledger != nil {
+		n.recordRetraction(key, f, hooks)
+		return
+	}
+	for _, h := range hooks {
 		h.mu.Lock()
 		if !h.sent[key] || h.sent[key+retractedSuffix] {
 			h.mu.Unlock()
@@ -191,55 +303,104 @@ func (n *Notifier) Retract(key string, f *finding.Finding) {
 	}
 }
 
-// Run delivers until ctx ends (one goroutine per webhook, owned by ctx).
+// Run delivers until ctx ends (one goroutine per webhook, and the
+// ledger's, all owned by ctx).
 func (n *Notifier) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for _, h := range n.hooks {
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case d := <-h.queue:
-					h.inflight.Add(1)
-					n.deliver(ctx, h, d)
-					h.inflight.Add(-1)
-				}
-			}
-		})
+	if n.o.Ledger != nil && n.o.Outbox == nil {
+		return errNoOutbox
 	}
+	var wg sync.WaitGroup
+	n.mu.Lock()
+	n.runCtx, n.runWG = ctx, &wg
+	for _, h := range n.hooks {
+		n.start(h)
+	}
+	n.mu.Unlock()
+	if n.o.Ledger != nil {
+		wg.Go(func() { n.runLedger(ctx) })
+	}
+	<-ctx.Done()
+	n.mu.Lock()
+	n.runCtx = nil // SetWebhooks starts no worker any more
+	n.mu.Unlock()
 	wg.Wait()
 	return nil
 }
 
-func (n *Notifier) deliver(ctx context.Context, h *hook, d delivery) {
+// start runs h's worker under Run's context (n.mu held).
+func (n *Notifier) start(h *hook) {
+	hctx, cancel := context.WithCancel(n.runCtx)
+	h.cancel = cancel
+	n.runWG.Go(func() {
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case d := <-h.queue:
+				h.working.Add(1)
+				res, err := n.deliver(hctx, h, d)
+				if n.o.Ledger != nil {
+					n.finished(h, d, res, err)
+				}
+				h.working.Add(-1)
+			}
+		}
+	})
+}
+
+// Outcomes of a delivery.
+type outcome int
+
+const (
+	delivered outcome = iota
+	refused           // a final 4xx: never again
+	gaveUp            // every attempt failed (the receiver is down)
+	aborted           // stopped (shutdown, webhook removed): still pending
+)
+
+func (n *Notifier) deliver(ctx context.Context, h *hook, d delivery) (outcome, error) {
 	wait := n.o.FirstBackoff
 	var last error
+	res := gaveUp
 	for attempt := 1; attempt <= n.o.Attempts; attempt++ {
 		retry, err := n.post(ctx, h, d)
 		if err == nil {
 			h.delivered.Add(1)
-			return
+			return delivered, nil
 		}
 		last = err
-		if !retry || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			return aborted, err
+		}
+		if !retry {
+			res = refused
+			break
+		}
+		if attempt == n.o.Attempts {
 			break
 		}
 		h.retries.Add(1)
 		select {
 		case <-ctx.Done():
-			h.failed.Add(1)
-			return
+			return aborted, last
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, n.o.MaxBackoff)
 	}
 	h.failed.Add(1)
-	n.o.Logger.Warn("alert: delivery failed", "webhook", h.Name, "rule", d.f.Rule, "key", d.key, "err", last)
+	again := ""
+	if res == gaveUp && n.o.Ledger != nil {
+		again = fmt.Sprintf("; it stays pending and is tried again in %s", n.o.Lease)
+	}
+	n.o.Logger.Warn("alert: delivery failed"+again, "webhook", h.name, "rule", d.f.Rule, "key", d.key, "err", last)
+	return res, last
 }
 
 // post sends one delivery; retry says whether a failure may pass.
-func (n *Notifier) post(ctx context.Context, h *hook, d delivery) (retry bool, err error) {
+func (n *Notifier) post(ctx context.Context, hk *hook, d delivery) (retry bool, err error) {
+	hk.mu.Lock()
+	h := hk.cfg
+	hk.mu.Unlock()
 	var body []byte
 	switch h.Kind {
 	case KindTeams:
@@ -276,12 +437,17 @@ func (n *Notifier) post(ctx context.Context, h *hook, d delivery) (retry bool, e
 }
 
 // Pending is the number of deliveries queued or under way, over every
-// webhook (serve waits for it to reach 0, within its bound, when
+// webhook, plus one while the outbox holds records not yet in the
+// ledger (serve waits for it to reach 0, within its bound, when
 // stopping).
 func (n *Notifier) Pending() int {
+	hooks, _ := n.current()
 	p := 0
-	for _, h := range n.hooks {
-		p += len(h.queue) + int(h.inflight.Load())
+	for _, h := range hooks {
+		p += len(h.queue) + int(h.working.Load())
+	}
+	if n.o.Outbox != nil && !n.o.Outbox.Empty() {
+		p++
 	}
 	return p
 }
@@ -347,9 +513,10 @@ type Stats struct {
 
 // Stats returns the counters per webhook name.
 func (n *Notifier) Stats() map[string]Stats {
+	hooks, _ := n.current()
 	out := map[string]Stats{}
-	for _, h := range n.hooks {
-		out[h.Name] = Stats{Delivered: h.delivered.Load(), Failed: h.failed.Load(), Dropped: h.dropped.Load(), Retries: h.retries.Load()}
+	for _, h := range hooks {
+		out[h.name] = Stats{Delivered: h.delivered.Load(), Failed: h.failed.Load(), Dropped: h.dropped.Load(), Retries: h.retries.Load()}
 	}
 	return out
 }

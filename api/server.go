@@ -129,17 +129,20 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler, log *slog.
 		ready(ln.Addr())
 	}
 	errc := make(chan error, 1)
+	// Read before Serve runs: net/http sets srv.TLSConfig up for HTTP/2
+	// in Serve's goroutine.
+	withTLS := srv.TLSConfig != nil
 	// jsonErrorListener sits under TLS: it rewrites net/http's own
 	// plain-text errors on plain HTTP (under TLS it sees ciphertext and
 	// passes it on).
 	go func() {
-		if srv.TLSConfig != nil {
+		if withTLS {
 			errc <- srv.ServeTLS(jsonErrorListener{ln}, "", "")
 			return
 		}
 		errc <- srv.Serve(jsonErrorListener{ln})
 	}()
-	log.Info("api listening", "addr", ln.Addr().String(), "tls", srv.TLSConfig != nil)
+	log.Info("api listening", "addr", ln.Addr().String(), "tls", withTLS)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("api: serve: %w", err)

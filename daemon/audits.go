@@ -213,8 +213,9 @@ const auditRunTimeout = 10 * time.Minute
 // auditRunner answers POST /api/v1/audits/run with the stored audit ids.
 // A target may only be one the named SBC is known by (its audit targets,
 // FQDNs or addresses): the API is not a port scanner.
-func auditRunner(cfg *config.Config, st *store.Store, log *slog.Logger, notify func(*finding.Finding)) func(context.Context, api.AuditRunRequest) (any, error) {
+func auditRunner(current func() *config.Config, st *store.Store, log *slog.Logger, notify func(*finding.Finding)) func(context.Context, api.AuditRunRequest) (any, error) {
 	return func(ctx context.Context, req api.AuditRunRequest) (any, error) {
+		cfg := current() // the configuration of the last reload
 		if req.Target != "" && req.SBC == "" {
 			return nil, &api.Error{Status: http.StatusBadRequest, Code: "bad_request", Message: "sbc is required with a target"}
 		}

@@ -15,6 +15,22 @@
 // (a full queue drops and counts); one forwarder per queue hands items to
 // the engine goroutine, which also advances the watermark every second.
 //
+// # Reload
+//
+// On SIGHUP (Daemon.Reload) the configuration is loaded again and
+// everything that can change while running changes at once (reload.go):
+// the engine's settings for what it decides from then on, listeners
+// moved (the new address bound before the old one closes), captures
+// added and removed and their kernel filter rebuilt, webhooks, pollers,
+// audits and retention. A configuration that does not load changes
+// nothing; what needs a restart is named in one warning.
+//
+// # Alerts
+//
+// New findings go to the alerts through an outbox on disk and the table
+// alert_deliveries (ledger.go, alert.Ledger): one delivery per webhook
+// and finding key across restarts and instances.
+//
 // # Shutdown
 //
 // When ctx ends (SIGTERM), the sources stop, the items already queued
@@ -31,6 +47,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,6 +121,22 @@ type Daemon struct {
 	reload chan struct{}
 
 	spoolRep *metrics.Source
+
+	// srcMu guards srcs and lv: a reload adds and removes sources while
+	// they run.
+	srcMu sync.Mutex
+	lv    *liveRun
+
+	outbox    *spool.Spool // the alerts' outbox (alert.Options.Outbox)
+	outboxTmp string
+
+	// The last reload: successful, and when the configuration was last
+	// applied (start or reload), for /metrics.
+	reloadOK atomic.Bool
+	reloadAt atomic.Int64 // Unix seconds
+	// reconf wakes the components that follow the configuration (poll,
+	// audit, retention) after a reload.
+	reconf *broadcast
 }
 
 // sourceRun is a source with its queue and state.
@@ -113,6 +146,9 @@ type sourceRun struct {
 	q     *live.Queue
 	state atomic.Value // string: starting, running, stopped, failed: ...
 	rep   *metrics.Source
+
+	cancel context.CancelFunc // stops this source alone (reload)
+	done   chan struct{}      // closed when its Run and forwarder returned
 
 	lastMalformed uint64
 }
@@ -132,7 +168,9 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 	if o.Metrics == nil {
 		o.Metrics = metrics.New(o.Version, "", "")
 	}
-	d := &Daemon{o: o, log: o.Logger, reload: make(chan struct{}, 1)}
+	d := &Daemon{o: o, log: o.Logger, reload: make(chan struct{}, 1), reconf: newBroadcast()}
+	d.reloadOK.Store(true)
+	d.reloadAt.Store(time.Now().Unix())
 	if err := o.Metrics.Register(newLiveCollector(d)); err != nil {
 		return nil, fmt.Errorf("daemon: metrics: %w", err)
 	}
@@ -146,42 +184,45 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 		return nil, err
 	}
 	for _, s := range srcs {
-		r := &sourceRun{src: s, q: live.NewQueue(cfg.Serve.QueueSize, 0), kind: metricsKind(s)}
-		r.rep = o.Metrics.Source(r.kind, s.Name())
-		r.q.ReportTo(r.rep)
-		d.srcs = append(d.srcs, r)
+		d.srcs = append(d.srcs, d.newSourceRun(cfg, s))
 	}
-	var hooks []alert.Webhook
-	for _, w := range cfg.Serve.Alerts.Webhooks {
-		sec, err := w.Secret()
-		if err != nil {
+	hooks, err := webhooks(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ao := alert.Options{MinSeverity: findingSeverity(cfg), Instance: cfg.Serve.Instance, Logger: d.log.With("component", "alert")}
+	if o.Store != nil {
+		// Deliveries are recorded in the database (alert_deliveries) via
+		// an outbox on disk next to the writer's spool.
+		if d.outbox, d.outboxTmp, err = openOutbox(cfg); err != nil {
 			return nil, err
 		}
-		hooks = append(hooks, alert.Webhook{Name: w.Name, Kind: w.Kind, URL: w.URL, Secret: sec})
+		ao.Ledger, ao.Outbox = storeLedger{o.Store}, d.outbox
 	}
-	d.alerts.Store(alert.New(hooks, alert.Options{MinSeverity: findingSeverity(cfg),
-		Instance: cfg.Serve.Instance, Logger: d.log.With("component", "alert")}))
+	d.alerts.Store(alert.New(hooks, ao))
 	for i, r := range d.srcs {
 		r.state.Store("starting")
 		if err := r.src.Start(ctx); err != nil {
 			d.release(d.srcs[:i])
+			d.closeOutbox()
 			return nil, err
 		}
 		r.state.Store("running")
 	}
-	if len(d.srcs) == 0 {
-		return d, nil
-	}
+	// The live part runs even without a source, so that a reload can add
+	// one.
 	dir := cfg.Serve.Spool.Dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "sbcwatch-spool-"); err != nil {
 			d.release(d.srcs)
+			d.closeOutbox()
 			return nil, fmt.Errorf("daemon: spool: %w", err)
 		}
 		d.spTmp = dir
 	}
 	if d.sp, err = spool.Open(dir, int64(cfg.Serve.Spool.MaxMB)<<20); err != nil {
 		d.release(d.srcs)
+		d.closeOutbox()
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	d.spoolRep = o.Metrics.Source("spool", "writer")
@@ -194,6 +235,7 @@ func New(ctx context.Context, o Options) (*Daemon, error) {
 	eng, err := newLiveEngine(cfg, fanout{d}, d.opts, d.log.With("component", "engine"))
 	if err != nil {
 		d.release(d.srcs)
+		d.closeOutbox()
 		return nil, fmt.Errorf("daemon: engine: %w", err)
 	}
 	d.engine = eng
@@ -318,17 +360,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if d.spTmp != "" {
 			os.RemoveAll(d.spTmp)
 		}
+		d.closeOutbox()
 	}()
 	g, gctx := errgroup.WithContext(ctx)
 	comps := []Component{
 		fn("api", d.runAPI),
 		fn("retention", d.runRetention),
 	}
-	if cfg := d.cfg.Load(); cfg != nil {
+	if d.cfg.Load() != nil {
 		st := d.o.Store
+		// Restarted with the new configuration when a reload changes
+		// what they use.
 		comps = append(comps,
-			fn("poll", func(ctx context.Context) error { return runPollers(ctx, cfg, st, d.log, d.notify) }),
-			fn("audit", func(ctx context.Context) error { return runScheduledAudits(ctx, cfg, st, d.log, d.notify) }),
+			fn("poll", d.following(pollConfig, func(ctx context.Context, cfg *config.Config) error {
+				return runPollers(ctx, cfg, st, d.log, d.notify)
+			})),
+			fn("audit", d.following(auditConfig, func(ctx context.Context, cfg *config.Config) error {
+				return runScheduledAudits(ctx, cfg, st, d.log, d.notify)
+			})),
 		)
 	}
 	for _, c := range comps {
@@ -344,18 +393,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// decided while stopping are still queued; they stop after them.
 	actx, acancel := context.WithCancel(context.WithoutCancel(ctx))
 	var alertWG sync.WaitGroup
-	var alertMu sync.Mutex
-	var alertCancel context.CancelFunc
-	startAlerts := func(n *alert.Notifier) {
-		alertMu.Lock()
-		defer alertMu.Unlock()
-		if alertCancel != nil {
-			alertCancel() // deliveries queued for the old webhooks are dropped
-		}
-		c, cancel := context.WithCancel(actx)
-		alertCancel = cancel
-		alertWG.Go(func() { _ = n.Run(c) })
-	}
 	defer func() {
 		// Deliveries queued while stopping get the shutdown bound.
 		if n := d.alerts.Load(); n != nil {
@@ -371,13 +408,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 		alertWG.Wait()
 	}()
 	if n := d.alerts.Load(); n != nil {
-		startAlerts(n)
-		g.Go(func() error { return d.runReload(gctx, startAlerts) })
+		alertWG.Go(func() {
+			if err := n.Run(actx); err != nil {
+				d.log.Error("alerts stopped", "err", err)
+			}
+		})
+	}
+	if d.cfg.Load() != nil {
+		g.Go(func() error { return d.runReload(gctx) })
 	}
 	if d.engine != nil {
 		g.Go(func() error { return d.runLive(gctx) })
-	} else if d.cfg.Load() == nil || len(d.srcs) == 0 {
-		d.log.Info("no live input configured: nothing is captured or received by this process")
+	}
+	if len(d.sources()) == 0 {
+		d.log.Info("no live input configured: nothing is captured or received by this process (a reload can add one)")
 	}
 	err := g.Wait()
 	if err != nil && ctx.Err() == nil {
@@ -396,49 +440,78 @@ func (f fnComponent) Run(ctx context.Context) error { return f.run(ctx) }
 
 func fn(name string, run func(context.Context) error) Component { return fnComponent{name, run} }
 
-// runLive runs the sources, the forwarders, the engine, the writer and
-// the alerts, and stops them in that order.
-func (d *Daemon) runLive(ctx context.Context) error {
-	cfg := d.cfg.Load()
-	in := make(chan live.Item, 64)
-	// The sources stop when ctx ends or when one of them fails.
-	sctx, scancel := context.WithCancel(ctx)
-	defer scancel()
-	var srcWG, fwdWG sync.WaitGroup
-	errc := make(chan error, len(d.srcs))
-	for _, r := range d.srcs {
-		d.log.Info("listening for exported SIP", "source", r.src.Name())
-		stopped := make(chan struct{})
-		srcWG.Go(func() {
-			defer close(stopped)
-			err := r.src.Run(sctx, r.q)
-			if err != nil && sctx.Err() == nil {
-				r.state.Store("failed: " + err.Error())
-				errc <- err
-				return
+// liveRun is what runLive shares with a reload: the engine's input and
+// the sources' goroutines.
+type liveRun struct {
+	sctx     context.Context // the sources': ends when serve stops or one fails
+	in       chan live.Item
+	srcWG    sync.WaitGroup
+	fwdWG    sync.WaitGroup
+	errc     chan error
+	stopping bool // no source starts any more (srcMu)
+}
+
+// launch runs r (started) and its forwarder under the live run; false
+// when serve is stopping (r is released). d.srcMu is held.
+func (d *Daemon) launch(lv *liveRun, r *sourceRun) bool {
+	if lv.stopping {
+		d.release([]*sourceRun{r})
+		return false
+	}
+	rctx, cancel := context.WithCancel(lv.sctx)
+	r.cancel = cancel
+	r.done = make(chan struct{})
+	stopped := make(chan struct{})
+	d.log.Info("listening for exported SIP", "source", r.src.Name())
+	lv.srcWG.Go(func() {
+		defer close(stopped)
+		err := r.src.Run(rctx, r.q)
+		if err != nil && rctx.Err() == nil {
+			r.state.Store("failed: " + err.Error())
+			select {
+			case lv.errc <- err:
+			default:
 			}
-			r.state.Store("stopped")
-		})
-		fwdWG.Go(func() {
-			for {
-				select {
-				case it := <-r.q.C():
-					r.q.Done(it)
-					in <- it
-				case <-stopped:
-					for { // what the source queued before it stopped still goes in
-						select {
-						case it := <-r.q.C():
-							r.q.Done(it)
-							in <- it
-						default:
-							return
-						}
+			return
+		}
+		r.state.Store("stopped")
+	})
+	lv.fwdWG.Go(func() {
+		defer close(r.done)
+		for {
+			select {
+			case it := <-r.q.C():
+				r.q.Done(it)
+				lv.in <- it
+			case <-stopped:
+				for { // what the source queued before it stopped still goes in
+					select {
+					case it := <-r.q.C():
+						r.q.Done(it)
+						lv.in <- it
+					default:
+						return
 					}
 				}
 			}
-		})
+		}
+	})
+	return true
+}
+
+// runLive runs the sources, the forwarders, the engine, the writer and
+// the alerts, and stops them in that order.
+func (d *Daemon) runLive(ctx context.Context) error {
+	// The sources stop when ctx ends or when one of them fails.
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	lv := &liveRun{sctx: sctx, in: make(chan live.Item, 64), errc: make(chan error, 1)}
+	d.srcMu.Lock()
+	d.lv = lv
+	for _, r := range d.srcs {
+		d.launch(lv, r)
 	}
+	d.srcMu.Unlock()
 	// Writer and alerts run until the engine has handed everything over.
 	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer wcancel()
@@ -452,7 +525,7 @@ func (d *Daemon) runLive(ctx context.Context) error {
 		defer t.Stop()
 		for {
 			select {
-			case it, ok := <-in:
+			case it, ok := <-lv.in:
 				if !ok {
 					d.engMu.Lock()
 					d.engine.Close()
@@ -473,13 +546,17 @@ func (d *Daemon) runLive(ctx context.Context) error {
 	var failed error
 	select {
 	case <-ctx.Done():
-	case failed = <-errc:
+	case failed = <-lv.errc:
 	}
+	d.srcMu.Lock()
+	lv.stopping = true
+	d.srcMu.Unlock()
 	scancel()
-	srcWG.Wait()
-	fwdWG.Wait()
-	close(in)
+	lv.srcWG.Wait()
+	lv.fwdWG.Wait()
+	close(lv.in)
 	<-engineDone
+	cfg := d.cfg.Load()
 	d.log.Info("live input stopped", d.statsAttrs()...)
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Serve.ShutdownTimeout.D())
 	defer cancel()
@@ -494,9 +571,16 @@ func (d *Daemon) runLive(ctx context.Context) error {
 	return nil
 }
 
+// sources returns the running sources (a copy).
+func (d *Daemon) sources() []*sourceRun {
+	d.srcMu.Lock()
+	defer d.srcMu.Unlock()
+	return slices.Clone(d.srcs)
+}
+
 func (d *Daemon) statsAttrs() []any {
 	var out []any
-	for _, r := range d.srcs {
+	for _, r := range d.sources() {
 		s := r.q.Stats()
 		out = append(out, r.src.Name(), fmt.Sprintf("received=%d dropped=%d", s.Received, s.Dropped))
 	}
@@ -509,21 +593,33 @@ func (d *Daemon) statsAttrs() []any {
 
 func (d *Daemon) runAPI(ctx context.Context) error {
 	opts := api.Options{Logger: d.log, Metrics: d.o.Metrics, TrustedProxies: d.o.TrustedProxies}
-	if cfg := d.cfg.Load(); cfg != nil {
-		opts.RunAudit = auditRunner(cfg, d.o.Store, d.log, d.notify)
+	if d.cfg.Load() != nil {
+		opts.RunAudit = auditRunner(d.cfg.Load, d.o.Store, d.log, d.notify)
 	}
 	h := d.wrap(api.NewServer(d.o.Store, opts))
 	return api.ListenAndServe(ctx, d.o.Listen, h, d.log, d.o.OnListening, d.o.ServeOptions...)
 }
 
-// runRetention drops old partitions and creates the next days' ones, at
-// start and then hourly.
+// runRetention drops old partitions (and finished alert deliveries) and
+// creates the next days' ones, at start, hourly and after a reload (its
+// retention_days and resolve_after_days are the current ones).
 func (d *Daemon) runRetention(ctx context.Context) error {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if _, err := d.o.Store.DropOlderThan(ctx, d.o.RetentionDays); err != nil && ctx.Err() == nil {
+		days := d.o.RetentionDays
+		if cfg := d.cfg.Load(); cfg != nil {
+			if cfg.Serve.Retention > 0 {
+				days = cfg.Serve.Retention
+			}
+			// Here, not in the reload: the store reads it in DropOlderThan.
+			d.o.Store.SetResolveAfter(cfg.Serve.ResolveAfterDays)
+		}
+		if _, err := d.o.Store.DropOlderThan(ctx, days); err != nil && ctx.Err() == nil {
 			d.log.Warn("retention failed", "err", err)
+		}
+		if _, err := d.o.Store.PruneAlerts(ctx, days); err != nil && ctx.Err() == nil {
+			d.log.Warn("retention of alert deliveries failed", "err", err)
 		}
 		if err := d.o.Store.EnsureUpcoming(ctx, 2); err != nil && ctx.Err() == nil {
 			d.log.Warn("creating partitions ahead failed", "err", err)
@@ -532,6 +628,7 @@ func (d *Daemon) runRetention(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-d.reconf.wait():
 		}
 	}
 }
@@ -541,7 +638,7 @@ func (d *Daemon) runRetention(ctx context.Context) error {
 func (d *Daemon) Ready() (map[string]string, bool) {
 	out := map[string]string{}
 	ok := true
-	for _, r := range d.srcs {
+	for _, r := range d.sources() {
 		s, _ := r.state.Load().(string)
 		out[r.src.Name()] = s
 		if s != "running" {
@@ -577,17 +674,6 @@ func (d *Daemon) serveReady(w http.ResponseWriter, r *http.Request, h http.Handl
 		return
 	}
 	h.ServeHTTP(w, r)
-}
-
-// Reload asks the daemon to reload its configuration (SIGHUP): settings
-// that can change while running (alert webhooks and thresholds, the
-// options_missing threshold) are applied; a change of sources, listen
-// addresses or the database needs a restart and is logged as such.
-func (d *Daemon) Reload() {
-	select {
-	case d.reload <- struct{}{}:
-	default:
-	}
 }
 
 func findingSeverity(cfg *config.Config) finding.Severity {

@@ -371,48 +371,101 @@ func TestReadyzNamesSourcesNotRunning(t *testing.T) {
 	}
 }
 
-// TestReloadSwapsWebhooks: a reload applies the new webhooks and the
-// options_missing threshold, keeps the running configuration on an
-// invalid one, and names what needs a restart.
-func TestReloadSwapsWebhooks(t *testing.T) {
+// TestReloadAppliesAndRefuses: a reload applies the new webhooks, the
+// options_missing threshold and the engine's thresholds (a short_call
+// threshold raised makes the next call short); an invalid configuration
+// keeps the running one and the metric says so; what needs a restart is
+// named and keeps its running value.
+func TestReloadAppliesAndRefuses(t *testing.T) {
 	old := config.Default()
-	next := config.Default()
+	old.SBCs = []config.SBC{{Name: "fra", Addresses: []string{"192.0.2.10"}}}
+	old.ShortCall = config.Duration(time.Second)
+	if err := old.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	next := *old
 	next.Serve.Alerts.Webhooks = []config.Webhook{{Name: "new", Kind: "teams", URL: "https://t.example/h"}}
 	next.Serve.OptionsMissingAfter = config.Duration(5 * time.Minute)
 	next.Serve.Listen = "127.0.0.1:9999"
+	next.ShortCall = config.Duration(time.Minute)
 	var bad bool
-	d := &Daemon{log: slog.New(slog.DiscardHandler), reload: make(chan struct{}, 1), opts: newOptionsWatch(old, 0)}
+	sink := &collect{}
+	d := &Daemon{log: slog.New(slog.DiscardHandler), reload: make(chan struct{}, 1), opts: newOptionsWatch(old, 0), reconf: newBroadcast()}
+	eng, err := newLiveEngine(old, sink, d.opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.engine = eng
+	d.writer = newWriter("fra", func(context.Context, *batch) error { return nil }, nil, slog.New(slog.DiscardHandler))
 	d.o.Reload = func() (*config.Config, error) {
 		if bad {
 			return nil, errors.New("broken")
 		}
-		return next, nil
+		return &next, nil
 	}
 	d.cfg.Store(old)
-	d.alerts.Store(alert.New(nil, alert.Options{}))
-	started := make(chan *alert.Notifier, 2)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = d.runReload(ctx, func(n *alert.Notifier) { started <- n }); close(done) }()
-	d.Reload()
-	n := <-started
-	if _, ok := n.Stats()["new"]; !ok || d.alerts.Load() != n || d.cfg.Load() != next {
-		t.Fatalf("not applied: %v", n.Stats())
+	d.reloadOK.Store(true)
+	n := alert.New(nil, alert.Options{})
+	d.alerts.Store(n)
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	call := func(id string, at time.Time) {
+		for _, m := range liveDialogAt(id, at, 5*time.Second) {
+			eng.eng.Message(m)
+		}
+		eng.Advance(at.Add(10 * time.Minute))
+	}
+	call("before", t0)
+	if got := sink.rules()[finding.ShortCall]; got != 0 {
+		t.Fatalf("a 5 s call is short under a 1 s threshold: %v", sink.rules())
+	}
+	d.applyReload(ctx)
+	if _, ok := n.Stats()["new"]; !ok || !d.reloadOK.Load() {
+		t.Fatalf("not applied: %v ok=%v", n.Stats(), d.reloadOK.Load())
 	}
 	if d.opts.after != 5*time.Minute {
 		t.Fatalf("options threshold %v", d.opts.after)
 	}
-	bad = true
-	d.Reload()
-	time.Sleep(50 * time.Millisecond)
-	if d.cfg.Load() != next {
-		t.Fatal("an invalid configuration replaced the running one")
+	if got := d.cfg.Load(); got.Serve.Listen != old.Serve.Listen || got.ShortCall.D() != time.Minute {
+		t.Fatalf("effective configuration: listen %s short_call %s", got.Serve.Listen, got.ShortCall.D())
 	}
-	cancel()
-	<-done
-	if r := restartNeeded(old, next); fmt.Sprint(r) != "[serve.listen]" {
+	call("after", t0.Add(time.Hour))
+	if got := sink.rules()[finding.ShortCall]; got != 1 {
+		t.Fatalf("the new threshold does not apply: %v", sink.rules())
+	}
+	running := d.cfg.Load()
+	bad = true
+	d.applyReload(ctx)
+	if d.cfg.Load() != running || d.reloadOK.Load() {
+		t.Fatal("an invalid configuration replaced the running one, or the metric says it was applied")
+	}
+	if r := restartOnly(old, &next); fmt.Sprint(r) != "[serve.listen]" {
 		t.Fatalf("restart needed for %v", r)
 	}
+}
+
+// liveDialogAt is an answered inbound call from Microsoft lasting dur.
+func liveDialogAt(id string, at time.Time, dur time.Duration) []*sip.Message {
+	ms := netip.MustParseAddrPort("52.114.75.24:5061")
+	sbc := netip.MustParseAddrPort("192.0.2.10:5061")
+	p := sip.NewParser(0)
+	var out []*sip.Message
+	add := func(src, dst netip.AddrPort, t time.Time, first string, cseq string) {
+		raw := first + "\r\nVia: SIP/2.0/TLS " + src.String() + ";branch=z9hG4bK" + id + cseq[:1] +
+			"\r\nFrom: <sip:+4930123@sip.pstnhub.microsoft.com>;tag=a\r\nTo: <sip:+4969456@sbc.example>" +
+			map[bool]string{true: "", false: ";tag=b"}[strings.HasPrefix(first, "INVITE")] +
+			"\r\nCall-ID: " + id + "\r\nCSeq: " + cseq + "\r\nContent-Length: 0\r\n\r\n"
+		m, err := p.ParseDatagram(sip.MessageMeta{Src: src, Dst: dst, Time: t, Transport: "tls", Origin: "syslog"}, []byte(raw))
+		if err == nil {
+			out = append(out, m)
+		}
+	}
+	add(ms, sbc, at, "INVITE sip:+4969456@sbc.example SIP/2.0", "1 INVITE")
+	add(sbc, ms, at.Add(time.Second), "SIP/2.0 200 OK", "1 INVITE")
+	add(ms, sbc, at.Add(time.Second+50*time.Millisecond), "ACK sip:+4969456@sbc.example SIP/2.0", "1 ACK")
+	add(ms, sbc, at.Add(time.Second+dur), "BYE sip:+4969456@sbc.example SIP/2.0", "2 BYE")
+	add(sbc, ms, at.Add(time.Second+dur+20*time.Millisecond), "SIP/2.0 200 OK", "2 BYE")
+	return out
 }
 
 // TestReferDeliveryFailedDecidedLive feeds the field-case lab capture to

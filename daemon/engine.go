@@ -206,3 +206,16 @@ func (e *liveEngine) Counters() map[string]uint64 {
 		"findings_retracted": st.Correlate.Retracted,
 	}
 }
+
+// setConfig makes what the engine decides from now on follow cfg
+// (reload); see pipeline.Engine.SetConfig. Exporters whose syslog is
+// already being read keep their log_year, log_timezone and SBC address;
+// exporters heard from later take the new ones. Call it with the engine
+// goroutine held (Daemon.engMu).
+func (e *liveEngine) setConfig(cfg *config.Config) error {
+	if err := e.eng.SetConfig(cfg); err != nil {
+		return err
+	}
+	e.cfg = cfg
+	return nil
+}

@@ -1,15 +1,12 @@
 package daemon
 
 import (
-	"context"
 	"maps"
-	"reflect"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sbcwatch/sbcwatch/alert"
-	"github.com/sbcwatch/sbcwatch/config"
 	"github.com/sbcwatch/sbcwatch/metrics"
 )
 
@@ -20,6 +17,7 @@ import (
 type liveCollector struct {
 	d                                   *Daemon
 	up, counter, engine, writer, alerts *prometheus.Desc
+	reloadOK, reloadAt, ledger          *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*liveCollector)(nil)
@@ -29,23 +27,26 @@ func newLiveCollector(d *Daemon) *liveCollector {
 		return prometheus.NewDesc(metrics.Namespace+"_"+name, help, labels, nil)
 	}
 	return &liveCollector{d: d,
-		up:      n("source_up", "1 while a live source runs, 0 once it stopped or failed.", "kind", "source"),
-		counter: n("source_events_total", "A live source's own counters: connections, framing errors, kernel packets and queue freezes of a capture.", "kind", "source", "counter"),
-		engine:  n("engine_events", "The live engine's counters (messages, calls, connections, findings, evictions, internal errors).", "counter"),
-		writer:  n("writer_events", "The store writer's counters: records written, spooled, replayed and dropped; spool size.", "counter"),
-		alerts:  n("alert_deliveries_total", "Webhook deliveries by result.", "webhook", "result"),
+		up:       n("source_up", "1 while a live source runs, 0 once it stopped or failed.", "kind", "source"),
+		counter:  n("source_events_total", "A live source's own counters: connections, framing errors, kernel packets and queue freezes of a capture.", "kind", "source", "counter"),
+		engine:   n("engine_events", "The live engine's counters (messages, calls, connections, findings, evictions, internal errors).", "counter"),
+		writer:   n("writer_events", "The store writer's counters: records written, spooled, replayed and dropped; spool size.", "counter"),
+		alerts:   n("alert_deliveries_total", "Webhook deliveries by result.", "webhook", "result"),
+		reloadOK: n("config_last_reload_successful", "1 when the last configuration reload (SIGHUP) was applied whole, 0 when it was refused or partly failed."),
+		reloadAt: n("config_last_reload_success_timestamp_seconds", "When the configuration was last applied whole (start or reload), in Unix seconds."),
+		ledger:   n("alert_ledger_events_total", "The alert ledger's counters: duplicates (a delivery already recorded, by an earlier run or another instance) and outbox_dropped (the outbox was full).", "counter"),
 	}
 }
 
 func (c *liveCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.counter, c.engine, c.writer, c.alerts} {
+	for _, d := range []*prometheus.Desc{c.up, c.counter, c.engine, c.writer, c.alerts, c.reloadOK, c.reloadAt, c.ledger} {
 		ch <- d
 	}
 }
 
 func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	d := c.d
-	for _, r := range d.srcs {
+	for _, r := range d.sources() {
 		s, _ := r.state.Load().(string)
 		up := 0.0
 		if s == "running" {
@@ -71,7 +72,16 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.writer, prometheus.GaugeValue, float64(wc[k]), k)
 		}
 	}
+	ok := 0.0
+	if d.reloadOK.Load() {
+		ok = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.reloadOK, prometheus.GaugeValue, ok)
+	ch <- prometheus.MustNewConstMetric(c.reloadAt, prometheus.GaugeValue, float64(d.reloadAt.Load()))
 	if n := d.notifier(); n != nil {
+		dup, drops := n.Duplicates()
+		ch <- prometheus.MustNewConstMetric(c.ledger, prometheus.CounterValue, float64(dup), "duplicates")
+		ch <- prometheus.MustNewConstMetric(c.ledger, prometheus.CounterValue, float64(drops), "outbox_dropped")
 		as := n.Stats()
 		for _, name := range slices.Sorted(maps.Keys(as)) {
 			s := as[name]
@@ -88,7 +98,7 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 // report updates the registry's per-source gauges: queue depth, the
 // kernel's drops of a capture, framing errors as malformed, the spool.
 func (d *Daemon) report() {
-	for _, r := range d.srcs {
+	for _, r := range d.sources() {
 		if r.rep == nil {
 			continue
 		}
@@ -109,77 +119,3 @@ func (d *Daemon) report() {
 
 // notifier returns the current alert notifier.
 func (d *Daemon) notifier() *alert.Notifier { return d.alerts.Load() }
-
-// runReload applies reload requests until ctx ends.
-func (d *Daemon) runReload(ctx context.Context, startAlerts func(*alert.Notifier)) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-d.reload:
-		}
-		if d.o.Reload == nil {
-			continue
-		}
-		cfg, err := d.o.Reload()
-		if err != nil {
-			d.log.Error("reload: configuration refused; the running one stays", "err", err)
-			continue
-		}
-		old := d.cfg.Load()
-		if restart := restartNeeded(old, cfg); len(restart) > 0 {
-			d.log.Warn("reload: these settings change only with a restart", "settings", restart)
-		}
-		var hooks []alert.Webhook
-		bad := false
-		for _, w := range cfg.Serve.Alerts.Webhooks {
-			sec, err := w.Secret()
-			if err != nil {
-				d.log.Error("reload: configuration refused; the running one stays", "err", err)
-				bad = true
-				break
-			}
-			hooks = append(hooks, alert.Webhook{Name: w.Name, Kind: w.Kind, URL: w.URL, Secret: sec})
-		}
-		if bad {
-			continue
-		}
-		n := alert.New(hooks, alert.Options{MinSeverity: findingSeverity(cfg), Instance: cfg.Serve.Instance,
-			Logger: d.log.With("component", "alert")})
-		d.engMu.Lock()
-		d.cfg.Store(cfg)
-		d.alerts.Store(n)
-		if d.opts != nil {
-			d.opts.setAfter(cfg.Serve.OptionsMissingAfter.D())
-		}
-		d.engMu.Unlock()
-		startAlerts(n)
-		d.log.Info("reload: configuration applied (alerts, options_missing_after)")
-	}
-}
-
-// restartNeeded lists the settings that differ and apply only at start.
-func restartNeeded(old, cfg *config.Config) []string {
-	var out []string
-	a, b := old.Serve, cfg.Serve
-	for _, c := range []struct {
-		name string
-		x, y any
-	}{
-		{"serve.listen", a.Listen, b.Listen}, {"serve.interfaces", a.Interfaces, b.Interfaces},
-		{"serve.acdr_listen", a.ACDRListen, b.ACDRListen}, {"serve.hep_listen", a.HEPListen, b.HEPListen},
-		{"serve.syslog_listen", a.SyslogListen, b.SyslogListen}, {"serve.capture", a.Capture, b.Capture},
-		{"serve.spool", a.Spool, b.Spool}, {"serve.instance", a.Instance, b.Instance},
-		{"serve.queue_size", a.QueueSize, b.QueueSize}, {"limits", old.Limits, cfg.Limits},
-		{"serve.provisional_after", a.ProvisionalAfter, b.ProvisionalAfter},
-		{"sbcs", old.SBCs, cfg.SBCs}, {"trust", old.Trust, cfg.Trust},
-		{"expect_transfer", old.ExpectTransfer, cfg.ExpectTransfer},
-		{"rule windows and thresholds", [5]config.Duration{old.ShortCall, old.ReferWindow, old.GiveUpWindow, old.ExpiryWarning, old.DialogTimeout},
-			[5]config.Duration{cfg.ShortCall, cfg.ReferWindow, cfg.GiveUpWindow, cfg.ExpiryWarning, cfg.DialogTimeout}},
-	} {
-		if !reflect.DeepEqual(c.x, c.y) {
-			out = append(out, c.name)
-		}
-	}
-	return out
-}

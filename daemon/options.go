@@ -43,14 +43,15 @@ func newOptionsWatch(cfg *config.Config, after time.Duration) *optionsWatch {
 	return &optionsWatch{cfg: cfg, after: after, pairs: map[optPair]*optState{}}
 }
 
-// setAfter changes the threshold (reload).
-func (w *optionsWatch) setAfter(d time.Duration) {
-	if d <= 0 {
-		return
-	}
+// setConfig changes the configuration (Microsoft ranges, SBC names) and
+// the threshold (reload); the pairs watched stay.
+func (w *optionsWatch) setConfig(cfg *config.Config, d time.Duration) {
 	w.mu.Lock()
-	w.after = d
-	w.mu.Unlock()
+	defer w.mu.Unlock()
+	w.cfg = cfg
+	if d > 0 {
+		w.after = d
+	}
 }
 
 // observeCall notes an OPTIONS transaction the tracker let go (kind

@@ -213,11 +213,11 @@ func newWriter(sbc string, save saveFunc, sp *spool.Spool, log *slog.Logger) *wr
 }
 
 func (w *writer) add(sbc string, f func(b *batch)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if sbc == "" {
 		sbc = w.sbc
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.npend >= w.maxPending {
 		if w.dropped.Add(1) == 1 {
 			w.log.Error("writer: records dropped: the spool cannot keep up", "pending", w.npend)
@@ -493,4 +493,22 @@ func (r *sbcRoute) finding(f *finding.Finding) string {
 		return r.addr(aps...)
 	}
 	return ""
+}
+
+// setConfig routes the records handed over from now on by the SBCs of
+// cfg (reload). Call it with the engine goroutine held: the route is
+// used from there only.
+func (w *writer) setConfig(cfg *config.Config) {
+	r := newSBCRoute(cfg)
+	if r != nil && w.route != nil {
+		for id, n := range w.route.calls {
+			if r.names[n] {
+				r.calls[id] = n
+			}
+		}
+	}
+	w.mu.Lock()
+	w.sbc = LiveSBCName(cfg)
+	w.mu.Unlock()
+	w.route = r
 }

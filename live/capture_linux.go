@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,6 +25,8 @@ type CaptureSource struct {
 	filter Filter
 	blocks int
 	tp     *afpacket.TPacket
+	mu     sync.Mutex // tp's filter against its close
+	closed bool
 
 	frames                                    atomic.Uint64
 	kernelPackets, kernelDrops, kernelFreezes atomic.Uint64
@@ -81,12 +84,40 @@ func (s *CaptureSource) Start(ctx context.Context) error {
 	return nil
 }
 
+// SetFilter replaces the kernel filter of a started capture (serve's
+// reload: SBC addresses or ports changed); the ring and the frames in it
+// stay. A filter that does not assemble or attach leaves the old one.
+func (s *CaptureSource) SetFilter(f Filter) error {
+	raw, err := f.Assemble()
+	if err != nil {
+		return fmt.Errorf("live: %s: %w", s.Name(), err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tp == nil {
+		return fmt.Errorf("live: %s: not started", s.Name())
+	}
+	if s.closed {
+		return fmt.Errorf("live: %s: stopped", s.Name())
+	}
+	if err := s.tp.SetBPF(raw); err != nil {
+		return fmt.Errorf("live: %s: attaching the BPF filter: %w", s.Name(), err)
+	}
+	s.filter = f
+	return nil
+}
+
 // Run reads frames until ctx ends.
 func (s *CaptureSource) Run(ctx context.Context, q *Queue) error {
 	if s.tp == nil {
 		return fmt.Errorf("live: %s: not started", s.Name())
 	}
-	defer s.tp.Close()
+	defer func() {
+		s.mu.Lock()
+		s.closed = true
+		s.tp.Close()
+		s.mu.Unlock()
+	}()
 	lastStats := time.Now()
 	for ctx.Err() == nil {
 		if time.Since(lastStats) > 2*time.Second {

@@ -24,3 +24,8 @@ func (s *CaptureSource) Start(context.Context) error {
 func (s *CaptureSource) Run(context.Context, *Queue) error { return nil }
 
 func (s *CaptureSource) Counters() map[string]uint64 { return nil }
+
+// SetFilter fails: capture needs Linux.
+func (s *CaptureSource) SetFilter(Filter) error {
+	return errors.New("live: " + s.Name() + ": packet capture needs Linux (AF_PACKET)")
+}

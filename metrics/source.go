@@ -113,6 +113,15 @@ func (s *Source) SpoolBytes(n int64) {
 // never from the traffic.
 func (r *Registry) Source(kind, name string) *Source { return r.sources.get(kind, name) }
 
+// RemoveSource stops exporting the input (serve's reload removed it); a
+// later Source of the same kind and name starts from zero, which
+// Prometheus reads as a counter reset.
+func (r *Registry) RemoveSource(kind, name string) {
+	r.sources.mu.Lock()
+	delete(r.sources.all, sourceKey{kind, name})
+	r.sources.mu.Unlock()
+}
+
 type sourceKey struct{ kind, name string }
 
 // sourceSet exports every Source at scrape time.

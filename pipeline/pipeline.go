@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -127,6 +128,7 @@ type Engine struct {
 	// provisionalAfter is Options.ProvisionalAfter.
 	provisionalAfter time.Duration
 	frames           FrameHook
+	check            func(chain []*x509.Certificate, names []string, at time.Time) *certcheck.Result
 
 	dec     *tap.Decoder
 	parser  *sip.Parser
@@ -182,20 +184,24 @@ func New(o Options) (*Engine, error) {
 		DialogTimeout:      cfg.DialogTimeout.D(),
 		MaxRawBytes:        cfg.Limits.MaxSIPMessage,
 		Linger:             o.Linger,
-		IsMicrosoft:        cfg.IsMicrosoft,
-		IsMicrosoftHost:    cfg.IsMicrosoftHost,
-		IsSBC:              cfg.IsSBCAddr,
-		MessagesOwned:      true, // every Message comes fresh from a parser, read-only after
+		// Through e.cfg, so that SetConfig reaches the tracker.
+		IsMicrosoft:     func(a netip.Addr) bool { return e.cfg.IsMicrosoft(a) },
+		IsMicrosoftHost: func(h string) bool { return e.cfg.IsMicrosoftHost(h) },
+		IsSBC:           func(a netip.Addr) bool { return e.cfg.IsSBCAddr(a) },
+		MessagesOwned:   true, // every Message comes fresh from a parser, read-only after
 	}
 	if !o.Batch {
 		to.OnDone = e.callDone
 	}
 	e.tracker = sip.NewTracker(to)
+	e.check = tlsaudit.CertChecker(roots, cfg.ExpiryWarning.D())
 	e.tls = tlsaudit.NewTracker(tlsaudit.Options{
-		IsMicrosoft: cfg.IsMicrosoft,
+		IsMicrosoft: func(a netip.Addr) bool { return e.cfg.IsMicrosoft(a) },
 		SBCNames:    cfg.SBCFQDNs(),
 		MaxConns:    cfg.Limits.MaxTLSConns,
-		Check:       tlsaudit.CertChecker(roots, cfg.ExpiryWarning.D()),
+		Check: func(chain []*x509.Certificate, names []string, at time.Time) *certcheck.Result {
+			return e.check(chain, names, at)
+		},
 	})
 	e.corr = newCorrelator(e, o.Batch)
 	topt := tap.Options{
