@@ -6,14 +6,25 @@
 // input always gives the same report. With more than one CPU, a second
 // goroutine reads the captures ahead and parses their UDP SIP datagrams
 // (see pipeline.Preparser) while the engine works: the same report.
+//
+// Stream hands the records to a pipeline.Sink as they are decided, in
+// memory bounded by the calls up at once and the correlation windows;
+// Files collects them into a report.Report (for small inputs and the
+// tests). With Options.KeepPackets the raw frames behind each call leave
+// with it, to a PacketSink (keeper says what is held meanwhile). A
+// capture read from a stream (standard input, a FIFO) is handed to the
+// engine packet by packet as it arrives, and the engine decides as its
+// capture time passes, so findings come out while the stream runs.
 package analyze
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -41,7 +52,8 @@ type Options struct {
 	Progress func(done, total int64)
 	// KeepPackets, when set, keeps the raw frames behind the calls in
 	// Report.Packets, within these limits, in the same single pass
-	// (evidence for the store; see keeper). Files only.
+	// (evidence for the store; see keeper); Stream hands them to a
+	// PacketSink as the calls are decided.
 	KeepPackets *PacketLimits
 
 	// Streams are captures read once, as they arrive (standard input, a
@@ -69,25 +81,20 @@ const expireEvery = 4096
 // Files analyses capture files, AudioCodes SBC logs and directories of
 // them as one input in time order: packets are read as a stream, and the
 // SIP messages and TLS sockets of the logs are merged in by time. The
-// report holds every record (for the store, ladders and evidence); Stream
-// is the bounded way.
+// report holds every record (for the tests, audit and small inputs);
+// Stream is the bounded way.
 func Files(ctx context.Context, paths []string, opt Options) (*report.Report, error) {
 	col := &collector{}
-	if opt.KeepPackets != nil {
-		col.keep = newKeeper(*opt.KeepPackets)
-	}
-	sum, err := run(ctx, paths, opt, col, col.keep)
+	sum, err := Stream(ctx, paths, opt, col)
 	if err != nil {
 		return nil, err
 	}
 	r := col.report(!opt.batch)
 	r.Stats, r.Warnings = sum.Stats, sum.Warnings
 	r.Hints = append(r.Hints, sum.Hints...)
-	if col.keep != nil {
-		r.Packets = col.keep.packets(r)
-		if col.keep.dropped > 0 {
-			r.Stats.Extra["keep_packets_dropped"] = col.keep.dropped
-		}
+	if opt.KeepPackets != nil {
+		r.Packets = col.packets
+		slices.SortStableFunc(r.Packets, func(a, b report.Packet) int { return cmp.Compare(a.Frame, b.Frame) })
 	}
 	return r, nil
 }
@@ -99,20 +106,73 @@ type Summary struct {
 	Warnings []string
 }
 
+// PacketSink is a pipeline.Sink that also takes the raw frames kept as
+// evidence (Options.KeepPackets): a call's SIP frames right after the
+// call, a TLS connection's frames once it is over and on a decided call's
+// ladder (after the connection). Frames come in decision order, each
+// once.
+type PacketSink interface {
+	pipeline.Sink
+	Packets([]report.Packet)
+}
+
 // Stream analyses like Files, but hands each call, TLS connection and
 // finding to sink as the engine decides it (a finding sent again with
 // the same ID is an update) and keeps none of them: memory is bounded by
 // the calls up at once and the correlation windows, not by the input.
+// With Options.KeepPackets, sink must be a PacketSink: the frames behind
+// each call leave with it (see keeper), and the frames dropped by the
+// limits are counted in the stats (keep_packets_dropped).
 func Stream(ctx context.Context, paths []string, opt Options, sink pipeline.Sink) (Summary, error) {
-	if opt.KeepPackets != nil {
-		return Summary{}, errors.New("analyze: stream: keep-packets needs Files")
+	if opt.KeepPackets == nil {
+		return run(ctx, paths, opt, sink, nil)
 	}
-	return run(ctx, paths, opt, sink, nil)
+	ps, ok := sink.(PacketSink)
+	if !ok {
+		return Summary{}, errors.New("analyze: stream: keep-packets needs a sink that takes packets")
+	}
+	k := newKeeper(*opt.KeepPackets, ps.Packets)
+	k.hold = opt.batch
+	sum, err := run(ctx, paths, opt, keeperSink{k, ps}, k)
+	if err == nil && k.dropped > 0 {
+		sum.Stats.Extra["keep_packets_dropped"] = k.dropped
+	}
+	return sum, err
+}
+
+// keeperSink tells the keeper of each call and TLS connection after the
+// sink had it.
+type keeperSink struct {
+	k *keeper
+	s PacketSink
+}
+
+var _ pipeline.Sink = keeperSink{}
+
+func (x keeperSink) Call(c *sip.Call) {
+	x.s.Call(c)
+	x.k.call(c)
+}
+
+func (x keeperSink) TLSConn(c *tlsaudit.Conn) {
+	x.s.TLSConn(c)
+	x.k.conn(c)
+}
+
+func (x keeperSink) Finding(f *finding.Finding) { x.s.Finding(f) }
+
+// frameKeeper sees every frame before the engine decodes it, and what
+// the engine makes of it (pipeline.FrameHook): the keeper.
+type frameKeeper interface {
+	pipeline.FrameHook
+	packet(tap.Packet)
+	setEngine(*pipeline.Engine)
+	close()
 }
 
 // run reads the input through one engine feeding sink; keep, when set,
 // sees every frame as it is decoded.
-func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink, keep *keeper) (Summary, error) {
+func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink, keep frameKeeper) (Summary, error) {
 	cfg := opt.Config
 	if cfg == nil {
 		cfg = config.Default()
@@ -132,6 +192,9 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink, k
 	eng, err := pipeline.New(po)
 	if err != nil {
 		return Summary{}, fmt.Errorf("%w: %w", ErrInput, err)
+	}
+	if keep != nil {
+		keep.setEngine(eng)
 	}
 	warnings := append([]string(nil), in.warnings...)
 	var li *logInput
@@ -168,7 +231,7 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink, k
 		defer src.Close()
 		var f feed = direct{src}
 		if useReadAhead(opt) {
-			f = newReadAhead(ctx, src, eng.Preparser())
+			f = newReadAhead(ctx, src, eng.Preparser(), len(opt.Streams) > 0)
 		}
 		defer f.stop() // before src.Close
 		var n uint64
@@ -217,6 +280,9 @@ func run(ctx context.Context, paths []string, opt Options, sink pipeline.Sink, k
 	}
 	logMsgs(time.Time{}, true)
 	st, hints := eng.Close()
+	if keep != nil {
+		keep.close()
+	}
 	rs := reportStats(st)
 	noteInputs(rs.Extra, li, damaged)
 	return Summary{Stats: rs, Hints: hints, Warnings: warnings}, nil
@@ -235,18 +301,14 @@ type collector struct {
 	conns    []*tlsaudit.Conn
 	findings []*finding.Finding
 	seen     map[string]int // finding ID -> index: a repeat is an update
-	keep     *keeper        // --keep-packets: told of each TLS connection
+	packets  []report.Packet
 }
 
-var _ pipeline.Sink = (*collector)(nil)
+var _ PacketSink = (*collector)(nil)
 
-func (c *collector) Call(x *sip.Call) { c.calls = append(c.calls, x) }
-func (c *collector) TLSConn(x *tlsaudit.Conn) {
-	c.conns = append(c.conns, x)
-	if c.keep != nil {
-		c.keep.conn(x)
-	}
-}
+func (c *collector) Call(x *sip.Call)           { c.calls = append(c.calls, x) }
+func (c *collector) TLSConn(x *tlsaudit.Conn)   { c.conns = append(c.conns, x) }
+func (c *collector) Packets(ps []report.Packet) { c.packets = append(c.packets, ps...) }
 func (c *collector) Finding(f *finding.Finding) {
 	if c.seen == nil {
 		c.seen = map[string]int{}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sbcwatch/sbcwatch/config"
 	"github.com/sbcwatch/sbcwatch/finding"
@@ -102,13 +103,17 @@ func diffLists(a, b []string) (onlyA, onlyB []string) {
 // order; batch numbered TLS findings first), references resolved to what
 // they point at.
 //
-// Known, named differences: none on these inputs (SBCWATCH_EQUIV_EXTRA
-// adds more, separated as PATH is). The streaming engine
-// differs from batch only on inputs longer than its windows (see
-// correlate/README.md, "Streaming"): a Call-ID seen again after its call
-// was let go is a second call; grouped TLS findings list connections in
-// the order they ended; a run of tls_context_wrong sockets cut by a
-// decision round is two findings.
+// Known, named differences (SBCWATCH_EQUIV_EXTRA adds inputs, separated
+// as PATH is): a Call-ID seen again more than the tracker's linger after
+// its call ended is a second call (relet checks each such split is
+// exactly that: the same messages, pieces apart by more than the
+// linger; aaa.pcap re-REGISTERs and retries an INVITE after 407 with
+// one Call-ID minutes apart). The clock advances every 30 s of
+// capture time, so this shows on short captures too. Otherwise the
+// streaming engine differs from batch only on inputs longer than its
+// windows (see correlate/README.md, "Streaming"): grouped TLS findings
+// list connections in the order they ended; a run of tls_context_wrong
+// sockets cut by a decision round is two findings.
 func TestStreamingMatchesBatch(t *testing.T) {
 	type input struct {
 		path string
@@ -136,7 +141,15 @@ func TestStreamingMatchesBatch(t *testing.T) {
 	logCfg.LogYear = 2026
 	log := filepath.Join("..", "audiocodes", "syslog", "testdata", "field-evidence.log")
 	inputs = append(inputs, input{log, logCfg})
-	inputs = append(inputs, input{log + string(filepath.ListSeparator) + filepath.Join(lab, "transfer_fails_default_cert.pcap"), logCfg})
+	// Beside a capture of another day (the log is of January, the
+	// capture of November), the SBC's address is configured: a socket's
+	// stand-in connection needs it, and the stream learns it from calls
+	// only once they are let go ("seen so far, plus configuration"),
+	// here months after the log's sockets were judged.
+	bothCfg := config.Default()
+	bothCfg.LogYear = 2026
+	bothCfg.SBCs = []config.SBC{{Name: "lab", Addresses: []string{"192.0.2.10"}}}
+	inputs = append(inputs, input{log + string(filepath.ListSeparator) + filepath.Join(lab, "transfer_fails_default_cert.pcap"), bothCfg})
 	// Longer than every window: decisions are taken mid-stream, grouped
 	// TLS findings merged across rounds.
 	inputs = append(inputs, input{busyCapture(t, "1500", "150"), config.Default()})
@@ -165,7 +178,8 @@ func TestStreamingMatchesBatch(t *testing.T) {
 					t.Errorf("%s only in streaming:\n%s", what, l)
 				}
 			}
-			check("call", canonCalls(batch.Calls), canonCalls(stream.Calls))
+			bc, sc := relet(t, batch.Calls, stream.Calls)
+			check("call", canonCalls(bc), canonCalls(sc))
 			check("tls", canonTLS(batch.TLS), canonTLS(stream.TLS))
 			check("finding", canonFindings(t, batch.Findings), canonFindings(t, stream.Findings))
 			check("hint", slices.Sorted(slices.Values(batch.Hints)), slices.Sorted(slices.Values(stream.Hints)))
@@ -197,4 +211,50 @@ func statsEqual(a, b report.Stats) bool {
 	x, _ := json.Marshal(a) // map keys marshal sorted
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+// trackerLinger is how long the tracker keeps an ended call for late
+// messages (sip.TrackerOptions.Linger's default).
+const trackerLinger = 32 * time.Second
+
+// relet takes out of both lists the calls of each Call-ID that batch
+// holds as one call and streaming as several, when the several are that
+// one call cut where the Call-ID came back more than the linger after a
+// piece ended: the same first start, the messages adding up (batch's
+// call keeps the first ending, e.g. of the first REGISTER transaction).
+// Any other split stays in the lists and fails the comparison.
+func relet(t *testing.T, batch, stream []report.CallJSON) ([]report.CallJSON, []report.CallJSON) {
+	t.Helper()
+	byID := func(cs []report.CallJSON) map[string][]report.CallJSON {
+		m := map[string][]report.CallJSON{}
+		for _, c := range cs {
+			m[c.CallID] = append(m[c.CallID], c)
+		}
+		return m
+	}
+	bm, sm := byID(batch), byID(stream)
+	split := map[string]bool{}
+	for id, b := range bm {
+		s := sm[id]
+		if len(b) != 1 || len(s) < 2 {
+			continue
+		}
+		slices.SortFunc(s, func(x, y report.CallJSON) int { return time.Time(x.Start).Compare(time.Time(y.Start)) })
+		ok := time.Time(s[0].Start).Equal(time.Time(b[0].Start))
+		n := 0
+		for i, c := range s {
+			n += c.Messages
+			if i > 0 && (s[i-1].End == nil || time.Time(c.Start).Sub(time.Time(*s[i-1].End)) <= trackerLinger) {
+				ok = false
+			}
+		}
+		if ok && n == b[0].Messages {
+			split[id] = true
+			t.Logf("named difference: Call-ID %s is %d calls streaming (seen again more than %s after it ended), one in batch", id, len(s), trackerLinger)
+		}
+	}
+	drop := func(cs []report.CallJSON) []report.CallJSON {
+		return slices.DeleteFunc(slices.Clone(cs), func(c report.CallJSON) bool { return split[c.CallID] })
+	}
+	return drop(batch), drop(stream)
 }

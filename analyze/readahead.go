@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"sync"
 
@@ -73,7 +74,11 @@ func useReadAhead(opt Options) bool {
 	return !opt.Sequential && runtime.GOMAXPROCS(0) > 1
 }
 
-func newReadAhead(ctx context.Context, src tap.Source, pp pipeline.Preparser) *readAhead {
+// newReadAhead starts the read-ahead. With live set (the input has a
+// stream: standard input, a FIFO), a batch goes to the engine as soon as
+// no more packets are waiting, so a slow stream's packets are not held
+// back until a batch fills.
+func newReadAhead(ctx context.Context, src tap.Source, pp pipeline.Preparser, live bool) *readAhead {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &readAhead{
 		out:    make(chan *batch, readBatches-2),
@@ -82,17 +87,87 @@ func newReadAhead(ctx context.Context, src tap.Source, pp pipeline.Preparser) *r
 		ctx:    ctx,
 	}
 	r.done, r.total = src.Progress() // before the reader owns src
+	next := src.Next
+	progress := src.Progress
+	if live {
+		// A pump reads the source packet by packet; the reader takes
+		// what has arrived, without waiting for a full batch.
+		pumped := make(chan pumpedPacket, readBatchSize)
+		var last pumpedPacket
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			defer close(pumped)
+			for {
+				p, err := src.Next()
+				done, total := src.Progress()
+				select {
+				case pumped <- pumpedPacket{p, err, done, total}:
+				case <-ctx.Done():
+					return
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+		take := func(wait bool) (pumpedPacket, bool) {
+			if wait {
+				x, ok := <-pumped
+				if !ok {
+					return pumpedPacket{err: context.Canceled}, true
+				}
+				return x, true
+			}
+			select {
+			case x, ok := <-pumped:
+				if !ok {
+					return pumpedPacket{err: context.Canceled}, true
+				}
+				return x, true
+			default:
+				return pumpedPacket{}, false
+			}
+		}
+		// The first packet of a batch is waited for; the rest only
+		// while they are there.
+		first := true
+		next = func() (tap.Packet, error) {
+			x, ok := take(first)
+			if !ok {
+				first = true
+				return tap.Packet{}, errBatchEnd
+			}
+			first = false
+			last = x
+			if x.err != nil {
+				first = true
+			}
+			return x.p, x.err
+		}
+		progress = func() (int64, int64) { first = true; return last.done, last.total }
+	}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		defer close(r.out)
-		r.read(ctx, src, pp)
+		r.read(ctx, next, progress, pp)
 	}()
 	return r
 }
 
+// pumpedPacket is one result of Source.Next, with the progress after it.
+type pumpedPacket struct {
+	p           tap.Packet
+	err         error
+	done, total int64
+}
+
+// errBatchEnd ends a batch early: no more packets are waiting (live).
+var errBatchEnd = errors.New("analyze: read-ahead: nothing waiting")
+
 // read is the read-ahead goroutine.
-func (r *readAhead) read(ctx context.Context, src tap.Source, pp pipeline.Preparser) {
+func (r *readAhead) read(ctx context.Context, next func() (tap.Packet, error), progress func() (int64, int64), pp pipeline.Preparser) {
 	for {
 		var b *batch
 		select {
@@ -102,14 +177,17 @@ func (r *readAhead) read(ctx context.Context, src tap.Source, pp pipeline.Prepar
 		}
 		b.pkts, b.err = b.pkts[:0], nil
 		for len(b.pkts) < readBatchSize {
-			p, err := src.Next()
+			p, err := next()
+			if errors.Is(err, errBatchEnd) {
+				break
+			}
 			if err != nil {
 				b.err = err
 				break
 			}
 			b.pkts = append(b.pkts, p)
 		}
-		b.done, b.total = src.Progress()
+		b.done, b.total = progress()
 		for i := range b.pkts {
 			pp.Parse(b.pkts[i], &b.pre[i])
 		}

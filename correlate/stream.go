@@ -901,8 +901,6 @@ type listenerSNI struct{ server, sni string }
 // servedTally counts the certificates one listener served for one SNI.
 type servedTally struct {
 	first *finding.Finding // the finding once two certificates were seen
-	start time.Time
-	conn  string
 	fps   []*tlsaudit.ServedCert
 }
 
@@ -926,11 +924,11 @@ func (s *Stream) inconsistent(conns []*tlsaudit.Conn) []*finding.Finding {
 			if len(s.served) >= maxGroups {
 				continue
 			}
-			t = &servedTally{start: c.FirstSeen, conn: c.ID}
+			t = &servedTally{}
 			s.served[k] = t
 			s.servedOrder = append(s.servedOrder, k)
 		}
-		t.fps = tlsaudit.CountServed(t.fps, leaf, c.ID, maxFingerprints)
+		t.fps = tlsaudit.CountServed(t.fps, leaf, c.ID, c.FirstSeen, maxFingerprints)
 		if !slices.Contains(touched, k) {
 			touched = append(touched, k)
 		}
@@ -941,7 +939,7 @@ func (s *Stream) inconsistent(conns []*tlsaudit.Conn) []*finding.Finding {
 		if len(t.fps) < 2 {
 			continue
 		}
-		f := tlsaudit.InconsistentFinding(k.server, k.sni, t.start, t.conn, t.fps)
+		f := tlsaudit.InconsistentFinding(k.server, k.sni, t.fps)
 		if t.first != nil {
 			f.ID = t.first.ID
 			*t.first = *f

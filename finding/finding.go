@@ -138,9 +138,17 @@ type Finding struct {
 // connection, time and the evidence that tells apart findings of one
 // rule about the same thing (REFER time, listener, certificate, name,
 // version, SNI, peer) — never its summary, never counters that grow.
+//
+// tls_cert_inconsistent is one finding per listener and SNI: its key
+// leaves out the connection and time, which name the earliest connection
+// seen so far and move when an earlier one ends later.
 func KeyOf(f *Finding) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s", f.Rule, f.CallID, f.Connection, f.SBC, f.Time.UTC().Format(time.RFC3339Nano))
+	conn, at := f.Connection, f.Time.UTC().Format(time.RFC3339Nano)
+	if f.Rule == TLSCertInconsistent {
+		conn, at = "", ""
+	}
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s", f.Rule, f.CallID, conn, f.SBC, at)
 	for _, k := range []string{"refer_time", "listener", "fingerprint_sha256", "name", "version", "sni", "peer", "target"} {
 		switch v := f.Evidence[k].(type) {
 		case nil:

@@ -78,13 +78,14 @@ func (c *correlator) observe(m *sip.Message) {
 	}
 }
 
-func (c *correlator) advance(now time.Time, explicit bool) {
+// advance moves the correlation's clock to the watermark (offline too:
+// a packet that is no record still moves capture time on) and takes the
+// decisions it allows.
+func (c *correlator) advance(now time.Time) {
 	if c.batch {
 		return
 	}
-	if explicit {
-		c.stream.Advance(now)
-	}
+	c.stream.Advance(now)
 	c.stream.Flush()
 }
 

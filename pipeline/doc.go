@@ -16,6 +16,7 @@
 //	eng.Message(msg)                 // a SIP message from an SBC log
 //	eng.Socket(sock)                 // a TLS socket from an SBC log
 //	eng.Advance(now)                 // live: move the watermark on a timer
+//	call, conn := eng.Pending()      // what has not left the engine yet
 //	stats, hints := eng.Close()      // end of input: every remaining decision
 //
 // Sink has three methods, called from the feeding goroutine:
@@ -36,6 +37,12 @@
 // Options.ReceiveClock so messages are dated by it, not by the
 // exporter). Dialog timeouts, the linger of ended calls and the rules'
 // windows are measured against it; nothing reads the wall clock.
+// Offline the watermark is acted on (trackers expired, decisions taken)
+// every 30 s of capture time and every 4096 packets, so a capture
+// arriving slowly on a pipe gets its findings as its time passes, not
+// when more packets come. Pending tells a caller what is still held
+// (the earliest call still tracked, the earliest TLS connection not yet
+// handed over), for state it keeps beside the engine's.
 //
 // # Correlation
 //

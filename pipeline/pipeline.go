@@ -140,6 +140,7 @@ type Engine struct {
 	pre       *Preparsed // the frame being decoded, parsed ahead (offline)
 	watermark time.Time
 	sinceExp  uint64
+	lastAdv   time.Time // watermark at the last advance
 	panicked  bool
 	closed    bool
 	st        Stats
@@ -155,6 +156,17 @@ var (
 // expireEvery is how many packets pass between watermark advances when
 // the input is read as fast as it goes.
 const expireEvery = 4096
+
+// advanceAfter is how far the clock (capture time offline) moves before
+// the watermark is advanced whatever the packet count: a slow stream
+// (a capture arriving on a pipe) gets its decisions as its time passes,
+// not only every expireEvery packets. Not every second: a correlation
+// round costs about the size of its windows, and on a busy capture
+// (6 000 calls up) rounds every second of capture time took twice the
+// CPU of the whole analysis; 30 s leaves busy inputs on the packet
+// count and delays a decision by at most 30 s of capture time after
+// its windows (156 s) passed.
+const advanceAfter = 30 * time.Second
 
 // New builds an engine from a validated configuration. The only error
 // is a trust store that does not load.
@@ -293,7 +305,7 @@ func (e *Engine) tick(t time.Time) {
 		e.watermark = t
 	}
 	e.sinceExp++
-	if e.sinceExp >= expireEvery {
+	if e.sinceExp >= expireEvery || e.watermark.Sub(e.lastAdv) >= advanceAfter {
 		e.advance()
 	}
 }
@@ -304,20 +316,20 @@ func (e *Engine) Advance(now time.Time) {
 	if now.After(e.watermark) {
 		e.watermark = now
 	}
-	e.sinceExp = 0
+	e.sinceExp, e.lastAdv = 0, e.watermark
 	e.guard(func() {
 		e.tracker.Expire(e.watermark)
 		e.takeConns()
-		e.corr.advance(e.watermark, true)
+		e.corr.advance(e.watermark)
 	})
 }
 
 func (e *Engine) advance() {
-	e.sinceExp = 0
+	e.sinceExp, e.lastAdv = 0, e.watermark
 	e.guard(func() {
 		e.tracker.Expire(e.watermark)
 		e.takeConns()
-		e.corr.advance(e.watermark, false)
+		e.corr.advance(e.watermark)
 	})
 }
 
@@ -355,6 +367,22 @@ func (e *Engine) Close() (Stats, []string) {
 		hints = e.corr.close()
 	})
 	return e.Stats(), hints
+}
+
+// Pending says what has not left the engine yet, for a caller that
+// holds things for calls and connections still to come (analyze
+// --keep-packets): the earliest start of a call still tracked and the
+// earliest first packet of a TLS connection not yet handed to the sink;
+// each is zero when there is none. A call or connection that starts
+// later than these is dated by a packet not yet fed.
+func (e *Engine) Pending() (call, conn time.Time) {
+	for _, c := range e.tracker.Open() {
+		if call.IsZero() || c.Start.Before(call) {
+			call = c.Start
+		}
+	}
+	conn, _ = e.tls.OldestOpen()
+	return call, conn
 }
 
 // Stats returns the counters so far.

@@ -19,12 +19,21 @@
 //     each; the verdicts, the fold and the CSV's rules per call need
 //     them) and the Call-IDs and connections findings name; never a row
 //     per call or TLS connection.
+//   - analyze --call (CallSpool): the one call asked for, with its
+//     messages; every TLS connection is written, as its ladder shows it,
+//     to a temporary file and only those on the call's ladder
+//     (RelatedConns) are read back at the end; the findings go through a
+//     Spool (for their report order and IDs) and only the call's are
+//     kept. Byte for byte the output of WriteLadderWidth and
+//     WriteCallJSON.
 //   - analyze --store: the output's spool plus a store sink that saves
-//     calls (with their SIP messages) and TLS connections in batches of
-//     2000 as they are decided, and the findings once at the end from
-//     the spool (held then, as for text).
-//   - Report (analyze --call, --keep-packets, audit, the tests): every
-//     record in memory.
+//     calls (with their SIP messages), TLS connections and, with
+//     --keep-packets, the frames behind them (analyze.PacketSink) in
+//     batches of 2000 records or 16 MiB of frames as they are decided,
+//     and the findings once at the end from the spool (held then, as for
+//     text).
+//   - Report (audit, the tests, small inputs through analyze.Files):
+//     every record in memory.
 package report
 
 import (

@@ -80,10 +80,75 @@ type ladderRow struct {
 // label and details wrapped under them) and the findings wrapped. A
 // width below 40 is taken as 40; 0 means one line per step, unlimited.
 func (r *Report) WriteLadderWidth(w io.Writer, callID string, width int) error {
-	call, err := r.call(callID)
+	l, err := r.ladder(callID)
 	if err != nil {
 		return err
 	}
+	return l.writeText(w, width)
+}
+
+// callLadder is what a call's ladder and its JSON detail show: the call
+// with its kept messages, the TLS connections RelatedConns puts on it
+// (sorted as the report sorts them) and the call's findings (report
+// order, report IDs). Report builds it from memory, CallSpool from a
+// streaming analysis.
+type callLadder struct {
+	call     *sip.Call
+	conns    []ladderConn
+	findings []*finding.Finding
+}
+
+// ladderConn is what a ladder shows of a TLS connection, and what picks
+// and sorts it.
+type ladderConn struct {
+	First  time.Time      `json:"t"`
+	ID     string         `json:"id"`
+	Client netip.AddrPort `json:"c"`
+	Server netip.AddrPort `json:"s"`
+	Extra  string         `json:"x"` // the ladder's details
+	View   TLSJSON        `json:"v"`
+}
+
+func ladderConnOf(c *tlsaudit.Conn) ladderConn {
+	cert := "no certificate seen"
+	if c.Check != nil {
+		cert = "served " + c.Check.Subject
+		if c.Check.SelfSigned {
+			cert += " (self-signed)"
+		} else if !c.Check.Trusted {
+			cert += " (untrusted)"
+		}
+	} else if c.CertEncrypted {
+		cert = "certificate encrypted (TLS 1.3)"
+	}
+	end := c.Outcome
+	if n := len(c.Alerts); n > 0 {
+		end += " " + c.Alerts[n-1].Name + " from " + c.Alerts[n-1].From
+	}
+	return ladderConn{First: c.FirstSeen, ID: c.ID, Client: c.Client, Server: c.Server, View: ConnView(c),
+		Extra: fmt.Sprintf("sni=%s; %s; %s after %.0f ms", dash(c.SNI), cert, end, float64(c.Duration.Microseconds())/1000)}
+}
+
+// ladder is the ladder of the report's call with this Call-ID.
+func (r *Report) ladder(callID string) (*callLadder, error) {
+	call, err := r.call(callID)
+	if err != nil {
+		return nil, err
+	}
+	l := &callLadder{call: call}
+	for _, c := range RelatedConns(call, r.Conns) {
+		l.conns = append(l.conns, ladderConnOf(c))
+	}
+	for _, f := range r.Findings {
+		if f.CallID == call.CallID {
+			l.findings = append(l.findings, f)
+		}
+	}
+	return l, nil
+}
+
+func (l *callLadder) writeText(w io.Writer, width int) error {
+	call := l.call
 	if width > 0 {
 		width = max(width, 40)
 	}
@@ -130,25 +195,9 @@ func (r *Report) WriteLadderWidth(w io.Writer, callID string, width int) error {
 		rows = append(rows, ladderRow{t: m.Time, src: m.Src.String(), arrow: "->", dst: m.Dst.String(),
 			via: via, label: m.Summary(), extra: strings.Join(extra, "; ")})
 	}
-	for _, c := range RelatedConns(call, r.Conns) {
-		cert := "no certificate seen"
-		if c.Check != nil {
-			cert = "served " + c.Check.Subject
-			if c.Check.SelfSigned {
-				cert += " (self-signed)"
-			} else if !c.Check.Trusted {
-				cert += " (untrusted)"
-			}
-		} else if c.CertEncrypted {
-			cert = "certificate encrypted (TLS 1.3)"
-		}
-		end := c.Outcome
-		if n := len(c.Alerts); n > 0 {
-			end += " " + c.Alerts[n-1].Name + " from " + c.Alerts[n-1].From
-		}
-		rows = append(rows, ladderRow{t: c.FirstSeen, src: c.Client.String(), arrow: "=>", dst: c.Server.String(),
-			via: "tls", label: "new TLS connection",
-			extra: fmt.Sprintf("sni=%s; %s; %s after %.0f ms", dash(c.SNI), cert, end, float64(c.Duration.Microseconds())/1000)})
+	for _, c := range l.conns {
+		rows = append(rows, ladderRow{t: c.First, src: c.Client.String(), arrow: "=>", dst: c.Server.String(),
+			via: "tls", label: "new TLS connection", extra: c.Extra})
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].t.Before(rows[j].t) })
 	for _, l := range rows {
@@ -168,15 +217,9 @@ func (r *Report) WriteLadderWidth(w io.Writer, callID string, width int) error {
 	if call.Truncated {
 		ew.printf("(ladder truncated: %d of %d messages kept)\n", len(call.Messages), call.MessageCount)
 	}
-	var fs []*finding.Finding
-	for _, f := range r.Findings {
-		if f.CallID == call.CallID {
-			fs = append(fs, f)
-		}
-	}
-	if len(fs) > 0 {
+	if len(l.findings) > 0 {
 		ew.printf("\nFindings:\n")
-		for _, f := range fs {
+		for _, f := range l.findings {
 			if width > 0 {
 				ew.printf("  %s %s %s\n", f.ID, strings.ToUpper(string(f.Severity)), f.Rule)
 				wrap(ew, f.Summary, "      ", "      ", width)
@@ -214,24 +257,25 @@ type LadderStep struct {
 
 // WriteCallJSON writes one call's detail as JSON.
 func (r *Report) WriteCallJSON(w io.Writer, callID string) error {
-	call, err := r.call(callID)
+	l, err := r.ladder(callID)
 	if err != nil {
 		return err
 	}
+	return l.writeJSON(w)
+}
+
+func (l *callLadder) writeJSON(w io.Writer) error {
+	call := l.call
 	d := CallDetail{Call: CallView(call), Messages: []LadderStep{}, TLS: []TLSJSON{}, Findings: []*finding.Finding{}}
 	for _, m := range call.Messages {
 		d.Messages = append(d.Messages, LadderStep{Time: finding.Time(m.Time), From: m.Src.String(), To: m.Dst.String(),
 			Transport: m.Transport, Origin: m.Origin, Label: m.Summary(), CSeq: fmt.Sprintf("%d %s", m.CSeq, m.CSeqMethod),
 			Reason: m.ReasonHdr, ReferTo: m.ReferTo, SipFrag: m.SipFrag})
 	}
-	for _, c := range RelatedConns(call, r.Conns) {
-		d.TLS = append(d.TLS, ConnView(c))
+	for _, c := range l.conns {
+		d.TLS = append(d.TLS, c.View)
 	}
-	for _, f := range r.Findings {
-		if f.CallID == callID {
-			d.Findings = append(d.Findings, f)
-		}
-	}
+	d.Findings = append(d.Findings, l.findings...)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(d)
@@ -244,33 +288,45 @@ func (r *Report) call(callID string) (*sip.Call, error) {
 			return c, nil
 		}
 	}
-	return nil, fmt.Errorf("no call with Call-ID %q in this capture", callID)
+	return nil, errNoCall(callID)
+}
+
+// errNoCall is the error of --call for a Call-ID the input lacks.
+func errNoCall(callID string) error {
+	return fmt.Errorf("no call with Call-ID %q in this capture", callID)
 }
 
 // RelatedConns returns the TLS connections that belong on a call's
 // ladder: those between the call's start and a little after its end that
 // involve the call's SBC side or its Microsoft peer.
 func RelatedConns(call *sip.Call, conns []*tlsaudit.Conn) []*tlsaudit.Conn {
-	end := call.End
-	if end.IsZero() {
-		end = call.Last
-	}
-	end = end.Add(5 * time.Second)
-	sbc := call.SBCSide.Addr()
+	end := ladderEnd(call)
 	var out []*tlsaudit.Conn
 	for _, c := range conns {
-		if c.FirstSeen.Before(call.Start) || c.FirstSeen.After(end) {
-			continue
-		}
-		if touches(c, sbc) || (call.MicrosoftAddr.IsValid() && touches(c, call.MicrosoftAddr)) {
+		if related(call, end, c.FirstSeen, c.Client.Addr(), c.Server.Addr()) {
 			out = append(out, c)
 		}
 	}
 	return out
 }
 
-func touches(c *tlsaudit.Conn, a netip.Addr) bool {
-	return a.IsValid() && (c.Client.Addr() == a || c.Server.Addr() == a)
+// related is RelatedConns' test for one connection (first seen at first,
+// between client and server); end is the call's end plus 5 s.
+func related(call *sip.Call, end, first time.Time, client, server netip.Addr) bool {
+	if first.Before(call.Start) || first.After(end) {
+		return false
+	}
+	touches := func(a netip.Addr) bool { return a.IsValid() && (client == a || server == a) }
+	return touches(call.SBCSide.Addr()) || (call.MicrosoftAddr.IsValid() && touches(call.MicrosoftAddr))
+}
+
+// ladderEnd is the end of the window RelatedConns looks in.
+func ladderEnd(call *sip.Call) time.Time {
+	end := call.End
+	if end.IsZero() {
+		end = call.Last
+	}
+	return end.Add(5 * time.Second)
 }
 
 func dash(s string) string {

@@ -351,26 +351,34 @@ func (h *fileHeap) Pop() any {
 type merger struct {
 	files    []*fileReader
 	h        fileHeap
+	last     *fileReader // at the top of h, its head handed out
 	total    int64
 	frame    uint64
 	warnings []string
 }
 
 func (m *merger) Next() (Packet, error) {
+	// The reader of the packet handed out last reads its next one only
+	// now: a stream's packet goes on as soon as it arrived, not when the
+	// one after it does.
+	if r := m.last; r != nil {
+		m.last = nil
+		r.advance()
+		if r.ok {
+			heap.Fix(&m.h, 0)
+		} else {
+			heap.Pop(&m.h)
+			if r.warning != "" {
+				m.warnings = append(m.warnings, r.warning)
+			}
+		}
+	}
 	if len(m.h) == 0 {
 		return Packet{}, io.EOF
 	}
 	r := m.h[0]
 	p := r.head
-	r.advance()
-	if r.ok {
-		heap.Fix(&m.h, 0)
-	} else {
-		heap.Pop(&m.h)
-		if r.warning != "" {
-			m.warnings = append(m.warnings, r.warning)
-		}
-	}
+	m.last = r
 	m.frame++
 	p.Frame = m.frame
 	return p, nil

@@ -76,7 +76,6 @@ func Findings(conns []*Conn, o FindingOptions) []*finding.Finding {
 	type listenerSNI struct{ server, sni string }
 	served := map[listenerSNI][]*ServedCert{}
 	var servedOrder []listenerSNI
-	servedFirst := map[listenerSNI]*Conn{}
 
 	for _, c := range conns {
 		if c.Failed() {
@@ -139,9 +138,8 @@ func Findings(conns []*Conn, o FindingOptions) []*finding.Finding {
 			list, seen := served[k]
 			if !seen {
 				servedOrder = append(servedOrder, k)
-				servedFirst[k] = c
 			}
-			served[k] = CountServed(list, leaf, c.ID, 0)
+			served[k] = CountServed(list, leaf, c.ID, c.FirstSeen, 0)
 		}
 	}
 	for _, k := range order {
@@ -152,8 +150,7 @@ func Findings(conns []*Conn, o FindingOptions) []*finding.Finding {
 		if len(list) < 2 {
 			continue
 		}
-		c := servedFirst[k]
-		out = append(out, InconsistentFinding(k.server, k.sni, c.FirstSeen, c.ID, list))
+		out = append(out, InconsistentFinding(k.server, k.sni, list))
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := out[i], out[j]
@@ -285,20 +282,28 @@ func msText(ms float64) string {
 }
 
 // ServedCert is a certificate a listener served for one SNI: how many
-// connections got it, and the first of them.
+// connections got it, and the first of them (the earliest by FirstSeen,
+// then ID, whatever order the connections were counted in).
 type ServedCert struct {
 	Fingerprint, Subject, Issuer, First string
+	FirstSeen                           time.Time
 	Count                               int
 }
 
-// CountServed adds a connection (conn) that was served leaf to list, the
-// certificates of one listener and SNI, and returns the list; a new
-// certificate past max distinct ones (0: no bound) is not added.
-func CountServed(list []*ServedCert, leaf *x509.Certificate, conn string, max int) []*ServedCert {
+// CountServed adds a connection (conn, first seen at) that was served
+// leaf to list, the certificates of one listener and SNI, and returns the
+// list; a new certificate past max distinct ones (0: no bound) is not
+// added. The result does not depend on the order connections are counted
+// in (streaming counts them as they end, in decision rounds; batch in
+// input order), but for which certificates past max are left out.
+func CountServed(list []*ServedCert, leaf *x509.Certificate, conn string, at time.Time, max int) []*ServedCert {
 	fp := certcheck.Fingerprint(leaf)
 	for _, e := range list {
 		if e.Fingerprint == fp {
 			e.Count++
+			if EarlierConn(at, conn, e.FirstSeen, e.First) {
+				e.First, e.FirstSeen = conn, at
+			}
 			return list
 		}
 	}
@@ -306,15 +311,44 @@ func CountServed(list []*ServedCert, leaf *x509.Certificate, conn string, max in
 		return list
 	}
 	return append(list, &ServedCert{Fingerprint: fp, Subject: leaf.Subject.String(),
-		Issuer: leaf.Issuer.String(), First: conn, Count: 1})
+		Issuer: leaf.Issuer.String(), First: conn, FirstSeen: at, Count: 1})
+}
+
+// EarlierConn says whether the connection (at, id) comes before (bt, bid):
+// the earlier FirstSeen, then the smaller ID. It makes "the first
+// connection" of a finding the same however the connections arrived.
+func EarlierConn(at time.Time, id string, bt time.Time, bid string) bool {
+	if !at.Equal(bt) {
+		return at.Before(bt)
+	}
+	return id < bid
 }
 
 // InconsistentFinding is tls_cert_inconsistent for a listener and SNI
-// that served the certificates in list (two or more), dated at and naming
-// conn: each certificate with its count, the most served first.
-func InconsistentFinding(listener, sni string, at time.Time, conn string, list []*ServedCert) *finding.Finding {
+// that served the certificates in list (two or more), dated by and naming
+// the earliest connection that was served any of them: each certificate
+// with its count, the most served first (ties: the one served first).
+func InconsistentFinding(listener, sni string, list []*ServedCert) *finding.Finding {
 	list = slices.Clone(list)
-	slices.SortStableFunc(list, func(x, y *ServedCert) int { return cmp.Compare(y.Count, x.Count) })
+	slices.SortStableFunc(list, func(x, y *ServedCert) int {
+		if c := cmp.Compare(y.Count, x.Count); c != 0 {
+			return c
+		}
+		if EarlierConn(x.FirstSeen, x.First, y.FirstSeen, y.First) {
+			return -1
+		}
+		if EarlierConn(y.FirstSeen, y.First, x.FirstSeen, x.First) {
+			return 1
+		}
+		return 0
+	})
+	var at time.Time
+	var conn string
+	for i, e := range list {
+		if i == 0 || EarlierConn(e.FirstSeen, e.First, at, conn) {
+			at, conn = e.FirstSeen, e.First
+		}
+	}
 	shown := sni
 	if shown == "" {
 		shown = "(no SNI)"

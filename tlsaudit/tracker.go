@@ -114,6 +114,24 @@ func (t *Tracker) Flush() {
 	}
 }
 
+// OldestOpen returns the earliest first packet of a connection not yet
+// taken (still tracked, or finalized and not yet returned by TakeConns);
+// ok is false when there is none.
+func (t *Tracker) OldestOpen() (first time.Time, ok bool) {
+	for _, c := range t.done {
+		if !ok || c.FirstSeen.Before(first) {
+			first, ok = c.FirstSeen, true
+		}
+	}
+	// Streams are listed in the order they started.
+	if f := t.live.Front(); f != nil {
+		if fs := f.Value.(*stream).info.FirstSeen; !ok || fs.Before(first) {
+			first, ok = fs, true
+		}
+	}
+	return first, ok
+}
+
 // Live returns the number of connections still being tracked.
 func (t *Tracker) Live() int { return t.live.Len() }
 

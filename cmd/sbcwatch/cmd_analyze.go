@@ -148,82 +148,39 @@ func cmdAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		// name ("standard input", the FIFO), not the copy's.
 		stderr = &renamingWriter{w: stderr, r: strings.NewReplacer(renames...)}
 	}
-	if !f.store && f.call == "" {
+	if !f.store {
 		// Nothing needs the records after the report: stream them.
 		return f.streamReport(ctx, paths, opt, view, nil, stdout, stderr)
 	}
-	if f.store && f.call == "" && !f.keep {
-		// The store takes the records as they are decided, in batches.
-		if f.sbcName == "" && len(cfg.SBCs) == 1 {
-			f.sbcName = cfg.SBCs[0].Name // file it under the one configured SBC
-		}
-		ss, code := openStoreSink(ctx, f.db, f.sbcName, strings.Join(paths, ","), stderr)
-		if code == exitInternal {
-			// The database is away: the report still comes, exit 3.
-			if rc := f.streamReport(ctx, paths, opt, view, nil, stdout, stderr); rc != exitOK {
-				return rc
-			}
-			return exitInternal
-		}
-		if code != exitOK {
-			return code
-		}
-		ss.retention = cfg.Serve.Retention
-		return f.streamReport(ctx, paths, opt, view, ss, stdout, stderr)
+	// The store takes the records as they are decided, in batches (with
+	// --keep-packets the frames behind each call go with it).
+	if f.sbcName == "" && len(cfg.SBCs) == 1 {
+		f.sbcName = cfg.SBCs[0].Name // file it under the one configured SBC
 	}
-	rep, err := analyze.Files(ctx, paths, opt)
-	if err != nil {
-		return analyzeFailed(ctx, err, opt, stderr)
-	}
-	if opt.Progress != nil {
-		fmt.Fprint(stderr, "\r\033[K")
-	}
-	for _, w := range rep.Warnings {
-		fmt.Fprintf(stderr, "sbcwatch analyze: warning: %s\n", w)
-	}
-	// A store that fails (exit 3) does not cost the report: it is still
-	// written below. A missing DSN is a usage error (exit 2).
-	stored := exitOK
-	if f.store {
-		if f.sbcName == "" && len(cfg.SBCs) == 1 {
-			f.sbcName = cfg.SBCs[0].Name // file it under the one configured SBC
+	ss, code := openStoreSink(ctx, f.db, f.sbcName, strings.Join(paths, ","), stderr)
+	if code == exitInternal {
+		// The database is away: the report still comes, exit 3.
+		opt.KeepPackets = nil
+		if rc := f.streamReport(ctx, paths, opt, view, nil, stdout, stderr); rc != exitOK {
+			return rc
 		}
-		if stored = storeReport(ctx, f.db, f.sbcName, strings.Join(paths, ","), rep, cfg.Serve.Retention, stderr); stored == exitUsage {
-			return stored
-		}
-	}
-	switch {
-	case f.call != "" && f.format == "json":
-		if err := rep.WriteCallJSON(stdout, f.call); err != nil {
-			fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", err)
-			return exitUsage
-		}
-	case f.call != "":
-		if err := rep.WriteLadderWidth(stdout, f.call, f.textWidth(stdout)); err != nil {
-			fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", err)
-			return exitUsage
-		}
-	case f.format == "json":
-		err = rep.WriteJSON(stdout)
-	case f.format == "csv":
-		err = rep.Filter(view).WriteCallsCSV(stdout)
-	default:
-		err = rep.Filter(view).WriteTextWidth(stdout, f.textWidth(stdout))
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "sbcwatch analyze: writing the report: %v\n", err)
 		return exitInternal
 	}
-	return stored
+	if code != exitOK {
+		return code
+	}
+	ss.retention = cfg.Serve.Retention
+	return f.streamReport(ctx, paths, opt, view, ss, stdout, stderr)
 }
 
 // streamReport runs the analysis with the records leaving as they are
 // decided: straight to stdout for ndjson, through a spool on disk for
-// json and text, so memory does not grow with the input.
+// json and text, so memory does not grow with the input. With --call,
+// a report.CallSpool keeps only that call and reads back the TLS
+// connections of its ladder at the end.
 //
-// With ss (--store without --call or --keep-packets) the records also go
-// to the store as they are decided; a store that fails is exit 3 and
-// still leaves the report.
+// With ss (--store) the records also go to the store as they are
+// decided; a store that fails is exit 3 and still leaves the report.
 func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt analyze.Options, view report.View, ss *storeSink, stdout, stderr io.Writer) int {
 	format := f.format
 	fail := func(err error) int {
@@ -237,7 +194,35 @@ func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt ana
 	var err error
 	var write func() error
 	var spool *report.Spool
-	if format == "ndjson" {
+	if f.call != "" {
+		cs, err := report.NewCallSpool("", f.call)
+		if err != nil {
+			return fail(err)
+		}
+		defer cs.Close()
+		spool = cs.Findings()
+		var sink pipeline.Sink = cs
+		if ss != nil {
+			sink = teeSink{cs, ss}
+		}
+		if sum, err = analyze.Stream(ctx, paths, opt, sink); err != nil {
+			return fail(err)
+		}
+		write = func() error {
+			var err error
+			if format == "json" {
+				err = cs.WriteCallJSON(stdout)
+			} else {
+				err = cs.WriteLadder(stdout, f.textWidth(stdout))
+			}
+			if err != nil {
+				// No such call (or the ladder could not be written): a
+				// usage error, as it always was.
+				return callError{err}
+			}
+			return nil
+		}
+	} else if format == "ndjson" {
 		nd := report.NewNDJSON(stdout)
 		if sum, err = analyze.Stream(ctx, paths, opt, nd); err != nil {
 			return fail(err)
@@ -280,16 +265,37 @@ func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt ana
 		stored = ss.finish(spool, sum.Stats, stderr)
 	}
 	if err := write(); err != nil {
+		var ce callError
+		if errors.As(err, &ce) {
+			fmt.Fprintf(stderr, "sbcwatch analyze: %v\n", ce.err)
+			return exitUsage
+		}
 		fmt.Fprintf(stderr, "sbcwatch analyze: writing the report: %v\n", err)
 		return exitInternal
 	}
 	return stored
 }
 
-// teeSink hands every record to each of its sinks in turn.
+// callError is an error of the --call output: exit 2 (usage), as for a
+// Call-ID the input lacks.
+type callError struct{ err error }
+
+func (e callError) Error() string { return e.err.Error() }
+func (e callError) Unwrap() error { return e.err }
+
+// teeSink hands every record to each of its sinks in turn, and kept
+// frames (--keep-packets) to those that take them.
 type teeSink []pipeline.Sink
 
-var _ pipeline.Sink = teeSink(nil)
+var _ analyze.PacketSink = teeSink(nil)
+
+func (t teeSink) Packets(ps []report.Packet) {
+	for _, s := range t {
+		if p, ok := s.(analyze.PacketSink); ok {
+			p.Packets(ps)
+		}
+	}
+}
 
 func (t teeSink) Call(c *sip.Call) {
 	for _, s := range t {

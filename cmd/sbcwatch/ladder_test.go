@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -47,5 +48,51 @@ func TestLadderFitsWidth(t *testing.T) {
 	steps := func(s string) int { return strings.Count(s, " -> ") + strings.Count(s, " => ") }
 	if steps(narrow) != steps(wide) || steps(wide) != 11 {
 		t.Errorf("steps: narrow %d, wide %d, want 11", steps(narrow), steps(wide))
+	}
+}
+
+// A Call-ID the capture lacks is one line and exit 2, text or JSON, with
+// or without --store (the analysis streams; the call is looked up at the
+// end).
+func TestCallNotFound(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		code, out, errOut := runCLI("analyze", "--config", labConfig, "--format", format, "--call", "no\"such@call", labPcap)
+		want := "sbcwatch analyze: no call with Call-ID \"no\\\"such@call\" in this capture\n"
+		if code != exitUsage || out != "" || errOut != want {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit %d and %q", format, code, out, errOut, exitUsage, want)
+		}
+	}
+}
+
+// --call goes with --store (and --keep-packets): the ladder is the one
+// printed without the store, and the store gets the whole analysis, the
+// frames behind the calls too.
+func TestCallWithStore(t *testing.T) {
+	const call = "752b01c65f7d53cc77ff@192.0.2.10"
+	code, want, errOut := runCLI("analyze", "--config", labConfig, "--call", call, labPcap)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	dsn := testDatabase(t)
+	code, got, errOut := runCLI("analyze", "--config", labConfig, "--store", "--keep-packets", "--db", dsn, "--call", call, labPcap)
+	if code != exitOK || got != want {
+		t.Fatalf("--call --store: exit %d, stderr %s\ngot\n%s\nwant\n%s", code, errOut, got, want)
+	}
+	if !strings.Contains(errOut, "stored under SBC") {
+		t.Fatalf("no store summary on stderr: %q", errOut)
+	}
+	st, err := storeOpen(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for table, least := range map[string]int{"calls": 2, "tls_connections": 2, "findings": 2, "packets": 20} {
+		var n int
+		if err := st.Pool().QueryRow(context.Background(), "select count(*) from "+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n < least {
+			t.Errorf("%s: %d rows stored, want at least %d", table, n, least)
+		}
 	}
 }

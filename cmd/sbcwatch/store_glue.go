@@ -8,47 +8,13 @@ import (
 	"os"
 	"time"
 
+	"github.com/sbcwatch/sbcwatch/analyze"
 	"github.com/sbcwatch/sbcwatch/finding"
-	"github.com/sbcwatch/sbcwatch/pipeline"
 	"github.com/sbcwatch/sbcwatch/report"
 	"github.com/sbcwatch/sbcwatch/sip"
 	"github.com/sbcwatch/sbcwatch/store"
 	"github.com/sbcwatch/sbcwatch/tlsaudit"
 )
-
-// storeReport writes an analysis to a migrated database, idempotently,
-// and says how long the store keeps it (retentionDays, 0 for the
-// default).
-func storeReport(ctx context.Context, dsnFlag, sbc, source string, r *report.Report, retentionDays int, stderr io.Writer) int {
-	dsn, err := storeDSN(dsnFlag, os.Getenv)
-	if err != nil {
-		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %v\n", err)
-		return exitUsage
-	}
-	if sbc == "" {
-		sbc = "default"
-	}
-	st, err := storeOpen(ctx, dsn)
-	if err != nil {
-		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
-		return exitInternal
-	}
-	defer st.Close()
-	if err := st.CheckSchema(ctx); err != nil {
-		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
-		if errors.Is(err, store.ErrNotMigrated) {
-			return exitUsage // the admin's step: sbcwatch migrate
-		}
-		return exitInternal
-	}
-	res, err := st.SaveReportResult(ctx, sbc, source, r)
-	if err != nil {
-		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(err))
-		return exitInternal
-	}
-	storedLines(stderr, sbc, res, retentionDays)
-	return exitOK
-}
 
 // storedLines says what a save stored and how long it is kept.
 func storedLines(stderr io.Writer, sbc string, res store.SaveResult, retentionDays int) {
@@ -65,25 +31,33 @@ func storedLines(stderr io.Writer, sbc string, res store.SaveResult, retentionDa
 // `analyze --store` writes at once.
 var storeBatch = 2000
 
+// storePacketBytes is how many bytes of kept frames (--keep-packets) a
+// batch holds at most before it is written.
+const storePacketBytes = 16 << 20
+
 // storeSink writes a streaming analysis to the store as the engine
-// decides it: calls (with their SIP messages) and TLS connections in
-// batches of storeBatch, each an idempotent save (the same capture stored
-// again adds nothing), so memory does not grow with the input. Findings
-// are saved once at the end, from the report's spool, with the report's
-// IDs and references (finish). A failed save stops the writing (exit 3)
-// but not the analysis or its report.
+// decides it: calls (with their SIP messages), TLS connections and, with
+// --keep-packets, the frames behind them (analyze.PacketSink) in batches
+// of storeBatch records or storePacketBytes of frames, each an
+// idempotent save (the same capture stored again adds nothing), so
+// memory does not grow with the input. Findings are saved once at the
+// end, from the report's spool, with the report's IDs and references
+// (finish). A failed save stops the writing (exit 3) but not the
+// analysis or its report.
 type storeSink struct {
 	ctx         context.Context
 	st          *store.Store
 	sbc, source string
 	calls       []*sip.Call
 	conns       []*tlsaudit.Conn
+	packets     []report.Packet
+	pbytes      int
 	total       store.SaveResult
 	err         error
 	retention   int // days, for the closing line (0: the default)
 }
 
-var _ pipeline.Sink = (*storeSink)(nil)
+var _ analyze.PacketSink = (*storeSink)(nil)
 
 // openStoreSink opens the database for a streaming --store; a code other
 // than exitOK is the exit status after its one-line error.
@@ -126,6 +100,17 @@ func (s *storeSink) TLSConn(c *tlsaudit.Conn) {
 	}
 }
 
+// Packets takes the frames kept behind a call or a connection it had.
+func (s *storeSink) Packets(ps []report.Packet) {
+	s.packets = append(s.packets, ps...)
+	for _, p := range ps {
+		s.pbytes += len(p.Data)
+	}
+	if s.pbytes >= storePacketBytes || len(s.calls)+len(s.conns)+len(s.packets) >= storeBatch {
+		s.flush()
+	}
+}
+
 // Finding is a no-op: findings are saved by finish, numbered as in the
 // report.
 func (s *storeSink) Finding(*finding.Finding) {}
@@ -152,10 +137,12 @@ func (s *storeSink) save(r *report.Report) {
 }
 
 func (s *storeSink) flush() {
-	if len(s.calls)+len(s.conns) > 0 {
-		s.save(report.Build(s.calls, s.conns, nil))
+	if len(s.calls)+len(s.conns)+len(s.packets) > 0 {
+		r := report.Build(s.calls, s.conns, nil)
+		r.Packets = s.packets
+		s.save(r)
 	}
-	s.calls, s.conns = nil, nil
+	s.calls, s.conns, s.packets, s.pbytes = nil, nil, nil, 0
 }
 
 // finish writes what is pending and the findings of sp, says what was

@@ -105,26 +105,72 @@ func TestAnalyzeStoreIdempotent(t *testing.T) {
 
 // TestAnalyzeStoreStreamsLikeOneSave: `analyze --store` writes calls and
 // connections in batches as the engine decides them and the findings at
-// the end. Forced into batches of 3 records, it stores the same calls,
-// messages, connections and findings, with the same references between
-// findings, as one save of the whole report.
+// the end; with --keep-packets the frames behind each call go with it.
+// Forced into batches of 3 records, it stores the same calls, messages,
+// connections, findings (with the same references between them) and
+// packets as one save of the whole report held in memory — on lab
+// captures and shared public ones, with and without --keep-packets.
 func TestAnalyzeStoreStreamsLikeOneSave(t *testing.T) {
 	old := storeBatch
 	storeBatch = 3
 	t.Cleanup(func() { storeBatch = old })
-	cfgPath := filepath.Join("..", "..", "testdata", "lab", "sbcwatch.yaml")
-	sample := filepath.Join("..", "..", "testdata", "lab", "busy_sbc.pcap")
+	lab := filepath.Join("..", "..", "testdata", "lab")
+	cfgPath := filepath.Join(lab, "sbcwatch.yaml")
+	shared := filepath.Join("..", "..", "..", "shared", "captures")
+	type input struct {
+		path, cfg string
+		keep      bool
+		cites     bool // some stored finding cites another
+	}
+	inputs := []input{
+		{filepath.Join(lab, "busy_sbc.pcap"), cfgPath, false, true},
+		{filepath.Join(lab, "busy_sbc.pcap"), cfgPath, true, true},
+		{filepath.Join(lab, "transfer_fails_default_cert.pcap"), cfgPath, true, true},
+		{filepath.Join(lab, "refer_not_followed.pcap"), cfgPath, true, false},
+	}
+	for _, name := range []string{"sip_ipv6.pcap", "FAX-Call-t38-CA-TDM-SIP-FB-1.pcap", "aaa.pcap", "sip_tcp_websocket.pcap"} {
+		matches, _ := filepath.Glob(filepath.Join(shared, "*", name))
+		if len(matches) == 0 {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("shared capture %s not found under %s", name, shared)
+			}
+			continue
+		}
+		inputs = append(inputs, input{matches[0], "", true, false})
+	}
+	for _, in := range inputs {
+		t.Run(fmt.Sprintf("%s keep=%v", filepath.Base(in.path), in.keep), func(t *testing.T) {
+			testStoreStreamsLikeOneSave(t, in.path, in.cfg, in.keep, in.cites)
+		})
+	}
+}
+
+func testStoreStreamsLikeOneSave(t *testing.T, sample, cfgPath string, keep, cites bool) {
 	streamed := testDatabase(t)
-	if code, _, errOut := runCLI("analyze", "--config", cfgPath, "--store", "--db", streamed, "--sbc", "lab", sample); code != exitOK {
+	args := []string{"analyze", "--store", "--db", streamed, "--sbc", "lab"}
+	if cfgPath != "" {
+		args = append(args, "--config", cfgPath)
+	}
+	if keep {
+		args = append(args, "--keep-packets")
+	}
+	if code, _, errOut := runCLI(append(args, sample)...); code != exitOK {
 		t.Fatalf("analyze --store: exit %d: %s", code, errOut)
 	}
 	whole := testDatabase(t)
 	ctx := context.Background()
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
+	cfg := config.Default()
+	if cfgPath != "" {
+		var err error
+		if cfg, err = config.Load(cfgPath); err != nil {
+			t.Fatal(err)
+		}
 	}
-	rep, err := analyze.Files(ctx, []string{sample}, analyze.Options{Config: cfg})
+	opt := analyze.Options{Config: cfg}
+	if keep {
+		opt.KeepPackets = &analyze.PacketLimits{}
+	}
+	rep, err := analyze.Files(ctx, []string{sample}, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +199,7 @@ func TestAnalyzeStoreStreamsLikeOneSave(t *testing.T) {
 			`select 'finding ' || f.local_id || ' ' || f.rule || ' ' || f.call_id || ' ' || f.connection || ' cites ' ||
 			   coalesce((select string_agg(g.local_id, ',' order by g.local_id) from findings g where g.id = any(f.cites)), '')
 			 from findings f`,
+			`select 'packet ' || time || ' ' || frame || ' ' || link_type || ' ' || call_id || ' ' || tls_id || ' ' || md5(data) from packets`,
 		} {
 			rows, err := conn.Query(ctx, q)
 			if err != nil {
@@ -168,13 +215,22 @@ func TestAnalyzeStoreStreamsLikeOneSave(t *testing.T) {
 		return out
 	}
 	a, b := dump(streamed), dump(whole)
-	cited := slices.ContainsFunc(a, func(r string) bool { return strings.HasPrefix(r, "finding ") && strings.Contains(r, " cites F") })
-	if !cited {
+	if cites && !slices.ContainsFunc(a, func(r string) bool { return strings.HasPrefix(r, "finding ") && strings.Contains(r, " cites F") }) {
 		t.Fatalf("no stored finding cites another: the test would not see broken references\n%s", strings.Join(a, "\n"))
+	}
+	packets := 0
+	for _, r := range a {
+		if strings.HasPrefix(r, "packet ") {
+			packets++
+		}
+	}
+	if keep && (packets == 0 || packets != len(rep.Packets)) {
+		t.Fatalf("%d packets stored, the report kept %d", packets, len(rep.Packets))
 	}
 	if len(a) == 0 || !slices.Equal(a, b) {
 		t.Fatalf("streamed store differs from one save:\nstreamed %d rows, one save %d rows\nfirst difference: %s", len(a), len(b), firstDiff(a, b))
 	}
+	t.Logf("%d rows, %d packets", len(a), packets)
 }
 
 func firstDiff(a, b []string) string {
