@@ -455,13 +455,50 @@ func (c *Config) IsMicrosoft(addr netip.Addr) bool {
 // IsMicrosoftHost reports whether a SIP host name is Microsoft's proxy.
 func (c *Config) IsMicrosoftHost(host string) bool {
 	c.parsed()
-	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	h := strings.TrimSuffix(host, ".")
+	if isASCII(h) {
+		// The same test without lowering a copy: it runs for several
+		// headers of every SIP message.
+		for _, s := range c.msSuffixes {
+			if len(h) >= len(s) && asciiLowerEq(h[len(h)-len(s):], s) {
+				return true
+			}
+			if t := strings.TrimPrefix(s, "."); len(h) == len(t) && asciiLowerEq(h, t) {
+				return true
+			}
+		}
+		return false
+	}
+	h = strings.ToLower(h)
 	for _, s := range c.msSuffixes {
 		if strings.HasSuffix(h, s) || h == strings.TrimPrefix(s, ".") {
 			return true
 		}
 	}
 	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// asciiLowerEq reports whether strings.ToLower(h) == s for an ASCII h.
+func asciiLowerEq(h, s string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // IsSBCAddr reports whether addr is one of the configured SBC addresses.

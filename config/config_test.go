@@ -82,3 +82,34 @@ trust: [ca.pem]
 		}
 	}
 }
+
+// TestIsMicrosoftHostASCIIPath: the byte-wise test for ASCII hosts
+// answers as lowering a copy does, for any case, trailing dot or
+// non-ASCII host.
+func TestIsMicrosoftHostASCIIPath(t *testing.T) {
+	c := Default()
+	c.MicrosoftHostSuffixes = append(c.MicrosoftHostSuffixes, ".Example.ORG", "exact.test")
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ref := func(host string) bool {
+		h := strings.ToLower(strings.TrimSuffix(host, "."))
+		for _, s := range c.msSuffixes {
+			if strings.HasSuffix(h, s) || h == strings.TrimPrefix(s, ".") {
+				return true
+			}
+		}
+		return false
+	}
+	hosts := []string{"sip.pstnhub.microsoft.com", "SIP.PSTNHUB.MICROSOFT.COM.", "pstnhub.microsoft.com",
+		"xpstnhub.microsoft.com", "microsoft.com", "a.example.org", "EXAMPLE.org", "example.org.", "exact.test",
+		"EXACT.TEST.", "notexact.test", "", ".", "sip.pstnhub.microsoft.com\u212a", "é.example.org", "\u212aexample.org"}
+	for _, s := range c.msSuffixes {
+		hosts = append(hosts, s, strings.ToUpper(s), "x"+s, s[1:])
+	}
+	for _, h := range hosts {
+		if got, want := c.IsMicrosoftHost(h), ref(h); got != want {
+			t.Errorf("IsMicrosoftHost(%q) = %v, lowering a copy says %v", h, got, want)
+		}
+	}
+}

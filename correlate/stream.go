@@ -2,6 +2,7 @@ package correlate
 
 import (
 	"cmp"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -87,14 +88,18 @@ type Stream struct {
 	maxConns      int
 	maxEvents     int
 
-	pending []*sip.Call      // handed over, not yet judged
-	decided []*sip.Call      // judged, kept as context
-	conns   []*tlsaudit.Conn // by FirstSeen
-	fresh   []*tlsaudit.Conn // not yet through the TLS checks
-	sockets []*syslog.Socket // not yet judged
-	invites []inviteSent
-	refers  []referAt
-	seenInv map[string]bool
+	pending []*sip.Call // handed over, not yet judged
+	// pendingAt is callTime of each pending call, in the same order: a
+	// round reads it instead of every call.
+	pendingAt []time.Time
+	decided   []*sip.Call      // judged, kept as context
+	conns     []*tlsaudit.Conn // by FirstSeen
+	fresh     []*tlsaudit.Conn // not yet through the TLS checks
+	sockets   []*syslog.Socket // not yet judged
+	invites   []inviteSent
+	refers    []referAt
+	seenInv   map[string]bool // by inviteKey
+	keyBuf    []byte
 	// openRefers is the first REFER seen in each call not yet judged:
 	// the INVITEs from then on stay, however long the call lasts, for
 	// refer_not_followed.
@@ -210,16 +215,38 @@ func (s *Stream) Observe(m *sip.Message) {
 	}
 }
 
+// inviteKey writes into the stream's buffer the key that identifies an
+// INVITE among the window's duplicates: what newAnalysis's key holds
+// (Call-ID, time with its location, source, Request-URI), in binary
+// instead of formatted. The map is read through string(key) without an
+// allocation; only a new key is copied.
+func (s *Stream) inviteKey(v inviteSent) []byte {
+	b := append(s.keyBuf[:0], v.callID...)
+	b = append(b, 0)
+	b = binary.AppendVarint(b, v.time.Unix())
+	b = binary.AppendUvarint(b, uint64(v.time.Nanosecond()))
+	b = append(b, v.time.Location().String()...)
+	b = append(b, 0)
+	b, _ = v.src.AppendBinary(b)
+	b = append(b, v.ruri...)
+	s.keyBuf = b
+	return b
+}
+
 func (s *Stream) addInvite(v inviteSent) {
-	k := v.callID + "\x00" + v.time.String() + "\x00" + v.src.String() + "\x00" + v.ruri
-	if v.ruri == "" || s.seenInv[k] {
+	if v.ruri == "" {
+		return
+	}
+	k := s.inviteKey(v)
+	if s.seenInv[string(k)] {
 		return
 	}
 	if len(s.invites) >= s.maxEvents {
 		s.dropInvite()
 		s.st.EvictedEvents++
+		k = s.inviteKey(v) // dropInvite wrote its own key into the buffer
 	}
-	s.seenInv[k] = true
+	s.seenInv[string(k)] = true
 	i := len(s.invites)
 	for i > 0 && cmp.Or(s.invites[i-1].time.Compare(v.time), cmp.Compare(s.invites[i-1].callID, v.callID)) > 0 {
 		i--
@@ -229,7 +256,7 @@ func (s *Stream) addInvite(v inviteSent) {
 
 func (s *Stream) dropInvite() {
 	v := s.invites[0]
-	delete(s.seenInv, v.callID+"\x00"+v.time.String()+"\x00"+v.src.String()+"\x00"+v.ruri)
+	delete(s.seenInv, string(s.inviteKey(v)))
 	s.invites = s.invites[1:]
 }
 
@@ -263,7 +290,7 @@ func (s *Stream) AddCall(c *sip.Call) {
 	if len(s.pending)+len(s.decided) >= s.maxCalls {
 		s.evictCall()
 	}
-	s.pending = append(s.pending, &cc)
+	s.addPending(&cc)
 	s.st.PeakCalls = max(s.st.PeakCalls, len(s.pending)+len(s.decided))
 	if s.o.ProvisionalAfter > 0 && cc.Kind == "invite" && cc.Microsoft && ended(&cc) {
 		i := len(s.provQ)
@@ -520,15 +547,16 @@ func (s *Stream) round(all bool) {
 	}
 
 	var ripe []*sip.Call
-	keep := s.pending[:0]
-	for _, c := range s.pending {
-		if all || callTime(c).Before(cut) {
+	keep, keepAt := s.pending[:0], s.pendingAt[:0]
+	for i, c := range s.pending {
+		if t := s.pendingAt[i]; all || t.Before(cut) {
 			ripe = append(ripe, c)
 		} else {
-			keep = append(keep, c)
+			keep, keepAt = append(keep, c), append(keepAt, t)
 		}
 	}
-	s.pending = keep
+	clear(s.pending[len(keep):])
+	s.pending, s.pendingAt = keep, keepAt
 	if len(ripe) > 0 || len(ripeSockets) > 0 {
 		s.decideWith(ripe, ripeSockets, all)
 	}
@@ -602,19 +630,32 @@ func (s *Stream) view() *analysis {
 
 // decide judges calls alone (a window full).
 func (s *Stream) decide(calls []*sip.Call, force bool) {
-	s.pending = slices.DeleteFunc(s.pending, func(c *sip.Call) bool { return slices.Contains(calls, c) })
+	keep, keepAt := s.pending[:0], s.pendingAt[:0]
+	for i, c := range s.pending {
+		if !slices.Contains(calls, c) {
+			keep, keepAt = append(keep, c), append(keepAt, s.pendingAt[i])
+		}
+	}
+	clear(s.pending[len(keep):])
+	s.pending, s.pendingAt = keep, keepAt
 	s.decideWith(calls, nil, force)
+}
+
+// addPending adds a call handed over to those not yet judged.
+func (s *Stream) addPending(c *sip.Call) {
+	s.pending = append(s.pending, c)
+	s.pendingAt = append(s.pendingAt, callTime(c))
 }
 
 // decideWith applies the call rules to ripe calls and tls_context_wrong
 // to ripe sockets, emits the findings and links them.
 func (s *Stream) decideWith(ripe []*sip.Call, sockets []*syslog.Socket, force bool) {
 	a := s.view()
+	// The rules only count over a.calls (callsUp): unlike the batch
+	// analysis, the window needs no order, and sorting it every round
+	// cost more than the rules.
 	a.calls = append(a.calls, ripe...)
 	a.open = s.o.Open
-	slices.SortStableFunc(a.calls, func(x, y *sip.Call) int {
-		return cmp.Or(x.Start.Compare(y.Start), cmp.Compare(x.CallID, y.CallID))
-	})
 	// refer_delivery_failed first: a group of candidates that still
 	// waits for a call not yet ripe holds its ripe members back.
 	isRipe := map[*sip.Call]bool{}
@@ -655,11 +696,12 @@ func (s *Stream) decideWith(ripe []*sip.Call, sockets []*syslog.Socket, force bo
 			delivered = append(delivered, a.ambiguous(g))
 		}
 	}
+	nDecided := len(s.decided)
 	var decidedNow []*sip.Call
 	for _, c := range ripe {
 		if held[c] {
 			s.st.Postponed++
-			s.pending = append(s.pending, c)
+			s.addPending(c)
 			continue
 		}
 		out = append(out, a.callRules(c)...)
@@ -677,7 +719,7 @@ func (s *Stream) decideWith(ripe []*sip.Call, sockets []*syslog.Socket, force bo
 		s.provQ = slices.DeleteFunc(s.provQ, func(c *sip.Call) bool { return judged[c] })
 		retracted = s.settle(decidedNow, delivered)
 	}
-	slices.SortStableFunc(s.decided, func(x, y *sip.Call) int { return callTime(x).Compare(callTime(y)) })
+	s.decided = mergeDecided(s.decided, nDecided)
 	out = append(out, delivered...)
 	var ctx []*finding.Finding
 	if len(sockets) > 0 {
@@ -704,6 +746,36 @@ func (s *Stream) decideWith(ripe []*sip.Call, sockets []*syslog.Socket, force bo
 	for _, f := range out {
 		s.emit(f)
 	}
+}
+
+// mergeDecided returns decided, whose first n calls are in callTime
+// order, with the calls after them merged in: what a stable sort of all
+// of them by callTime gives (on a tie the earlier one first), in linear
+// time instead of a sort of the whole window every round.
+func mergeDecided(decided []*sip.Call, n int) []*sip.Call {
+	added := decided[n:]
+	if len(added) == 0 {
+		return decided
+	}
+	cmpTime := func(x, y *sip.Call) int { return callTime(x).Compare(callTime(y)) }
+	slices.SortStableFunc(added, cmpTime)
+	if n == 0 || cmpTime(decided[n-1], added[0]) <= 0 {
+		return decided // already in order: the usual case
+	}
+	old, add := decided[:n], slices.Clone(added)
+	out := make([]*sip.Call, 0, cap(decided))
+	i, j := 0, 0
+	for i < len(old) && j < len(add) {
+		if cmpTime(add[j], old[i]) < 0 {
+			out = append(out, add[j])
+			j++
+		} else {
+			out = append(out, old[i])
+			i++
+		}
+	}
+	out = append(out, old[i:]...)
+	return append(out, add[j:]...)
 }
 
 // linkContext adds to an earlier refer_delivery_failed the

@@ -3,6 +3,7 @@ package correlate
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sbcwatch/sbcwatch/audiocodes/syslog"
+	"github.com/sbcwatch/sbcwatch/config"
 	"github.com/sbcwatch/sbcwatch/finding"
 	"github.com/sbcwatch/sbcwatch/sip"
 	"github.com/sbcwatch/sbcwatch/tlsaudit"
@@ -273,4 +275,50 @@ func diff(a, b []string) (onlyA, onlyB []string) {
 		}
 	}
 	return onlyA, onlyB
+}
+
+// TestStreamInviteWindowKeys: an INVITE seen again (same Call-ID, time,
+// source and Request-URI) is held once; one that differs in any of them
+// is held too; one evicted from a full window is forgotten, so it is
+// held again, and the INVITE that evicted it stays known.
+func TestStreamInviteWindowKeys(t *testing.T) {
+	cfg := config.Default()
+	cfg.Limits.MaxWindowEvents = 3
+	s := NewStream(StreamOptions{Config: cfg, Emit: func(*finding.Finding) {}})
+	t0 := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	src := netip.MustParseAddrPort("198.51.100.7:5060")
+	inv := func(id string, at time.Time, from netip.AddrPort, ruri string) *sip.Message {
+		return &sip.Message{IsRequest: true, Method: "INVITE", CallID: id, Time: at, Src: from,
+			Dst: netip.MustParseAddrPort("192.0.2.10:5060"), RequestURI: ruri}
+	}
+	held := func() []string {
+		var out []string
+		for _, v := range s.invites {
+			out = append(out, v.callID+"@"+v.time.Format("05.000")+"/"+v.src.String()+"/"+v.ruri)
+		}
+		return out
+	}
+	s.Observe(inv("a", t0, src, "sip:1@x"))
+	s.Observe(inv("a", t0, src, "sip:1@x"))                                                   // the same
+	s.Observe(inv("a", t0.In(time.FixedZone("X", 3600)), src, "sip:1@x"))                     // same instant, other zone
+	s.Observe(inv("a", t0, netip.MustParseAddrPort("[::ffff:198.51.100.7]:5060"), "sip:1@x")) // 4-in-6 source
+	if got := held(); len(got) != 3 {
+		t.Fatalf("held %v, want a, a in another zone, a from a 4-in-6 source", got)
+	}
+	s.Observe(inv("b", t0.Add(time.Millisecond), src, "sip:1@x")) // evicts the first
+	s.Observe(inv("b", t0.Add(time.Millisecond), src, "sip:1@x")) // known
+	if got := held(); len(got) != 3 || got[2] != "b@00.001/198.51.100.7:5060/sip:1@x" {
+		t.Fatalf("held %v after an eviction", got)
+	}
+	s.Observe(inv("a", t0, src, "sip:1@x")) // evicted, so new again
+	if got := held(); len(got) != 3 || !slices.Contains(got, "a@00.000/198.51.100.7:5060/sip:1@x") {
+		t.Fatalf("held %v: the evicted INVITE was not taken again", got)
+	}
+	if len(s.seenInv) != len(s.invites) {
+		t.Fatalf("%d keys for %d INVITEs held", len(s.seenInv), len(s.invites))
+	}
+	s.Observe(inv("c", t0, src, "")) // no Request-URI: not held
+	if len(s.invites) != 3 {
+		t.Fatalf("held %v", held())
+	}
 }

@@ -74,7 +74,10 @@
 // PacketPreparsed hands it with its frame. The engine takes it only when
 // its decoder delivers exactly those bytes with exactly that meta (a
 // fragment, a tunnel, HEP or ACDR are parsed as always), so the results
-// are the same as Packet's; Stats.Preparsed counts what was taken.
+// are the same as Packet's; Stats.Preparsed counts what was taken. A
+// pre-parsed message keeps its datagram inside the frame (tap.Source
+// hands each frame in a buffer of its own that nobody modifies) instead
+// of a copy, unless the frame is much bigger than the datagram.
 // `analyze` reads the captures in batches on a second goroutine and
 // pre-parses there (analyze.Options.Sequential turns it off).
 //

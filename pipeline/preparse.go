@@ -40,6 +40,9 @@ func (e *Engine) Preparser() Preparser { return Preparser{parser: e.parser} }
 // that decodes statelessly (no fragment, no tunnel) and carries a SIP
 // datagram, the parse of that datagram with the meta the engine builds;
 // otherwise nothing (the engine parses as usual). out is overwritten.
+// pkt.Data is handed over as tap.Source hands it (a fresh buffer that
+// nobody modifies): the message keeps its datagram without a copy
+// (sip.Parser.ParseDatagramOwned) unless the frame is much bigger.
 func (p Preparser) Parse(pkt tap.Packet, out *Preparsed) {
 	*out = Preparsed{}
 	src, dst, payload, ok := plainUDP(pkt.LinkType, pkt.Data)
@@ -50,9 +53,22 @@ func (p Preparser) Parse(pkt tap.Packet, out *Preparsed) {
 		Time: pkt.Info.Timestamp, Src: src, Dst: dst, Transport: tap.UDP,
 		Origin: tap.OriginWire, Frame: pkt.Frame,
 	})
-	msg, err := p.parser.ParseDatagram(mm, payload)
+	var msg *sip.Message
+	var err error
+	if cap(pkt.Data) <= len(payload)+maxFrameOverhead {
+		msg, err = p.parser.ParseDatagramOwned(mm, payload)
+	} else {
+		// Trailing bytes past the IP packet: a kept message would pin
+		// them, so it gets a copy of its own.
+		msg, err = p.parser.ParseDatagram(mm, payload)
+	}
 	*out = Preparsed{ok: true, meta: mm, payload: payload, msg: msg, err: err}
 }
+
+// maxFrameOverhead bounds the bytes of a frame around its SIP datagram
+// (link, VLAN, IP and UDP headers, padding) that a message may pin by
+// keeping its datagram without a copy.
+const maxFrameOverhead = 256
 
 // take returns the pre-parsed message for a datagram when it was parsed
 // from the very same bytes with the very same meta, and marks it used.

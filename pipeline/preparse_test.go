@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"net"
+	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -147,4 +149,47 @@ func TestPreparseTakenOnlyForTheSameBytes(t *testing.T) {
 			t.Fatal("a pre-parse with another meta was used")
 		}
 	})
+}
+
+// TestPreparseKeepsTheFrame: a pre-parsed message keeps its datagram
+// inside the frame it came from (no copy), unless the frame is much
+// bigger than the datagram; the message is the same either way.
+func TestPreparseKeepsTheFrame(t *testing.T) {
+	e, err := New(Options{Sink: &collect{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp := e.Preparser()
+	inside := func(raw, frame []byte) bool {
+		r, f := uintptr(unsafe.Pointer(unsafe.SliceData(raw))), uintptr(unsafe.Pointer(unsafe.SliceData(frame)))
+		return len(raw) > 0 && r >= f && r < f+uintptr(len(frame))
+	}
+	pkt := frame(t, layers.LinkTypeEthernet, false, false, false, 5060, 5060, sipPayload("keep-1"))
+	var pre Preparsed
+	pp.Parse(pkt, &pre)
+	if !pre.ok || pre.err != nil || pre.msg == nil {
+		t.Fatalf("not pre-parsed: %+v", pre)
+	}
+	if !inside(pre.msg.Raw, pkt.Data) {
+		t.Error("the message copied a frame it could keep")
+	}
+	ref, err := e.parser.ParseDatagram(pre.meta, pre.payload)
+	if err != nil || !reflect.DeepEqual(ref, pre.msg) {
+		t.Fatalf("kept-frame parse differs from ParseDatagram (%v)", err)
+	}
+
+	// The same frame in a buffer with a lot of room after it.
+	big := make([]byte, len(pkt.Data), len(pkt.Data)+64<<10)
+	copy(big, pkt.Data)
+	pkt.Data = big
+	pp.Parse(pkt, &pre)
+	if !pre.ok || pre.msg == nil {
+		t.Fatalf("not pre-parsed: %+v", pre)
+	}
+	if inside(pre.msg.Raw, big[:cap(big)]) {
+		t.Error("a message pins a frame buffer 64 KiB bigger than its datagram")
+	}
+	if !reflect.DeepEqual(ref.CallID, pre.msg.CallID) || string(ref.Raw) != string(pre.msg.Raw) {
+		t.Error("copied parse differs")
+	}
 }

@@ -2,6 +2,7 @@ package report
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"encoding/json"
@@ -27,15 +28,16 @@ import (
 // the earlier one. Memory is bounded by the run size, whatever the
 // input's length. It has the methods of pipeline.Sink.
 type Spool struct {
-	dir    string
-	kinds  [3]*spoolKind
-	seq    uint64
-	err    error
-	latest latestSeq       // finding ID -> seq of its latest version
-	refs   map[string]bool // IDs other findings refer to
-	run    int             // records per sorted run
-	fanIn  int             // runs of a kind before they are merged into one
-	merged int             // merged runs written (their names)
+	dir     string
+	kinds   [3]*spoolKind
+	seq     uint64
+	err     error
+	latest  latestSeq       // finding ID -> seq of its latest version
+	refs    map[string]bool // IDs other findings refer to
+	run     int             // records per sorted run
+	fanIn   int             // runs of a kind before they are merged into one
+	merged  int             // merged runs written (their names)
+	scratch []byte          // reused to encode a call view
 
 	// Counters for the summary line.
 	calls, answered, microsoft, conns, failed int
@@ -111,7 +113,13 @@ func (s *Spool) Call(c *sip.Call) {
 	if v.Microsoft {
 		s.microsoft++
 	}
-	s.add(kindCall, spoolRec{t: c.Start.UnixNano(), s1: c.CallID}, v)
+	r := spoolRec{t: c.Start.UnixNano(), s1: c.CallID}
+	if b, ok := appendCallJSON(s.scratch[:0], &v); ok {
+		s.scratch = b
+		s.addData(kindCall, r, bytes.Clone(b)) // one allocation of the exact size
+		return
+	}
+	s.add(kindCall, r, v)
 }
 
 // TLSConn takes a TLS connection that ended.
@@ -159,6 +167,14 @@ func (s *Spool) add(kind int, r spoolRec, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		s.err = fmt.Errorf("report: spool: %w", err)
+		return
+	}
+	s.addData(kind, r, b)
+}
+
+// addData adds a record whose JSON view is b.
+func (s *Spool) addData(kind int, r spoolRec, b []byte) {
+	if s.err != nil {
 		return
 	}
 	s.seq++
@@ -516,13 +532,21 @@ func renumberRefs(f *finding.Finding, ids map[string]string) {
 func (s *Spool) WriteJSON(w io.Writer, st Stats, hints, warnings []string) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	ew := &errWriter{w: bw}
+	var buf []byte
 	array := func(name string, last bool, walk func(func(v any) error) error) error {
 		ew.printf("  %q: ", name)
 		first := true
 		err := walk(func(v any) error {
-			b, err := json.MarshalIndent(v, "    ", "  ")
-			if err != nil {
-				return err
+			var b []byte
+			if raw, ok := v.(json.RawMessage); ok {
+				// A spooled view, already json.Marshal's output.
+				buf = appendIndented(buf[:0], raw, "    ", "  ")
+				b = buf
+			} else {
+				var err error
+				if b, err = json.MarshalIndent(v, "    ", "  "); err != nil {
+					return err
+				}
 			}
 			if first {
 				ew.printf("[\n    ")

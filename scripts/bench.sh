@@ -5,7 +5,8 @@
 #          tshark extracting the same facts (table "Results")
 #   sip    SIP-heavy capture of a busy SBC, 30 000 calls over UDP, 6 000
 #          up at once (gencap -up 6000 -hold 3m): sbcwatch analyze vs
-#          tshark (and heplify when it is on PATH); peak RSS also goes to
+#          tshark (and heplify when it is on PATH, see BENCHMARKS.md for
+#          how it is built); peak RSS also goes to
 #          the table "Memory on a busy SBC"
 #   big    the same with 300 000 calls: SIP messages/s end to end
 #   rtp    RTP-heavy capture (1 000 calls, 250 RTP packets each way)
@@ -109,12 +110,35 @@ sip_part() { # sip_part NAME CALLS: sbcwatch vs tshark (and heplify)
 	row "tshark, $calls calls ($msgs SIP messages)" "tshark -n -r F -Y sip -T fields -e sip.Call-ID -e sip.Method" ""
 	measure "sbcwatch $name" "$tmp/sbcwatch" analyze --format json "$f"
 	row "sbcwatch, same capture" "sbcwatch analyze --format json F" "$(ratio "$ts" "$wall")× tshark wall, $(ratio "$tc" "$cpu")× CPU; $(awk "BEGIN{printf \"%.0f\", $msgs / $wall}") SIP msg/s"
-	sbc_wall=$wall
+	sbc_wall=$wall sbc_cpu=$cpu
 	busy_row "$calls" "$f"
-	if command -v heplify >/dev/null; then
-		measure "heplify $name" heplify -t pcap -rf "$f" -rs -m SIP -hs 127.0.0.1:9
-		row "heplify (parse and forward only)" "heplify -t pcap -rf F -rs -m SIP" "sbcwatch $(ratio "$wall" "$sbc_wall")× heplify"
+	if command -v heplify >/dev/null && command -v python3 >/dev/null; then
+		heplify_row "$name" "$f"
+	elif command -v heplify >/dev/null; then
+		echo "bench: heplify skipped: its HEP sink needs python3" >&2
 	fi
+}
+
+# heplify_row NAME FILE: heplify (github.com/sipcapture/heplify, built as
+# BENCHMARKS.md says) reads FILE at full speed (-rs), parses each SIP
+# datagram and forwards it as HEP over UDP to a local socket that is
+# bound but never read (the kernel drops what overflows it, so no send
+# fails and nothing else spends CPU on it). With the default -lp 1 it
+# exits at the end of the file (-eof-exit says so too); timeout guards a
+# heplify that waits forever, as it does when it cannot open the file.
+heplify_row() {
+	local name=$1 f=$2 port sink
+	port=$((40000 + RANDOM % 20000))
+	python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+time.sleep(3600)' "$port" &
+	sink=$!
+	pids+=("$sink")
+	for _ in $(seq 50); do ss -Hlun "sport = :$port" 2>/dev/null | grep -q . && break || sleep 0.1; done
+	measure "heplify $name" timeout 600 heplify -t pcap -rf "$f" -rs -m SIP -eof-exit -hs "127.0.0.1:$port"
+	kill "$sink" 2>/dev/null || true
+	row "heplify $(heplify -version 2>/dev/null | awk 'NR==1{print $2}') (parse and forward only)" "heplify -t pcap -rf F -rs -m SIP -eof-exit -hs 127.0.0.1:PORT" "sbcwatch $(ratio "$wall" "$sbc_wall")× faster than heplify wall, $(ratio "$cpu" "$sbc_cpu")× CPU"
 }
 
 for part in $parts; do

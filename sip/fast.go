@@ -31,11 +31,20 @@ const maxFastVias = 8
 // fastParse parses b, a datagram with leading CRLFs trimmed and within the
 // size limit. ok is false when the reference path must decide.
 func (p *Parser) fastParse(meta MessageMeta, b []byte) (m *Message, ok bool) {
+	return p.fastParseBuf(meta, b, false)
+}
+
+// fastParseBuf is fastParse; owned says b is handed over (see
+// ParseDatagramOwned) and becomes Raw without a copy.
+func (p *Parser) fastParseBuf(meta MessageMeta, b []byte, owned bool) (m *Message, ok bool) {
 	end := bytes.Index(b, crlfcrlf)
 	if end < 0 {
 		return nil, false
 	}
-	raw := bytes.Clone(b)
+	raw := b
+	if !owned {
+		raw = bytes.Clone(b)
+	}
 	s := unsafe.String(&raw[0], len(raw))
 	head := s[:end+2] // every head line keeps its CRLF
 	bodyAt := end + 4
@@ -634,27 +643,9 @@ func fastURIUser(u string) string {
 // header value (as splitList does) and what follows it.
 func nextListElem(v string) (el, rest string) {
 	for v != "" {
-		inQuote, inAngle, escaped := false, false, false
-		end := len(v)
-	scan:
-		for i := 0; i < len(v); i++ {
-			c := v[i]
-			switch {
-			case escaped:
-				escaped = false
-			case inQuote && c == '\\':
-				escaped = true
-			case c == '"':
-				inQuote = !inQuote
-			case inQuote:
-			case c == '<':
-				inAngle = true
-			case c == '>':
-				inAngle = false
-			case c == ',' && !inAngle:
-				end = i
-				break scan
-			}
+		end := indexOutside(v, ',')
+		if end < 0 {
+			end = len(v)
 		}
 		el = strings.TrimSpace(v[:end])
 		if end < len(v) {

@@ -267,3 +267,39 @@ func TestTrackerMessagesOwned(t *testing.T) {
 		}
 	}
 }
+
+// oddLineEndsScan is oddLineEnds without its one-pass check of plain
+// CRLF heads: the head as splitHead cuts it, scanned line end by line
+// end.
+func oddLineEndsScan(b []byte) bool {
+	head, _, _ := splitHead(b)
+	for i := bytes.IndexAny(head, "\r\n"); i >= 0 && i < len(head); {
+		if head[i] == '\n' || i+1 == len(head) || head[i+1] != '\n' {
+			return true
+		}
+		j := bytes.IndexAny(head[i+2:], "\r\n")
+		if j < 0 {
+			break
+		}
+		i += 2 + j
+	}
+	return false
+}
+
+// FuzzOddLineEnds: the one-pass check answers as the scan does for any
+// datagram as ParseDatagram hands it over (leading line ends trimmed).
+func FuzzOddLineEnds(f *testing.F) {
+	fuzzSeeds(f, func(b []byte) { f.Add(b) })
+	for _, s := range trunkMessages() {
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{"A\r\n\r\n", "A\n\r\n\r\n", "A\r\r\n\r\n", "A\r\nB\rC\r\n\r\nx\n", "A\r\nB", "A\r\n", "A\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		b = bytes.TrimLeft(b, "\r\n")
+		if got, want := oddLineEnds(b), oddLineEndsScan(b); got != want {
+			t.Fatalf("oddLineEnds(%q) = %v, the scan says %v", b, got, want)
+		}
+	})
+}

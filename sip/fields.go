@@ -31,8 +31,22 @@ func splitParams(v string) []string { return splitOutside(v, ';') }
 // backslash escapes) and angle brackets, trimming each element.
 func splitOutside(v string, sep byte) []string {
 	var out []string
+	for {
+		i := indexOutside(v, sep)
+		if i < 0 {
+			return append(out, strings.TrimSpace(v))
+		}
+		out = append(out, strings.TrimSpace(v[:i]))
+		v = v[i+1:]
+	}
+}
+
+// indexOutside returns the index of the first sep in v outside double
+// quotes (with backslash escapes) and angle brackets, or -1: the scanner
+// of splitOutside and of the fast path's nextListElem. A scan may start
+// afresh after a sep it found: quotes and brackets are closed there.
+func indexOutside(v string, sep byte) int {
 	inQuote, inAngle, escaped := false, false, false
-	start := 0
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		switch {
@@ -48,11 +62,10 @@ func splitOutside(v string, sep byte) []string {
 		case c == '>':
 			inAngle = false
 		case c == sep && !inAngle:
-			out = append(out, strings.TrimSpace(v[start:i]))
-			start = i + 1
+			return i
 		}
 	}
-	return append(out, strings.TrimSpace(v[start:]))
+	return -1
 }
 
 // unquote removes surrounding double quotes and backslash escapes.

@@ -106,6 +106,19 @@ func NewParser(maxMessage int) *Parser {
 // CRLFs only returns ErrKeepAlive. Errors are wrapped; payload is not
 // retained.
 func (p *Parser) ParseDatagram(meta MessageMeta, payload []byte) (*Message, error) {
+	return p.parseDatagram(meta, payload, false)
+}
+
+// ParseDatagramOwned is ParseDatagram for a payload that is handed over:
+// the Message may keep it as Raw (every string field then points into
+// it) instead of a copy, so the caller must never modify it afterwards —
+// as a frame freshly read from a capture file (tap.Source) is never
+// modified. It saves a copy and an allocation per message.
+func (p *Parser) ParseDatagramOwned(meta MessageMeta, payload []byte) (*Message, error) {
+	return p.parseDatagram(meta, payload, true)
+}
+
+func (p *Parser) parseDatagram(meta MessageMeta, payload []byte, owned bool) (*Message, error) {
 	b := bytes.TrimLeft(payload, "\r\n")
 	if len(b) == 0 {
 		return nil, ErrKeepAlive
@@ -123,7 +136,7 @@ func (p *Parser) ParseDatagram(meta MessageMeta, payload []byte) (*Message, erro
 				return m, nil
 			}
 		}
-	} else if m, ok := p.fastParse(meta, b); ok {
+	} else if m, ok := p.fastParseBuf(meta, b, owned); ok {
 		return m, nil // see fast.go: equal to the path below, proven by FuzzFastParse
 	}
 	m, err := p.parseOne(meta, b, b)

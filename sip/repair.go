@@ -151,6 +151,12 @@ func headLines(head []byte) (lines []string, lf, cr bool) {
 // oddLineEnds reports whether the head of b ends any line otherwise
 // than with CRLF.
 func oddLineEnds(b []byte) bool {
+	if end := bytes.Index(b, crlfcrlf); end > 0 && crlfOnly(b[:end+2]) {
+		// The usual datagram: every line of the head ends in CRLF up to
+		// the first empty line, which is then where splitHead ends it
+		// (b does not start with a line end, ParseDatagram trimmed them).
+		return false
+	}
 	head, _, _ := splitHead(b)
 	for i := bytes.IndexAny(head, "\r\n"); i >= 0 && i < len(head); {
 		if head[i] == '\n' || i+1 == len(head) || head[i+1] != '\n' {
@@ -163,6 +169,25 @@ func oddLineEnds(b []byte) bool {
 		i += 2 + j
 	}
 	return false
+}
+
+// crlfOnly reports whether every CR and LF in h is part of a CRLF: each
+// LF follows a CR and there are as many CRs as LFs.
+func crlfOnly(h []byte) bool {
+	lfs := 0
+	for i := 0; ; {
+		j := bytes.IndexByte(h[i:], '\n')
+		if j < 0 {
+			break
+		}
+		i += j
+		if i == 0 || h[i-1] != '\r' {
+			return false
+		}
+		lfs++
+		i++
+	}
+	return bytes.Count(h, []byte{'\r'}) == lfs
 }
 
 func isCallIDLine(l string) bool {

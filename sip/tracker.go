@@ -665,8 +665,11 @@ func quickHost(s string) string {
 	default:
 		return ""
 	}
-	if i := strings.IndexAny(s, ";?>"); i >= 0 {
-		s = s[:i]
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == ';' || c == '?' || c == '>' {
+			s = s[:i]
+			break
+		}
 	}
 	if i := strings.LastIndexByte(s, '@'); i >= 0 {
 		s = s[i+1:]
@@ -685,14 +688,25 @@ func quickHost(s string) string {
 
 // viaHost returns the sent-by host of a Via value "SIP/2.0/TLS host:port;…".
 func viaHost(v string) string {
+	// Byte loops: strings.IndexAny and TrimLeft build a set per call,
+	// and this runs for every Via of every message.
 	v = strings.TrimSpace(v)
-	i := strings.IndexAny(v, " \t")
-	if i < 0 {
+	i := 0
+	for i < len(v) && v[i] != ' ' && v[i] != '\t' {
+		i++
+	}
+	if i == len(v) {
 		return ""
 	}
-	h := strings.TrimLeft(v[i:], " \t")
-	if j := strings.IndexAny(h, "; \t"); j >= 0 {
-		h = h[:j]
+	for i < len(v) && (v[i] == ' ' || v[i] == '\t') {
+		i++
+	}
+	h := v[i:]
+	for j := 0; j < len(h); j++ {
+		if c := h[j]; c == ';' || c == ' ' || c == '\t' {
+			h = h[:j]
+			break
+		}
 	}
 	if strings.HasPrefix(h, "[") {
 		if j := strings.IndexByte(h, ']'); j >= 0 {

@@ -19,6 +19,8 @@ import (
 
 // Packet is one captured frame.
 type Packet struct {
+	// Data is the frame as captured: a buffer of its own, which the
+	// source never reuses or modifies (holders may keep parts of it).
 	Data     []byte
 	Info     gopacket.CaptureInfo
 	LinkType layers.LinkType
