@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -86,7 +88,7 @@ const storePacketBytes = 8 << 20
 // next); the analysis waits when every writer is busy, so at most
 // storeWriters+1 batches are held. Findings are saved once at the end,
 // after the batches, from the report's spool, with the report's IDs and
-// references (finish). A failed save stops the writing (exit 3) but not
+// references, in batches of storeBatch too (finish, saveFindings). A failed save stops the writing (exit 3) but not
 // the analysis or its report.
 type storeSink struct {
 	ctx         context.Context
@@ -249,15 +251,87 @@ func (s *storeSink) finish(sp *report.Spool, st report.Stats, stderr io.Writer) 
 	defer s.st.Close()
 	s.flush()
 	s.stop()
-	var fs []*finding.Finding
-	if err := sp.Findings(func(f *finding.Finding) error { fs = append(fs, f); return nil }); err != nil && s.err == nil {
+	if err := s.saveFindings(sp, st); err != nil && s.err == nil { // the writers are done: no lock needed
 		s.err = err
 	}
-	s.save(&report.Report{Findings: fs, Stats: st}) // the writers are done: no lock needed below
 	if s.err != nil {
 		fmt.Fprintf(stderr, "sbcwatch analyze: --store: %s\n", storeLine(s.err))
 		return exitInternal
 	}
 	storedLines(stderr, s.sbc, s.total, s.retention)
 	return exitOK
+}
+
+// findingRefs are the evidence fields that name another finding by its
+// ID, as Cites do.
+var findingRefs = [...]string{"explained_by", "possibly_explained_by"}
+
+// saveFindings saves the findings of sp in report order, in batches of
+// storeBatch, the last one with the run's stats. A finding may cite one
+// in another batch (the root cause comes first in the report, the
+// handshake failures it rests on later), so the references are first
+// rewritten to the store's ids: one pass over the spool finds the IDs
+// that are cited, a second computes the store ids of those, the third
+// saves. Memory grows with the findings that are cited, not with all of
+// them.
+func (s *storeSink) saveFindings(sp *report.Spool, st report.Stats) error {
+	cited := map[string]string{}
+	err := sp.Findings(func(f *finding.Finding) error {
+		for _, c := range f.Cites {
+			cited[c] = ""
+		}
+		for _, k := range findingRefs {
+			if v, ok := f.Evidence[k].(string); ok {
+				cited[v] = ""
+			}
+		}
+		return nil
+	})
+	if err == nil && len(cited) > 0 {
+		err = sp.Findings(func(f *finding.Finding) error {
+			if _, ok := cited[f.ID]; ok {
+				cited[f.ID] = store.StoredFindingID(s.sbc, f)
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return err
+	}
+	var fs []*finding.Finding
+	err = sp.Findings(func(f *finding.Finding) error {
+		fs = append(fs, storeRefs(f, cited))
+		if len(fs) >= storeBatch {
+			s.save(&report.Report{Findings: fs})
+			fs = nil
+		}
+		return nil
+	})
+	s.save(&report.Report{Findings: fs, Stats: st})
+	return err
+}
+
+// storeRefs returns f with its references to other findings rewritten
+// to their store ids (ids; a reference not there stays as it is).
+func storeRefs(f *finding.Finding, ids map[string]string) *finding.Finding {
+	if len(ids) == 0 {
+		return f
+	}
+	g := *f
+	g.Cites = slices.Clone(f.Cites)
+	for i, c := range g.Cites {
+		if id := ids[c]; id != "" {
+			g.Cites[i] = id
+		}
+	}
+	cloned := false
+	for _, k := range findingRefs {
+		if v, ok := f.Evidence[k].(string); ok && ids[v] != "" {
+			if !cloned {
+				g.Evidence, cloned = maps.Clone(f.Evidence), true
+			}
+			g.Evidence[k] = ids[v]
+		}
+	}
+	return &g
 }
