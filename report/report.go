@@ -29,9 +29,10 @@
 //   - analyze --store: the output's spool plus a store sink that saves
 //     calls (with their SIP messages), TLS connections and, with
 //     --keep-packets, the frames behind them (analyze.PacketSink) in
-//     batches of 2000 records or 16 MiB of frames as they are decided,
-//     and the findings once at the end from the spool (held then, as for
-//     text).
+//     batches of 1000 records or 8 MiB of frames as they are decided,
+//     and the findings at the end, read back from the spool in report
+//     order and saved in batches too (only the IDs of cited findings are
+//     held, to rewrite references across batches).
 //   - Report (audit, the tests, small inputs through analyze.Files):
 //     every record in memory.
 package report

@@ -86,10 +86,11 @@ const storePacketBytes = 8 << 20
 // run on storeWriters writer goroutines while the analysis goes on (the
 // database works on one batch per writer while the engine fills the
 // next); the analysis waits when every writer is busy, so at most
-// storeWriters+1 batches are held. Findings are saved once at the end,
-// after the batches, from the report's spool, with the report's IDs and
-// references, in batches of storeBatch too (finish, saveFindings). A failed save stops the writing (exit 3) but not
-// the analysis or its report.
+// storeWriters+1 batches are held. Findings are saved at the end, after
+// the batches, from the report's spool, with the report's IDs and
+// references, in batches of storeBatch too (finish, saveFindings). A
+// failed save stops the writing (exit 3) but not the analysis or its
+// report.
 type storeSink struct {
 	ctx         context.Context
 	st          *store.Store
