@@ -2,6 +2,7 @@ package alert
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -331,5 +332,55 @@ func TestLedgerRetraction(t *testing.T) {
 	}
 	if d, _ := n2.Duplicates(); d != 1 {
 		t.Fatalf("duplicates %d, want the retraction found recorded", d)
+	}
+}
+
+// TestLedgerOutboxRefusalIsNotRemembered: a finding the outbox refused
+// (full while the ledger is down) is not marked as handed over: the next
+// Notify of its key (an update) records it and it is delivered.
+func TestLedgerOutboxRefusalIsNotRemembered(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got[r.Header.Get("X-Sbcwatch-Delivery")]++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	count := func(k string) int { mu.Lock(); defer mu.Unlock(); return got[k] }
+	f := finding.New(finding.ReferDeliveryFailed, finding.Critical, time.Now(), "x")
+	rec, err := json.Marshal(outRec{Op: "new", Key: "k1", Receivers: []string{"soc"}, Finding: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Room for one record (and its 8-byte frame), not two.
+	box, err := spool.Open(t.TempDir(), int64(len(rec)+8)*3/2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	led := newMemLedger()
+	led.down.Store(true)
+	n := New([]Webhook{{Name: "soc", Kind: KindJSON, URL: srv.URL, Secret: "k"}},
+		Options{Ledger: led, Outbox: box, ClaimEvery: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = n.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; box.Close() }()
+	n.Notify("k1", f)
+	n.Notify("k2", f) // refused: the outbox is full
+	if _, drops := n.Duplicates(); drops != 1 {
+		t.Fatalf("outbox drops %d, want 1", drops)
+	}
+	led.down.Store(false)
+	for deadline := time.Now().Add(5 * time.Second); count("k1") != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("k1 not delivered: %v", got)
+		}
+	}
+	n.Notify("k2", f) // the update after the outage
+	for deadline := time.Now().Add(5 * time.Second); count("k2") != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("k2, refused by the full outbox once, never delivered: %v, ledger %v", got, led.states())
+		}
 	}
 }
