@@ -268,6 +268,10 @@ func (n *Notifier) drain(ctx context.Context) error {
 			}
 			switch r.Op {
 			case "new":
+				if r.Finding == nil {
+					n.o.Logger.Error("alert: outbox record without its finding skipped", "key", r.Key)
+					continue
+				}
 				for _, rc := range r.Receivers {
 					news = append(news, Delivery{Receiver: rc, Key: r.Key, Finding: r.Finding, After: r.After})
 				}

@@ -384,3 +384,61 @@ func TestLedgerOutboxRefusalIsNotRemembered(t *testing.T) {
 		}
 	}
 }
+
+// TestLedgerOutboxRecordWithoutFinding: an outbox record that decodes
+// but has no finding (damaged on disk) is skipped with an error line,
+// never handed to the ledger (whose Record reads the finding's rule);
+// the records around it go on.
+func TestLedgerOutboxRecordWithoutFinding(t *testing.T) {
+	var delivered atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { delivered.Add(1) }))
+	defer srv.Close()
+	dir := t.TempDir()
+	box, err := spool.Open(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Close()
+	if err := box.Append([]byte(`{"op":"new","key":"bad","receivers":["soc"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	f := finding.New(finding.ReferDeliveryFailed, finding.Critical, time.Now(), "x")
+	good, err := json.Marshal(outRec{Op: "new", Key: "good", Receivers: []string{"soc"}, Finding: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := box.Append(good); err != nil {
+		t.Fatal(err)
+	}
+	led := &nilCheckLedger{memLedger: newMemLedger(), t: t}
+	n := New([]Webhook{{Name: "soc", Kind: KindJSON, URL: srv.URL, Secret: "k"}},
+		Options{Ledger: led, Outbox: box, ClaimEvery: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = n.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(5 * time.Second); led.states()["delivered"] != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the good record not delivered: ledger %v", led.states())
+		}
+	}
+	if st := led.states(); len(st) != 1 || delivered.Load() != 1 {
+		t.Fatalf("ledger %v, deliveries %d; want only the good record", st, delivered.Load())
+	}
+}
+
+// nilCheckLedger fails the test when a delivery without its finding is
+// recorded.
+type nilCheckLedger struct {
+	*memLedger
+	t *testing.T
+}
+
+func (l *nilCheckLedger) Record(ctx context.Context, ds []Delivery) (int, error) {
+	for _, d := range ds {
+		if d.Finding == nil {
+			l.t.Errorf("Record got %q without its finding", d.Key)
+		}
+	}
+	return l.memLedger.Record(ctx, ds)
+}
