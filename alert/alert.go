@@ -9,7 +9,8 @@
 // (Retract); a failed delivery is retried with exponential backoff (1 s doubling up
 // to 5 min, 8 attempts) unless the receiver refused it for good (a 4xx
 // other than 408 and 429). The queue per webhook is bounded: when it is
-// full, the finding is dropped and counted, and the caller never waits.
+// full, the finding is dropped and counted (queued again by the next
+// Notify of its key), and the caller never waits.
 //
 // # Signature (json webhooks)
 //
@@ -267,10 +268,16 @@ func (n *Notifier) Notify(key string, f *finding.Finding) {
 	}
 }
 
+// enqueue queues d for h, or drops and counts it when the queue is full;
+// a dropped key is forgotten, so that a later update of the finding is
+// queued again.
 func (n *Notifier) enqueue(h *hook, d delivery) {
 	select {
 	case h.queue <- d:
 	default:
+		h.mu.Lock()
+		delete(h.sent, cmp.Or(d.id, d.key))
+		h.mu.Unlock()
 		h.dropped.Add(1)
 		n.o.Logger.Warn("alert: queue full, finding not sent", "webhook", h.name, "rule", d.f.Rule)
 	}

@@ -191,3 +191,45 @@ func TestRetractFollowsUpOnlyWhatWasSent(t *testing.T) {
 		t.Errorf("teams cards %q", cards)
 	}
 }
+
+// TestDroppedFindingIsQueuedAgain: a finding dropped because the queue
+// was full is not remembered as sent: the next Notify of its key (an
+// update) queues it, and it is delivered once.
+func TestDroppedFindingIsQueuedAgain(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got[r.Header.Get("X-Sbcwatch-Delivery")]++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	count := func(k string) int { mu.Lock(); defer mu.Unlock(); return got[k] }
+	n := New([]Webhook{{Name: "soc", Kind: KindJSON, URL: srv.URL, Secret: "k"}}, Options{QueueSize: 1})
+	f := finding.New(finding.ReferDeliveryFailed, finding.Critical, time.Now(), "x")
+	n.Notify("k1", f) // queued (nothing delivers yet)
+	n.Notify("k2", f) // the queue is full: dropped
+	if st := n.Stats()["soc"]; st.Dropped != 1 {
+		t.Fatalf("stats %+v, want one dropped", st)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = n.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(5 * time.Second); count("k1") != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("k1 not delivered: %v", got)
+		}
+	}
+	n.Notify("k2", f)
+	n.Notify("k2", f) // queued already: nothing more
+	for deadline := time.Now().Add(5 * time.Second); count("k2") != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("k2, dropped once, never queued again: %v", got)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if count("k1") != 1 || count("k2") != 1 {
+		t.Fatalf("deliveries %v", got)
+	}
+}

@@ -62,21 +62,15 @@ type outRec struct {
 // see its key in this process yet (a cheap first filter: the ledger is
 // the one that decides).
 func (n *Notifier) record(key string, f *finding.Finding, hooks []*hook) {
-	n.seenMu.Lock()
-	if n.seen[key] {
-		n.seenMu.Unlock()
+	if !n.mark(key) {
 		return
 	}
-	if len(n.seen) >= maxKeys {
-		clear(n.seen)
-	}
-	n.seen[key] = true
-	n.seenMu.Unlock()
 	r := outRec{Op: "new", Key: key, Finding: f}
 	for _, h := range hooks {
 		r.Receivers = append(r.Receivers, h.name)
 	}
 	if err := n.append(r); err != nil {
+		n.forget(key) // not handed over: a later update of it tries again
 		for _, h := range hooks {
 			h.dropped.Add(1)
 		}
@@ -91,22 +85,43 @@ func (n *Notifier) record(key string, f *finding.Finding, hooks []*hook) {
 // delivery of key.
 func (n *Notifier) recordRetraction(key string, f *finding.Finding, hooks []*hook) {
 	id := key + retractedSuffix
-	n.seenMu.Lock()
-	if n.seen[id] {
-		n.seenMu.Unlock()
+	if !n.mark(id) {
 		return
 	}
-	n.seen[id] = true
-	n.seenMu.Unlock()
 	r := outRec{Op: "new", Key: id, After: key, Finding: f}
 	for _, h := range hooks {
 		r.Receivers = append(r.Receivers, h.name)
 	}
 	if err := n.append(r); err != nil {
+		n.forget(id)
 		n.o.Logger.Error("alert: retraction not recorded for delivery: the outbox refused it", "rule", f.Rule, "key", key, "err", err)
 		return
 	}
 	n.wake()
+}
+
+// mark notes key as handed to the outbox; false when it already was.
+// The keys are bounded (maxKeys): past it they are forgotten, and the
+// ledger alone tells a key seen before.
+func (n *Notifier) mark(key string) bool {
+	n.seenMu.Lock()
+	defer n.seenMu.Unlock()
+	if n.seen[key] {
+		return false
+	}
+	if len(n.seen) >= maxKeys {
+		clear(n.seen)
+	}
+	n.seen[key] = true
+	return true
+}
+
+// forget drops key from the keys handed to the outbox (the outbox
+// refused it).
+func (n *Notifier) forget(key string) {
+	n.seenMu.Lock()
+	delete(n.seen, key)
+	n.seenMu.Unlock()
 }
 
 func (n *Notifier) append(r outRec) error {
@@ -253,6 +268,10 @@ func (n *Notifier) drain(ctx context.Context) error {
 			}
 			switch r.Op {
 			case "new":
+				if r.Finding == nil {
+					n.o.Logger.Error("alert: outbox record without its finding skipped", "key", r.Key)
+					continue
+				}
 				for _, rc := range r.Receivers {
 					news = append(news, Delivery{Receiver: rc, Key: r.Key, Finding: r.Finding, After: r.After})
 				}

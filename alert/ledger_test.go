@@ -2,6 +2,7 @@ package alert
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -332,4 +333,112 @@ func TestLedgerRetraction(t *testing.T) {
 	if d, _ := n2.Duplicates(); d != 1 {
 		t.Fatalf("duplicates %d, want the retraction found recorded", d)
 	}
+}
+
+// TestLedgerOutboxRefusalIsNotRemembered: a finding the outbox refused
+// (full while the ledger is down) is not marked as handed over: the next
+// Notify of its key (an update) records it and it is delivered.
+func TestLedgerOutboxRefusalIsNotRemembered(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got[r.Header.Get("X-Sbcwatch-Delivery")]++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	count := func(k string) int { mu.Lock(); defer mu.Unlock(); return got[k] }
+	f := finding.New(finding.ReferDeliveryFailed, finding.Critical, time.Now(), "x")
+	rec, err := json.Marshal(outRec{Op: "new", Key: "k1", Receivers: []string{"soc"}, Finding: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Room for one record (and its 8-byte frame), not two.
+	box, err := spool.Open(t.TempDir(), int64(len(rec)+8)*3/2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	led := newMemLedger()
+	led.down.Store(true)
+	n := New([]Webhook{{Name: "soc", Kind: KindJSON, URL: srv.URL, Secret: "k"}},
+		Options{Ledger: led, Outbox: box, ClaimEvery: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = n.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; box.Close() }()
+	n.Notify("k1", f)
+	n.Notify("k2", f) // refused: the outbox is full
+	if _, drops := n.Duplicates(); drops != 1 {
+		t.Fatalf("outbox drops %d, want 1", drops)
+	}
+	led.down.Store(false)
+	for deadline := time.Now().Add(5 * time.Second); count("k1") != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("k1 not delivered: %v", got)
+		}
+	}
+	n.Notify("k2", f) // the update after the outage
+	for deadline := time.Now().Add(5 * time.Second); count("k2") != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("k2, refused by the full outbox once, never delivered: %v, ledger %v", got, led.states())
+		}
+	}
+}
+
+// TestLedgerOutboxRecordWithoutFinding: an outbox record that decodes
+// but has no finding (damaged on disk) is skipped with an error line,
+// never handed to the ledger (whose Record reads the finding's rule);
+// the records around it go on.
+func TestLedgerOutboxRecordWithoutFinding(t *testing.T) {
+	var delivered atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { delivered.Add(1) }))
+	defer srv.Close()
+	dir := t.TempDir()
+	box, err := spool.Open(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Close()
+	if err := box.Append([]byte(`{"op":"new","key":"bad","receivers":["soc"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	f := finding.New(finding.ReferDeliveryFailed, finding.Critical, time.Now(), "x")
+	good, err := json.Marshal(outRec{Op: "new", Key: "good", Receivers: []string{"soc"}, Finding: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := box.Append(good); err != nil {
+		t.Fatal(err)
+	}
+	led := &nilCheckLedger{memLedger: newMemLedger(), t: t}
+	n := New([]Webhook{{Name: "soc", Kind: KindJSON, URL: srv.URL, Secret: "k"}},
+		Options{Ledger: led, Outbox: box, ClaimEvery: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = n.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(5 * time.Second); led.states()["delivered"] != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the good record not delivered: ledger %v", led.states())
+		}
+	}
+	if st := led.states(); len(st) != 1 || delivered.Load() != 1 {
+		t.Fatalf("ledger %v, deliveries %d; want only the good record", st, delivered.Load())
+	}
+}
+
+// nilCheckLedger fails the test when a delivery without its finding is
+// recorded.
+type nilCheckLedger struct {
+	*memLedger
+	t *testing.T
+}
+
+func (l *nilCheckLedger) Record(ctx context.Context, ds []Delivery) (int, error) {
+	for _, d := range ds {
+		if d.Finding == nil {
+			l.t.Errorf("Record got %q without its finding", d.Key)
+		}
+	}
+	return l.memLedger.Record(ctx, ds)
 }

@@ -43,6 +43,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -327,7 +328,19 @@ func (f fanout) Call(c *sip.Call)         { f.d.writer.Call(c) }
 func (f fanout) TLSConn(c *tlsaudit.Conn) { f.d.writer.TLSConn(c) }
 func (f fanout) Finding(x *finding.Finding) {
 	f.d.writer.Finding(x)
-	f.d.notify(x)
+	f.d.notify(snapshot(x))
+}
+
+// snapshot copies a finding as the engine hands it over: the engine
+// updates a finding it emitted in place (a tls_cert_inconsistent that
+// counts more connections, Cites added to a refer_delivery_failed) and
+// emits it again, while the writer and the alert workers read the
+// earlier version on their own goroutines.
+func snapshot(x *finding.Finding) *finding.Finding {
+	g := *x
+	g.Cites = slices.Clone(x.Cites)
+	g.Evidence = maps.Clone(x.Evidence)
+	return &g
 }
 
 // notify hands a new finding to the alerts (live, poll and audit

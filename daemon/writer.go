@@ -253,8 +253,10 @@ func (w *writer) TLSConn(c *tlsaudit.Conn) {
 func (w *writer) Finding(f *finding.Finding) {
 	k := FindingKey(f)
 	if f.SBC == "" {
+		// On the caller's finding: an update of it keeps the SBC.
 		f.SBC = w.route.finding(f)
 	}
+	f = snapshot(f) // written on the writer's goroutine
 	w.add(f.SBC, func(b *batch) {
 		if i, ok := b.keys[k]; ok {
 			b.Findings[i] = f
