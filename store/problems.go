@@ -76,12 +76,21 @@ func insertFindings(ctx context.Context, tx pgx.Tx, rows [][]any, ingestID int64
 	err = tx.QueryRow(ctx, `
 with pre as (
   -- The rows already stored (all parts of this statement see the table
-  -- as it was before it).
+  -- as it was before it), by id: a finding whose time moves (its id
+  -- leaves the time out, StoredFindingID) is the same finding.
   select f.time, f.id, f.provisional or f.retracted as unsettled
-  from findings f join _in_findings i on f.time = i.time and f.id = i.id
+  from findings f join _in_findings i on f.id = i.id
+), moved as (
+  -- A later version dated earlier replaces its row and keeps its
+  -- acknowledgement.
+  delete from findings f using _in_findings i
+  where f.id = i.id and f.time <> i.time
+  returning f.id, f.acknowledged, f.acknowledged_at, f.acknowledged_by
 ), ins as (
-  insert into findings (`+joinCols(findingCols)+`, ingest_id)
-  select `+joinCols(findingCols)+`, $1::bigint from _in_findings
+  insert into findings (`+joinCols(findingCols)+`, ingest_id, acknowledged, acknowledged_at, acknowledged_by)
+  select `+joinColsAs("i", findingCols)+`, $1::bigint,
+    coalesce(m.acknowledged, false), m.acknowledged_at, coalesce(m.acknowledged_by, '')
+  from _in_findings i left join moved m on m.id = i.id
   on conflict (time, id) do update set
     summary = excluded.summary, evidence = excluded.evidence, cites = excluded.cites,
     severity = excluded.severity, severity_rank = excluded.severity_rank, local_id = excluded.local_id,
@@ -95,14 +104,14 @@ with pre as (
   returning time, id, rule, severity, severity_rank, sbc, subject, summary, source, provisional, retracted,
     case when source = 'audit' then coalesce(evidence->>'target', '') else '' end as target
 ), new as (
-  select * from ins where not exists (select 1 from pre where pre.time = ins.time and pre.id = ins.id)
+  select * from ins where not exists (select 1 from pre where pre.id = ins.id)
 ), sighted as (
   -- Sightings are the findings that became final here: new ones, and
   -- provisional (or retracted) ones confirmed. A later version of a
   -- final finding (same key, new summary or evidence) updates its row
   -- above and is none.
   select * from ins where not ins.provisional and not ins.retracted
-    and not exists (select 1 from pre where pre.time = ins.time and pre.id = ins.id and not pre.unsettled)
+    and not exists (select 1 from pre where pre.id = ins.id and not pre.unsettled)
 ), g as (
   select distinct on (sbc, rule, subject) sbc, rule, subject, severity, severity_rank, summary, id, source, target,
     min(time) over w as first, max(time) over w as last

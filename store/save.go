@@ -607,6 +607,13 @@ func StoredFindingID(sbc string, f *finding.Finding) string {
 	if f.Key != "" {
 		ident = f.Key
 	}
+	if f.Rule == finding.TLSCertInconsistent && f.Key != "" {
+		// Its time and connection name the earliest connection seen so
+		// far and move when an earlier one ends later (finding.KeyOf):
+		// the id leaves them out, and a later version with an earlier
+		// time moves the row (insertFindings).
+		return FindingID(sbc, f.Rule, "", "", time.Time{}, ident)
+	}
 	return FindingID(sbc, f.Rule, f.CallID, f.Connection, f.Time, ident)
 }
 
@@ -894,6 +901,15 @@ func tempTable(ctx context.Context, tx pgx.Tx, table string, cols []string) erro
 }
 
 func joinCols(cols []string) string { return strings.Join(cols, ", ") }
+
+// joinColsAs is joinCols with each column qualified by alias.
+func joinColsAs(alias string, cols []string) string {
+	q := make([]string, len(cols))
+	for i, c := range cols {
+		q[i] = alias + "." + c
+	}
+	return strings.Join(q, ", ")
+}
 
 // retryTx runs fn in a transaction, retrying a few times when Postgres
 // aborts it for a deadlock or a serialization failure (two writers saving

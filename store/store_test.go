@@ -668,3 +668,66 @@ func TestUpdatedFindingKeepsItsRow(t *testing.T) {
 		t.Errorf("a finding without a key and a new summary: %+v, want 1 new finding", res)
 	}
 }
+
+// TestMovedFindingKeepsItsRow: tls_cert_inconsistent is dated by, and
+// cites, the earliest connection seen so far; when an earlier connection
+// ends later (serve), a new version comes dated earlier. It is the same
+// finding: one row, moved to the new time, acknowledgement kept, no new
+// sighting of its problem.
+func TestMovedFindingKeepsItsRow(t *testing.T) {
+	t.Parallel()
+	st, _ := storetest.New(t)
+	ctx := context.Background()
+	t1 := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	t0 := t1.Add(-20 * time.Minute)
+	version := func(at time.Time, conn, summary string) *finding.Finding {
+		f := finding.New(finding.TLSCertInconsistent, finding.Critical, at, "%s", summary)
+		f.Connection = conn
+		f.Evidence["listener"] = "192.0.2.10:5061"
+		f.Evidence["sni"] = "sbc.contoso.example"
+		f.Key = finding.KeyOf(f)
+		return f
+	}
+	first := version(t1, "c-late", "2 certificates on 192.0.2.10:5061")
+	res, err := st.SaveReportResult(ctx, "sbc1", "live-1", &report.Report{Findings: []*finding.Finding{first}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Findings != 1 || res.Problems != 1 {
+		t.Fatalf("first version: %+v, want 1 finding, 1 problem", res)
+	}
+	id := store.StoredFindingID("sbc1", first)
+	if _, err := store.AckFinding(ctx, st.Pool(), id, "oncall"); err != nil {
+		t.Fatal(err)
+	}
+	moved := version(t0, "c-early", "2 certificates on 192.0.2.10:5061 (3 connections)")
+	if moved.Key != first.Key || store.StoredFindingID("sbc1", moved) != id {
+		t.Fatalf("key or id moved with the time: %s/%s, %s/%s", first.Key, moved.Key, id, store.StoredFindingID("sbc1", moved))
+	}
+	res, err = st.SaveReportResult(ctx, "sbc1", "live-2", &report.Report{Findings: []*finding.Finding{moved}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Findings != 0 || res.Problems != 0 {
+		t.Errorf("the moved version counted as new: %+v", res)
+	}
+	var n int
+	var at time.Time
+	var conn, summary string
+	var acked bool
+	if err := st.Pool().QueryRow(ctx, `select count(*) over (), time, connection, summary, acknowledged
+		from findings where rule = $1`, finding.TLSCertInconsistent).Scan(&n, &at, &conn, &summary, &acked); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || !at.Equal(t0) || conn != "c-early" || summary != moved.Summary || !acked {
+		t.Errorf("stored %d rows, time %s, connection %q, summary %q, acknowledged %v; want 1 row at %s, c-early, the new summary, acknowledged",
+			n, at, conn, summary, acked, t0)
+	}
+	var count int
+	if err := st.Pool().QueryRow(ctx, `select count from problems where rule = $1`, finding.TLSCertInconsistent).Scan(&count); err != nil {
+		t.Fatal(err)
+	}
+	if count != 1 {
+		t.Errorf("problem count %d, want 1", count)
+	}
+}
