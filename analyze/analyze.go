@@ -116,6 +116,43 @@ type PacketSink interface {
 	Packets([]report.Packet)
 }
 
+// Tee hands every record to each of its sinks in turn, and kept frames
+// (KeepPackets) to those that take them (`analyze --store` with an
+// output: the report's spool and the store).
+type Tee []pipeline.Sink
+
+var _ PacketSink = Tee(nil)
+
+// Packets hands ps to the sinks that are PacketSinks.
+func (t Tee) Packets(ps []report.Packet) {
+	for _, s := range t {
+		if p, ok := s.(PacketSink); ok {
+			p.Packets(ps)
+		}
+	}
+}
+
+// Call hands c to every sink.
+func (t Tee) Call(c *sip.Call) {
+	for _, s := range t {
+		s.Call(c)
+	}
+}
+
+// TLSConn hands c to every sink.
+func (t Tee) TLSConn(c *tlsaudit.Conn) {
+	for _, s := range t {
+		s.TLSConn(c)
+	}
+}
+
+// Finding hands f to every sink.
+func (t Tee) Finding(f *finding.Finding) {
+	for _, s := range t {
+		s.Finding(f)
+	}
+}
+
 // Stream analyses like Files, but hands each call, TLS connection and
 // finding to sink as the engine decides it (a finding sent again with
 // the same ID is an update) and keeps none of them: memory is bounded by

@@ -7,33 +7,8 @@ import (
 	"testing"
 
 	"github.com/sbcwatch/sbcwatch/config"
-	"github.com/sbcwatch/sbcwatch/finding"
-	"github.com/sbcwatch/sbcwatch/pipeline"
 	"github.com/sbcwatch/sbcwatch/report"
-	"github.com/sbcwatch/sbcwatch/sip"
-	"github.com/sbcwatch/sbcwatch/tlsaudit"
 )
-
-// fanOut hands every record to each sink.
-type fanOut []pipeline.Sink
-
-func (f fanOut) Call(c *sip.Call) {
-	for _, s := range f {
-		s.Call(c)
-	}
-}
-
-func (f fanOut) TLSConn(c *tlsaudit.Conn) {
-	for _, s := range f {
-		s.TLSConn(c)
-	}
-}
-
-func (f fanOut) Finding(x *finding.Finding) {
-	for _, s := range f {
-		s.Finding(x)
-	}
-}
 
 // TestCallSpoolMatchesReport: the ladder and the JSON detail of a call
 // built while streaming (report.CallSpool: `analyze --call`) are byte for
@@ -70,7 +45,7 @@ func TestCallSpoolMatchesReport(t *testing.T) {
 			}
 			ids := pickCalls(rep, in.all)
 			ids = append(ids, "no-such-call@nowhere")
-			var sinks fanOut
+			var sinks Tee
 			spools := map[string]*report.CallSpool{}
 			for _, id := range ids {
 				cs, err := report.NewCallSpool(t.TempDir(), id)

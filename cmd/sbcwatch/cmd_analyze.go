@@ -13,11 +13,8 @@ import (
 
 	"github.com/sbcwatch/sbcwatch/analyze"
 	"github.com/sbcwatch/sbcwatch/config"
-	"github.com/sbcwatch/sbcwatch/finding"
 	"github.com/sbcwatch/sbcwatch/pipeline"
 	"github.com/sbcwatch/sbcwatch/report"
-	"github.com/sbcwatch/sbcwatch/sip"
-	"github.com/sbcwatch/sbcwatch/tlsaudit"
 )
 
 // parseInterleaved parses flags that may come before, between or after
@@ -203,7 +200,7 @@ func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt ana
 		spool = cs.Findings()
 		var sink pipeline.Sink = cs
 		if ss != nil {
-			sink = teeSink{cs, ss}
+			sink = analyze.Tee{cs, ss}
 		}
 		if sum, err = analyze.Stream(ctx, paths, opt, sink); err != nil {
 			return fail(err)
@@ -237,7 +234,7 @@ func (f *analyzeFlags) streamReport(ctx context.Context, paths []string, opt ana
 		defer sp.Close()
 		var sink pipeline.Sink = sp
 		if ss != nil {
-			sink = teeSink{sp, ss}
+			sink = analyze.Tee{sp, ss}
 		}
 		if sum, err = analyze.Stream(ctx, paths, opt, sink); err != nil {
 			return fail(err)
@@ -282,38 +279,6 @@ type callError struct{ err error }
 
 func (e callError) Error() string { return e.err.Error() }
 func (e callError) Unwrap() error { return e.err }
-
-// teeSink hands every record to each of its sinks in turn, and kept
-// frames (--keep-packets) to those that take them.
-type teeSink []pipeline.Sink
-
-var _ analyze.PacketSink = teeSink(nil)
-
-func (t teeSink) Packets(ps []report.Packet) {
-	for _, s := range t {
-		if p, ok := s.(analyze.PacketSink); ok {
-			p.Packets(ps)
-		}
-	}
-}
-
-func (t teeSink) Call(c *sip.Call) {
-	for _, s := range t {
-		s.Call(c)
-	}
-}
-
-func (t teeSink) TLSConn(c *tlsaudit.Conn) {
-	for _, s := range t {
-		s.TLSConn(c)
-	}
-}
-
-func (t teeSink) Finding(f *finding.Finding) {
-	for _, s := range t {
-		s.Finding(f)
-	}
-}
 
 // analyzeFailed reports an analysis that ended in err on stderr (after
 // clearing the progress line) and returns the exit status: interrupted,
