@@ -33,7 +33,8 @@ const (
 )
 
 // RecordAlerts stores each delivery (with After, only when the receiver
-// has a delivery of After) unless one of the same receiver and key exists (delivered, failed or pending, by this instance or another
+// has a delivery of After that did not fail for good: a retraction of
+// what never arrived is not sent) unless one of the same receiver and key exists (delivered, failed or pending, by this instance or another
 // one): it returns the deliveries it inserted, the ones this process may
 // deliver. Each row names the instance of the connection's
 // sbcwatch.instance setting.
@@ -48,7 +49,7 @@ func (s *Store) RecordAlerts(ctx context.Context, ds []AlertDelivery) ([]AlertDe
 		for _, d := range ds {
 			b.Queue(`insert into alert_deliveries (receiver, finding_key, rule, severity, finding)
 select $1, $2, $3, $4, $5::jsonb
-where $6 = '' or exists (select 1 from alert_deliveries where receiver = $1 and finding_key = $6)
+where $6 = '' or exists (select 1 from alert_deliveries where receiver = $1 and finding_key = $6 and state <> 'failed')
 on conflict (receiver, finding_key) do nothing`,
 				d.Receiver, d.Key, d.Rule, d.Severity, string(d.Finding), d.After)
 		}

@@ -101,3 +101,42 @@ func TestAlertDeliveriesOncePerReceiverAndKey(t *testing.T) {
 		t.Fatalf("pruned %d fresh rows: %v", n, err)
 	}
 }
+
+// TestRetractionOnlyWhereTheOriginalMayHaveArrived: a retraction's
+// follow-up (After) is recorded for a receiver whose delivery of the
+// original is pending or delivered, not for one that refused it for
+// good, nor for one that never had it.
+func TestRetractionOnlyWhereTheOriginalMayHaveArrived(t *testing.T) {
+	t.Parallel()
+	st, _ := storetest.New(t)
+	ctx := context.Background()
+	orig := func(receiver string) store.AlertDelivery {
+		return store.AlertDelivery{Receiver: receiver, Key: "k", Rule: "refer_delivery_failed", Severity: "critical", Finding: []byte(`{}`)}
+	}
+	if got, err := st.RecordAlerts(ctx, []store.AlertDelivery{orig("ok"), orig("gone"), orig("later")}); err != nil || len(got) != 3 {
+		t.Fatalf("originals recorded %v %v", got, err)
+	}
+	if err := st.FinishAlert(ctx, "ok", "k", true, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.FinishAlert(ctx, "gone", "k", false, "410 Gone"); err != nil {
+		t.Fatal(err)
+	}
+	var rs []store.AlertDelivery
+	for _, r := range []string{"ok", "gone", "later", "never"} {
+		d := orig(r)
+		d.Key, d.After = "k/retracted", "k"
+		rs = append(rs, d)
+	}
+	got, err := st.RecordAlerts(ctx, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var to []string
+	for _, d := range got {
+		to = append(to, d.Receiver)
+	}
+	if len(to) != 2 || to[0] != "ok" || to[1] != "later" {
+		t.Fatalf("retraction recorded for %v, want [ok later]", to)
+	}
+}
