@@ -751,77 +751,61 @@ on conflict (sbc, call_id, start_time) do update set
 where excluded.last_time > calls.last_time or (calls.last_time is null and excluded.last_time is not null)`
 
 // saveCalls stores the calls of a batch and returns how many were added
-// or updated. They are copied straight into calls (a new capture: no
-// call is stored yet); when one is (23505), the copy is undone and the
-// calls go through a temporary table and callUpsert instead.
+// or updated (binaryCopy with callUpsert).
 func saveCalls(ctx context.Context, tx pgx.Tx, sbc string, recs []callRec, ingestID int64) (int64, error) {
-	if len(recs) == 0 {
+	return binaryCopy(ctx, tx, "calls", callCols, len(recs), func(b []byte, i int, ingest int64) []byte {
+		return appendCallRow(b, sbc, &recs[i], ingest)
+	}, ingestID, callUpsert)
+}
+
+// saveMessages stores the SIP messages of a batch and returns how many
+// were new (binaryCopy; a message already stored is left as it is).
+func saveMessages(ctx context.Context, tx pgx.Tx, sbc string, refs []msgRef) (int64, error) {
+	return binaryCopy(ctx, tx, "sip_messages", messageCols, len(refs), func(b []byte, i int, _ int64) []byte {
+		return appendMessageRow(b, sbc, &refs[i])
+	}, 0, " on conflict do nothing")
+}
+
+// binaryCopy stores n rows, each encoded by row in COPY's binary format
+// (row i, with ingest when not 0, as ingest_id after cols), and returns
+// how many were added or updated. They are copied straight into table (a
+// new capture: none is stored yet); when one is (23505), the copy is
+// undone and the rows go through a temporary table and an insert with
+// conflict instead, which fills ingest_id itself.
+func binaryCopy(ctx context.Context, tx pgx.Tx, table string, cols []string, n int, row func(b []byte, i int, ingest int64) []byte, ingestID int64, conflict string) (int64, error) {
+	if n == 0 {
 		return 0, nil
 	}
-	copyInto := func(tx pgx.Tx, table string, ingest int64) (int64, error) {
-		cols := joinCols(callCols)
+	copyInto := func(tx pgx.Tx, into string, ingest int64) (int64, error) {
+		list := joinCols(cols)
 		if ingest != 0 {
-			cols += ", ingest_id"
+			list += ", ingest_id"
 		}
-		src := newCopyReader(len(recs), func(b []byte, i int) []byte { return appendCallRow(b, sbc, &recs[i], ingest) })
-		tag, err := tx.Conn().PgConn().CopyFrom(ctx, src, "copy "+table+" ("+cols+") from stdin binary")
+		src := newCopyReader(n, func(b []byte, i int) []byte { return row(b, i, ingest) })
+		tag, err := tx.Conn().PgConn().CopyFrom(ctx, src, "copy "+into+" ("+list+") from stdin binary")
 		return tag.RowsAffected(), err
 	}
-	n, ok, err := tryCopy(ctx, tx, func(sp pgx.Tx) (int64, error) { return copyInto(sp, "calls", ingestID) })
+	added, ok, err := tryCopy(ctx, tx, func(sp pgx.Tx) (int64, error) { return copyInto(sp, table, ingestID) })
 	if err != nil || ok {
 		if err != nil {
-			err = fmt.Errorf("calls: copy: %w", err)
+			err = fmt.Errorf("%s: copy: %w", table, err)
 		}
-		return n, err
+		return added, err
 	}
-	if err := tempTable(ctx, tx, "calls", callCols); err != nil {
+	if err := tempTable(ctx, tx, table, cols); err != nil {
 		return 0, err
 	}
-	if _, err := copyInto(tx, "_in_calls", 0); err != nil {
-		return 0, fmt.Errorf("calls: copy: %w", err)
+	if _, err := copyInto(tx, "_in_"+table, 0); err != nil {
+		return 0, fmt.Errorf("%s: copy: %w", table, err)
 	}
-	ins, sel := joinCols(callCols), joinCols(callCols)
+	ins, sel := joinCols(cols), joinCols(cols)
 	if ingestID != 0 {
 		ins += ", ingest_id"
 		sel += fmt.Sprintf(", %d::bigint", ingestID)
 	}
-	tag, err := tx.Exec(ctx, "insert into calls ("+ins+") select "+sel+" from _in_calls"+callUpsert)
+	tag, err := tx.Exec(ctx, "insert into "+table+" ("+ins+") select "+sel+" from _in_"+table+conflict)
 	if err != nil {
-		return 0, fmt.Errorf("calls: insert: %w", err)
-	}
-	return tag.RowsAffected(), nil
-}
-
-// saveMessages stores the SIP messages of a batch and returns how many
-// were new. Like saveCalls they are copied straight into sip_messages
-// and, when one is already stored, through a temporary table with ON
-// CONFLICT DO NOTHING instead.
-func saveMessages(ctx context.Context, tx pgx.Tx, sbc string, refs []msgRef) (int64, error) {
-	if len(refs) == 0 {
-		return 0, nil
-	}
-	copyInto := func(tx pgx.Tx, table string) (int64, error) {
-		src := newCopyReader(len(refs), func(b []byte, i int) []byte { return appendMessageRow(b, sbc, &refs[i]) })
-		tag, err := tx.Conn().PgConn().CopyFrom(ctx, src, "copy "+table+" ("+joinCols(messageCols)+") from stdin binary")
-		return tag.RowsAffected(), err
-	}
-	n, ok, err := tryCopy(ctx, tx, func(sp pgx.Tx) (int64, error) { return copyInto(sp, "sip_messages") })
-	if err != nil || ok {
-		if err != nil {
-			err = fmt.Errorf("sip_messages: copy: %w", err)
-		}
-		return n, err
-	}
-	if err := tempTable(ctx, tx, "sip_messages", messageCols); err != nil {
-		return 0, err
-	}
-	if _, err := copyInto(tx, "_in_sip_messages"); err != nil {
-		return 0, fmt.Errorf("sip_messages: copy: %w", err)
-	}
-	tag, err := tx.Exec(ctx, "insert into sip_messages ("+joinCols(messageCols)+") select "+joinCols(messageCols)+
-		" from _in_sip_messages on conflict do nothing")
-	if err != nil {
-		return 0, fmt.Errorf("sip_messages: insert: %w", err)
+		return 0, fmt.Errorf("%s: insert: %w", table, err)
 	}
 	return tag.RowsAffected(), nil
 }
